@@ -1,0 +1,3 @@
+module qss
+
+go 1.26.8
