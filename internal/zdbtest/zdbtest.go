@@ -1,0 +1,219 @@
+// Package zdbtest starts real zdb server processes for tests: the binary is
+// built once per test process from ./cmd/zdb and each server listens on a
+// free loopback port with its own data and index directories.
+package zdbtest
+
+import (
+	"bytes"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var (
+	buildOnce sync.Once
+	binPath   string
+	buildErr  error
+)
+
+// Binary builds cmd/zdb (once per test process) and returns its path.
+func Binary(t testing.TB) string {
+	t.Helper()
+	buildOnce.Do(func() {
+		_, file, _, _ := runtime.Caller(0)
+		root := filepath.Join(filepath.Dir(file), "..", "..")
+		dir, err := os.MkdirTemp("", "zdbtest-bin-")
+		if err != nil {
+			buildErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "zdb")
+		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/zdb")
+		cmd.Dir = root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			buildErr = fmt.Errorf("go build ./cmd/zdb: %v\n%s", err, out)
+		}
+	})
+	if buildErr != nil {
+		t.Fatal(buildErr)
+	}
+	return binPath
+}
+
+// Server is one running zdb process.
+type Server struct {
+	t     testing.TB
+	Dir   string   // holds data/ and index/
+	Port  int      // TCP port on 127.0.0.1
+	Args  []string // extra flags given at start
+	cmd   *exec.Cmd
+	log   *bytes.Buffer
+	mu    sync.Mutex
+	done  chan struct{}
+	State *os.ProcessState
+}
+
+// Start runs a zdb on a fresh directory with the given extra flags and waits
+// until it accepts connections. It is stopped when the test ends.
+func Start(t testing.TB, args ...string) *Server {
+	t.Helper()
+	return StartIn(t, t.TempDir(), args...)
+}
+
+// StartIn runs a zdb whose data and index live under dir (dir/data,
+// dir/index), for tests that restart on the same files.
+func StartIn(t testing.TB, dir string, args ...string) *Server {
+	t.Helper()
+	s := &Server{t: t, Dir: dir, Args: args}
+	s.start()
+	t.Cleanup(s.Stop)
+	return s
+}
+
+// Addr is "127.0.0.1:port".
+func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
+
+// DataDir and IndexDir are the server's roots.
+func (s *Server) DataDir() string  { return filepath.Join(s.Dir, "data") }
+func (s *Server) IndexDir() string { return filepath.Join(s.Dir, "index") }
+
+// Log returns what the server printed so far.
+func (s *Server) Log() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.log.String()
+}
+
+type lockedWriter struct {
+	mu *sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w lockedWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+func (s *Server) start() {
+	s.t.Helper()
+	bin := Binary(s.t)
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		s.Port = FreePort(s.t)
+		argv := append([]string{
+			"--listen", "127.0.0.1", "--port", strconv.Itoa(s.Port),
+			"--data", s.DataDir(), "--index", s.IndexDir(),
+		}, s.Args...)
+		s.log = &bytes.Buffer{}
+		s.cmd = exec.Command(bin, argv...)
+		w := lockedWriter{&s.mu, s.log}
+		s.cmd.Stdout, s.cmd.Stderr = w, w
+		if err := s.cmd.Start(); err != nil {
+			s.t.Fatalf("start zdb: %v", err)
+		}
+		s.done = make(chan struct{})
+		go func(cmd *exec.Cmd, done chan struct{}) {
+			cmd.Wait()
+			s.mu.Lock()
+			s.State = cmd.ProcessState
+			s.mu.Unlock()
+			close(done)
+		}(s.cmd, s.done)
+		if lastErr = s.waitReady(10 * time.Second); lastErr == nil {
+			return
+		}
+		s.Kill()
+	}
+	s.t.Fatalf("zdb did not start: %v\n%s", lastErr, s.Log())
+}
+
+func (s *Server) waitReady(timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		select {
+		case <-s.done:
+			return fmt.Errorf("zdb exited: %v", s.State)
+		default:
+		}
+		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
+		if err == nil {
+			c.Close()
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return fmt.Errorf("no listener on %s after %v", s.Addr(), timeout)
+}
+
+// Kill sends SIGKILL and waits for the process to end.
+func (s *Server) Kill() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	s.cmd.Process.Signal(syscall.SIGKILL)
+	<-s.done
+}
+
+// Stop sends SIGTERM and waits (SIGKILL after 10 s).
+func (s *Server) Stop() {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-s.done:
+		return
+	default:
+	}
+	s.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-s.done:
+	case <-time.After(10 * time.Second):
+		s.Kill()
+	}
+}
+
+// Wait waits for the process to exit on its own (after STOP, say).
+func (s *Server) Wait(timeout time.Duration) bool {
+	select {
+	case <-s.done:
+		return true
+	case <-time.After(timeout):
+		return false
+	}
+}
+
+// Restart stops (or has stopped) the server and starts it again on the same
+// directories and flags.
+func (s *Server) Restart() {
+	s.t.Helper()
+	s.Stop()
+	s.start()
+}
+
+// RestartAfterKill kills the server with SIGKILL and starts it again.
+func (s *Server) RestartAfterKill() {
+	s.t.Helper()
+	s.Kill()
+	s.start()
+}
+
+// FreePort returns a TCP port free on 127.0.0.1 at the time of the call.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
