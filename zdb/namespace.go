@@ -1,0 +1,1136 @@
+package zdb
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Namespace is one key space with its own index and data files.
+//
+// Write order, which the crash story rests on (docs/zdb-format.md): the data
+// entry is written before the index entry that points at it; a new index
+// entry is appended before the entry it supersedes is flagged. A crash in
+// between leaves either the old version live or an unindexed data entry,
+// never an index entry without its data. Startup trims whatever a crash cut.
+type Namespace struct {
+	eng  *Engine
+	name string
+
+	mu      sync.RWMutex
+	desc    NamespaceFile // persisted settings (password held in memory only here)
+	mode    Mode
+	lock    lockState
+	deleted atomic.Bool
+
+	idx       *keyIndex
+	liveBytes uint64 // payload bytes of live keys
+	nextID    uint64 // index slots written so far (seq ids)
+
+	indexDir, dataDir string
+	cur               uint32              // active file id
+	indexFiles        map[uint32]*os.File // every index file, read-write
+	fileEnds          map[uint32]fileEnd  // per index file: end and last entry
+	seqFirst          []uint64            // seq mode: first id of file i
+	dataEnd           int64               // append offset in d<cur>
+	dataLast          uint32              // offset of the last data entry written
+	idxLast           uint32              // offset of the last index entry written
+	dirty             map[uint32]bool     // index files changed since INDEX DIRTY RESET
+	changed           bool                // written since the last jump
+	lastJump          time.Time
+	scratch           []byte
+
+	filesMu   sync.Mutex
+	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
+	fetching  map[uint32]*fetchCall
+
+	// statistics for NSINFO
+	indexErrors, dataErrors, dataFaults atomic.Uint64
+	indexErrorLast, dataErrorLast       atomic.Int64
+}
+
+type lockState uint8
+
+const (
+	unlocked lockState = iota
+	locked
+	frozen
+)
+
+type fileEnd struct {
+	end  int64  // size of the index file
+	last uint32 // offset of its last entry, 0 when it has none
+}
+
+type fetchCall struct {
+	done chan struct{}
+}
+
+// Name is the namespace's name.
+func (ns *Namespace) Name() string { return ns.name }
+
+// Deleted reports whether the namespace was removed (NSDEL).
+func (ns *Namespace) Deleted() bool { return ns.deleted.Load() }
+
+// Mode is the namespace's key mode.
+func (ns *Namespace) Mode() Mode {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.mode
+}
+
+// Settings returns the persisted settings.
+func (ns *Namespace) Settings() NamespaceFile {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.desc
+}
+
+// Len is the number of live keys.
+func (ns *Namespace) Len() int {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.idx.Len()
+}
+
+func (ns *Namespace) indexPath(id uint32) string {
+	return filepath.Join(ns.indexDir, "i"+strconv.FormatUint(uint64(id), 10))
+}
+
+func (ns *Namespace) dataPath(id uint32) string {
+	return filepath.Join(ns.dataDir, "d"+strconv.FormatUint(uint64(id), 10))
+}
+
+func (ns *Namespace) log() *slog.Logger { return ns.eng.log.With("namespace", ns.name) }
+
+// ---------------------------------------------------------------------------
+// loading and recovery
+
+// load opens the namespace's files and rebuilds the key index. It trims a
+// torn or corrupt tail from the active index and data files.
+func (ns *Namespace) load(create bool, mode Mode) error {
+	ns.indexFiles = map[uint32]*os.File{}
+	ns.fileEnds = map[uint32]fileEnd{}
+	ns.dataFiles = map[uint32]*os.File{}
+	ns.fetching = map[uint32]*fetchCall{}
+	ns.dirty = map[uint32]bool{}
+	ns.seqFirst = nil
+	ns.idx = newKeyIndex()
+	ns.liveBytes, ns.nextID = 0, 0
+	ns.idxLast, ns.dataLast = 0, 0
+	ns.lastJump = time.Now()
+
+	if err := os.MkdirAll(ns.indexDir, 0o700); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(ns.dataDir, 0o700); err != nil {
+		return err
+	}
+	descPath := filepath.Join(ns.indexDir, NamespaceFileName)
+	raw, err := os.ReadFile(descPath)
+	switch {
+	case errors.Is(err, fs.ErrNotExist):
+		ns.desc = NamespaceFile{Version: NamespaceFileVersion, Name: ns.name, Public: true, MaxSize: ns.eng.opts.MaxSize}
+		if err := ns.saveDescriptor(); err != nil {
+			return err
+		}
+	case err != nil:
+		return err
+	default:
+		if ns.desc, err = ParseNamespaceFile(raw); err != nil {
+			return fmt.Errorf("%s: %w", descPath, err)
+		}
+	}
+
+	ids, err := listIDs(ns.indexDir, 'i')
+	if err != nil {
+		return err
+	}
+	if len(ids) == 0 {
+		ns.mode = mode
+		return ns.createFiles(0)
+	}
+	ns.cur = ids[len(ids)-1]
+
+	// Recover the active data file first: its valid entries are the ground
+	// truth against which the index tail is checked.
+	valid, err := ns.recoverDataTail()
+	if err != nil {
+		return err
+	}
+	for i, id := range ids {
+		if err := ns.replayIndex(id, i == len(ids)-1, valid); err != nil {
+			return err
+		}
+	}
+	ns.idx.Range(func(_ []byte, l location) bool {
+		ns.liveBytes += uint64(l.Length)
+		return true
+	})
+	f, err := os.OpenFile(ns.dataPath(ns.cur), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	ns.dataFiles[ns.cur] = f
+	return nil
+}
+
+// validData lists the entries of the active data file that survived
+// recovery: offset<<32 | crc, sorted by offset.
+type validData []uint64
+
+func (v validData) has(off, crc uint32) bool {
+	want := uint64(off)<<32 | uint64(crc)
+	i := sort.Search(len(v), func(i int) bool { return v[i] >= want })
+	return i < len(v) && v[i] == want
+}
+
+// recoverDataTail reads the active data file entry by entry, checks each
+// CRC, and truncates the file after the last whole, valid entry.
+func (ns *Namespace) recoverDataTail() (validData, error) {
+	path := ns.dataPath(ns.cur)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if errors.Is(err, fs.ErrNotExist) {
+		// A crash between creating i<N> and d<N>.
+		ns.log().Warn("active data file missing, creating it", "file", path)
+		if err := writeNewFile(path, DataHeader{Version: DataVersion, Created: uint64(time.Now().Unix()), FileID: ns.cur}.Marshal()); err != nil {
+			return nil, err
+		}
+		ns.dataEnd, ns.dataLast = DataHeaderSize, 0
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	size := st.Size()
+	hdr := make([]byte, DataHeaderSize)
+	if _, err := f.ReadAt(hdr, 0); err != nil || !bytes.Equal(hdr[:4], []byte(DataMagic)) {
+		if size > DataHeaderSize {
+			return nil, fmt.Errorf("%s: unreadable data header", path)
+		}
+		ns.log().Warn("torn data file header, rewriting it", "file", path, "size", size)
+		if err := writeNewFile(path, DataHeader{Version: DataVersion, Created: uint64(time.Now().Unix()), FileID: ns.cur}.Marshal()); err != nil {
+			return nil, err
+		}
+		ns.dataEnd, ns.dataLast = DataHeaderSize, 0
+		return nil, nil
+	}
+	if _, err := ParseDataHeader(hdr); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	var valid validData
+	r := newFileScanner(f, DataHeaderSize, size)
+	off := int64(DataHeaderSize)
+	last := uint32(0)
+	reason := ""
+	for off < size {
+		h, err := ParseDataEntryHeader(r.peek(off, DataEntryFixed))
+		if err != nil {
+			reason = "entry header: " + err.Error()
+			break
+		}
+		if h.KeyLen == 0 && h.Flags&FlagDeleted == 0 {
+			reason = "entry without a key"
+			break
+		}
+		if off+h.Size() > size {
+			reason = "entry cut short"
+			break
+		}
+		payload := r.peek(off+DataEntryFixed+int64(h.KeyLen), int(h.Length))
+		if payload == nil || CRC(payload) != h.CRC {
+			reason = "payload checksum mismatch"
+			break
+		}
+		valid = append(valid, uint64(off)<<32|uint64(h.CRC))
+		last = uint32(off)
+		off += h.Size()
+	}
+	if r.err != nil {
+		return nil, fmt.Errorf("%s: %w", path, r.err)
+	}
+	if off < size {
+		ns.log().Warn("dropping torn or corrupt tail of data file", "file", path,
+			"offset", off, "dropped_bytes", size-off, "reason", reason)
+		if err := f.Truncate(off); err != nil {
+			return nil, err
+		}
+	}
+	ns.dataEnd, ns.dataLast = off, last
+	return valid, nil
+}
+
+// replayIndex applies one index file to the key index. In the active file
+// (last), an entry that points at data that did not survive ends the file:
+// it and everything after it are truncated.
+func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
+	path := ns.indexPath(id)
+	f, err := os.OpenFile(path, os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	ns.indexFiles[id] = f
+	buf, err := io.ReadAll(f)
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	h, err := ParseIndexHeader(buf)
+	if err != nil {
+		if last && len(buf) < IndexHeaderSize && bytes.HasPrefix([]byte(IndexMagic), buf[:min(len(buf), 4)]) {
+			ns.log().Warn("torn index file header, rewriting it", "file", path, "size", len(buf))
+			if id == 0 {
+				h.Mode = ns.eng.defaultMode()
+			} else {
+				h.Mode = ns.mode
+			}
+			hb := IndexHeader{Version: IndexVersion, Created: uint64(time.Now().Unix()), FileID: id, Mode: h.Mode}.Marshal()
+			if _, err := f.WriteAt(hb, 0); err != nil {
+				return err
+			}
+			if err := f.Truncate(IndexHeaderSize); err != nil {
+				return err
+			}
+			buf = hb
+		} else {
+			return fmt.Errorf("%s: %w", path, err)
+		}
+	}
+	if id == ns.firstID() {
+		ns.mode = h.Mode
+	} else if h.Mode != ns.mode {
+		return fmt.Errorf("%s: mode %s differs from the namespace's %s", path, h.Mode, ns.mode)
+	}
+	if ns.mode == ModeSeq {
+		for uint32(len(ns.seqFirst)) < id {
+			ns.seqFirst = append(ns.seqFirst, ns.nextID) // gaps: empty files
+		}
+		ns.seqFirst = append(ns.seqFirst, ns.nextID)
+	}
+
+	off := IndexHeaderSize
+	lastEntry := uint32(0)
+	reason := ""
+	for off < len(buf) {
+		e, n, err := ParseIndexEntry(buf[off:])
+		if err != nil {
+			reason = err.Error()
+			break
+		}
+		if ns.mode == ModeSeq && len(e.Key) != SeqKeyLen {
+			reason = "sequential entry with a key of " + strconv.Itoa(len(e.Key)) + " bytes"
+			break
+		}
+		e.DataID = ns.entryDataID(id, e)
+		live := e.Flags&FlagDeleted == 0
+		if live && e.DataID == ns.cur && !valid.has(e.DataOffset, e.CRC) && e.Length+uint32(len(e.Key)) > 0 {
+			if last {
+				reason = "entry points at data that is missing or corrupt"
+				break
+			}
+			// A seq slot updated in place to point into the active data
+			// file, whose data did not survive: keep the slot, drop the key.
+			ns.log().Warn("dropping key whose data did not survive", "file", path, "offset", off)
+			live = false
+		}
+		var key []byte
+		if ns.mode == ModeSeq {
+			key = seqKey(ns.nextID)
+		} else {
+			key = e.Key
+		}
+		if live {
+			ns.idx.Put(key, location{
+				IndexID: id, IndexOffset: uint32(off), DataID: e.DataID, DataOffset: e.DataOffset,
+				Length: e.Length, CRC: e.CRC, Timestamp: e.Timestamp,
+			})
+		} else if ns.mode == ModeUser {
+			ns.idx.Delete(key)
+		}
+		ns.nextID++
+		lastEntry = uint32(off)
+		off += n
+	}
+	if off < len(buf) {
+		if !last {
+			ns.log().Error("index file has an unreadable entry; ignoring the rest of it",
+				"file", path, "offset", off, "ignored_bytes", len(buf)-off, "reason", reason)
+		} else {
+			ns.log().Warn("dropping torn or corrupt tail of index file", "file", path,
+				"offset", off, "dropped_bytes", len(buf)-off, "reason", reason)
+			if err := f.Truncate(int64(off)); err != nil {
+				return err
+			}
+		}
+	}
+	ns.fileEnds[id] = fileEnd{end: int64(off), last: lastEntry}
+	if lastEntry != 0 {
+		ns.idxLast = lastEntry
+	}
+	return nil
+}
+
+// entryDataID is the data file an index entry in index file id points at.
+// In user mode that is always the index file's own id: 0-db v2 leaves the
+// dataid field at 0 for new keys, so the field cannot be trusted there. In
+// seq mode a slot may be rewritten to point into a later data file, and the
+// field is right.
+func (ns *Namespace) entryDataID(id uint32, e IndexEntry) uint32 {
+	if ns.mode == ModeUser {
+		return id
+	}
+	return e.DataID
+}
+
+func (ns *Namespace) firstID() uint32 {
+	first := ^uint32(0)
+	for id := range ns.indexFiles {
+		first = min(first, id)
+	}
+	return first
+}
+
+// createFiles starts index and data files id (a fresh namespace or a jump).
+func (ns *Namespace) createFiles(id uint32) error {
+	now := uint64(time.Now().Unix())
+	ih := IndexHeader{Version: IndexVersion, Created: now, Opened: now, FileID: id, Mode: ns.mode}
+	dh := DataHeader{Version: DataVersion, Created: now, Opened: now, FileID: id}
+	// Data first: an index file never exists without its data file.
+	if err := writeNewFile(ns.dataPath(id), dh.Marshal()); err != nil {
+		return err
+	}
+	if err := writeNewFile(ns.indexPath(id), ih.Marshal()); err != nil {
+		return err
+	}
+	fi, err := os.OpenFile(ns.indexPath(id), os.O_RDWR, 0)
+	if err != nil {
+		return err
+	}
+	fd, err := os.OpenFile(ns.dataPath(id), os.O_RDWR, 0)
+	if err != nil {
+		fi.Close()
+		return err
+	}
+	syncDir(ns.indexDir)
+	syncDir(ns.dataDir)
+	ns.indexFiles[id] = fi
+	ns.fileEnds[id] = fileEnd{end: IndexHeaderSize}
+	ns.filesMu.Lock()
+	ns.dataFiles[id] = fd
+	ns.filesMu.Unlock()
+	if ns.mode == ModeSeq {
+		for uint32(len(ns.seqFirst)) <= id {
+			ns.seqFirst = append(ns.seqFirst, ns.nextID)
+		}
+	}
+	ns.cur = id
+	ns.dataEnd = DataHeaderSize // dataLast carries over, as in 0-db
+	return nil
+}
+
+func writeNewFile(path string, content []byte) error {
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(content); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+func (ns *Namespace) saveDescriptor() error {
+	path := filepath.Join(ns.indexDir, NamespaceFileName)
+	tmp := path + ".tmp"
+	if err := writeNewFile(tmp, ns.desc.Marshal()); err != nil {
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	syncDir(ns.indexDir)
+	return nil
+}
+
+// listIDs returns the N of files named <prefix>N in dir, sorted.
+func listIDs(dir string, prefix byte) ([]uint32, error) {
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var ids []uint32
+	for _, e := range ents {
+		n := e.Name()
+		if len(n) < 2 || n[0] != prefix || !e.Type().IsRegular() {
+			continue
+		}
+		id, err := strconv.ParseUint(n[1:], 10, 32)
+		if err != nil || strconv.FormatUint(id, 10) != n[1:] {
+			continue
+		}
+		ids = append(ids, uint32(id))
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids, nil
+}
+
+// close releases files and memory. The caller holds mu or owns ns.
+func (ns *Namespace) close() {
+	for _, f := range ns.indexFiles {
+		f.Sync()
+		f.Close()
+	}
+	ns.filesMu.Lock()
+	for _, f := range ns.dataFiles {
+		f.Sync()
+		f.Close()
+	}
+	ns.dataFiles = map[uint32]*os.File{}
+	ns.filesMu.Unlock()
+	ns.indexFiles = map[uint32]*os.File{}
+	if ns.idx != nil {
+		ns.idx.Release()
+		ns.idx = newKeyIndex()
+	}
+}
+
+// fileScanner reads a file through a window, for sequential parsing.
+type fileScanner struct {
+	f    *os.File
+	size int64
+	buf  []byte
+	base int64 // file offset of buf[0]
+	err  error
+}
+
+func newFileScanner(f *os.File, start, size int64) *fileScanner {
+	return &fileScanner{f: f, size: size, base: start}
+}
+
+// peek returns n bytes at off, or nil when the file ends first.
+func (s *fileScanner) peek(off int64, n int) []byte {
+	if off+int64(n) > s.size {
+		return nil
+	}
+	if off >= s.base && off+int64(n) <= s.base+int64(len(s.buf)) {
+		return s.buf[off-s.base : off-s.base+int64(n)]
+	}
+	want := max(n, 1<<20)
+	if int64(want) > s.size-off {
+		want = int(s.size - off)
+	}
+	if cap(s.buf) < want {
+		s.buf = make([]byte, want)
+	}
+	s.buf = s.buf[:want]
+	if _, err := s.f.ReadAt(s.buf, off); err != nil && !errors.Is(err, io.EOF) {
+		s.err = err
+		s.buf = s.buf[:0]
+		return nil
+	}
+	s.base = off
+	return s.buf[:n]
+}
+
+// ---------------------------------------------------------------------------
+// keys
+
+func seqKey(id uint64) []byte {
+	k := make([]byte, SeqKeyLen)
+	binary.LittleEndian.PutUint64(k, id)
+	return k
+}
+
+// checkKeyOp returns the lock error for an operation.
+func (ns *Namespace) checkAccess(write bool) error {
+	switch ns.lock {
+	case frozen:
+		return ErrFrozen
+	case locked:
+		if write {
+			return ErrLocked
+		}
+	}
+	return nil
+}
+
+// Set stores value under key (in seq mode, an empty key takes the next id)
+// with timestamp ts (0: now). It returns the key written, or nil when the
+// stored payload is byte-identical and nothing was written.
+func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
+	if len(key) > MaxKeyLen {
+		return nil, ErrKeyTooLarge
+	}
+	if len(value) > MaxPayload {
+		return nil, ErrWrite
+	}
+	if ts == 0 {
+		ts = uint32(time.Now().Unix())
+	}
+	crc := CRC(value)
+
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return nil, ErrNamespaceGone
+	}
+	if err := ns.checkAccess(true); err != nil {
+		return nil, err
+	}
+	var old location
+	exists := false
+	if len(key) > 0 {
+		old, exists = ns.idx.Get(key)
+	}
+	if exists && ns.desc.Worm {
+		return nil, ErrWorm
+	}
+	if ns.desc.MaxSize > 0 {
+		limit := ns.desc.MaxSize
+		if exists {
+			limit += uint64(old.Length)
+		}
+		if ns.liveBytes+uint64(len(value)) > limit {
+			return nil, ErrNoSpace
+		}
+	}
+	if ns.mode == ModeUser && len(key) == 0 {
+		return nil, ErrKeyNeeded
+	}
+	if ns.mode == ModeSeq && len(key) > 0 && !exists {
+		return nil, ErrOnlyUpdate
+	}
+	if exists && old.Length == uint32(len(value)) && old.CRC == crc {
+		// 0-db trusts the CRC alone; we compare the bytes, so that a CRC
+		// collision never drops a write.
+		same, err := ns.payloadEquals(old, len(key), value)
+		if err == nil && same {
+			return nil, nil
+		}
+	}
+	if err := ns.maybeJump(len(value)); err != nil {
+		return nil, ErrWrite
+	}
+	if ns.mode == ModeSeq && !exists {
+		key = seqKey(ns.nextID)
+	}
+
+	dataOff, err := ns.appendData(key, value, crc, 0, ts)
+	if err != nil {
+		return nil, ErrWrite
+	}
+	loc := location{DataID: ns.cur, DataOffset: dataOff, Length: uint32(len(value)), CRC: crc, Timestamp: ts}
+	if ns.mode == ModeSeq && exists {
+		err = ns.seqUpdate(old, &loc)
+	} else {
+		e := IndexEntry{DataOffset: dataOff, Length: loc.Length, DataID: ns.cur, Timestamp: ts, CRC: crc, Key: key}
+		if exists {
+			e.ParentID, e.ParentOffset = old.IndexID, old.IndexOffset
+		}
+		loc.IndexID = ns.cur
+		loc.IndexOffset, err = ns.appendIndex(&e)
+		if err == nil && exists {
+			err = ns.flagDeleted(old.IndexID, old.IndexOffset)
+		}
+	}
+	if err != nil {
+		return nil, ErrWrite
+	}
+	if err := ns.syncWrite(); err != nil {
+		return nil, ErrWrite
+	}
+	if exists {
+		ns.liveBytes -= uint64(old.Length)
+	}
+	ns.liveBytes += uint64(len(value))
+	ns.idx.Put(key, loc)
+	ns.changed = true
+	return key, nil
+}
+
+// seqUpdate moves id's slot to a new version: a copy of the old slot,
+// flagged deleted, is appended (it takes an id), then the original slot is
+// rewritten in place to point at the new data with the copy as its parent.
+func (ns *Namespace) seqUpdate(old location, loc *location) error {
+	f := ns.indexFiles[old.IndexID]
+	slot := make([]byte, SeqEntrySize)
+	if _, err := f.ReadAt(slot, int64(old.IndexOffset)); err != nil {
+		ns.indexIOError()
+		return err
+	}
+	prev, _, err := ParseIndexEntry(slot)
+	if err != nil {
+		return err
+	}
+	cp := prev
+	cp.Flags |= FlagDeleted
+	cpOff, err := ns.appendIndex(&cp)
+	if err != nil {
+		return err
+	}
+	upd := prev
+	upd.DataOffset, upd.Length, upd.DataID = loc.DataOffset, loc.Length, loc.DataID
+	upd.Timestamp, upd.CRC, upd.Flags = loc.Timestamp, loc.CRC, 0
+	upd.ParentID, upd.ParentOffset = ns.cur, cpOff
+	if _, err := f.WriteAt(upd.Append(slot[:0]), int64(old.IndexOffset)); err != nil {
+		ns.indexIOError()
+		return err
+	}
+	ns.dirty[old.IndexID] = true
+	loc.IndexID, loc.IndexOffset = old.IndexID, old.IndexOffset
+	return nil
+}
+
+// appendData writes one data entry at the end of d<cur>.
+func (ns *Namespace) appendData(key, payload []byte, crc uint32, flags uint8, ts uint32) (uint32, error) {
+	h := DataEntryHeader{Previous: ns.dataLast, CRC: crc, Flags: flags, Timestamp: ts}
+	ns.scratch = AppendDataEntry(ns.scratch[:0], h, key, payload)
+	off := ns.dataEnd
+	f := ns.dataFiles[ns.cur]
+	if _, err := f.WriteAt(ns.scratch, off); err != nil {
+		ns.dataIOError()
+		// Leave no partial entry behind for the next write to follow.
+		f.Truncate(off)
+		return 0, err
+	}
+	ns.eng.stats.dataWritten.Add(uint64(len(ns.scratch)))
+	ns.dataEnd += int64(len(ns.scratch))
+	ns.dataLast = uint32(off)
+	return uint32(off), nil
+}
+
+// appendIndex writes e at the end of i<cur>, filling in Previous.
+func (ns *Namespace) appendIndex(e *IndexEntry) (uint32, error) {
+	fe := ns.fileEnds[ns.cur]
+	// Like 0-db, the first entry of a file links to the last entry of the
+	// file before.
+	e.Previous = ns.idxLast
+	b := e.Append(ns.scratch[:0])
+	ns.scratch = b
+	if _, err := ns.indexFiles[ns.cur].WriteAt(b, fe.end); err != nil {
+		ns.indexIOError()
+		ns.indexFiles[ns.cur].Truncate(fe.end)
+		return 0, err
+	}
+	ns.eng.stats.indexWritten.Add(uint64(len(b)))
+	off := uint32(fe.end)
+	ns.fileEnds[ns.cur] = fileEnd{end: fe.end + int64(len(b)), last: off}
+	ns.idxLast = off
+	ns.dirty[ns.cur] = true
+	ns.nextID++
+	return off, nil
+}
+
+// flagDeleted sets the deleted flag of an index entry in place.
+func (ns *Namespace) flagDeleted(id, off uint32) error {
+	f := ns.indexFiles[id]
+	if f == nil {
+		return fmt.Errorf("index file %d not open", id)
+	}
+	var b [1]byte
+	if _, err := f.ReadAt(b[:], int64(off)+idxOffFlags); err != nil {
+		ns.indexIOError()
+		return err
+	}
+	b[0] |= FlagDeleted
+	if _, err := f.WriteAt(b[:], int64(off)+idxOffFlags); err != nil {
+		ns.indexIOError()
+		return err
+	}
+	ns.dirty[id] = true
+	return nil
+}
+
+func (ns *Namespace) syncWrite() error {
+	if !ns.eng.opts.Sync {
+		return nil
+	}
+	if err := ns.dataFiles[ns.cur].Sync(); err != nil {
+		ns.dataIOError()
+		return err
+	}
+	for id := range ns.dirty {
+		if f := ns.indexFiles[id]; f != nil {
+			if err := f.Sync(); err != nil {
+				ns.indexIOError()
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func (ns *Namespace) indexIOError() {
+	ns.indexErrors.Add(1)
+	ns.indexErrorLast.Store(time.Now().Unix())
+	ns.eng.stats.diskFailures.Add(1)
+}
+
+func (ns *Namespace) dataIOError() {
+	ns.dataErrors.Add(1)
+	ns.dataErrorLast.Store(time.Now().Unix())
+	ns.eng.stats.diskFailures.Add(1)
+}
+
+// Del deletes key: a tombstone is appended to the data file and the index
+// entry is flagged in place.
+func (ns *Namespace) Del(key []byte, ts uint32) error {
+	if len(key) > MaxKeyLen {
+		return ErrInvalidKey
+	}
+	if ts == 0 {
+		ts = uint32(time.Now().Unix())
+	}
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return ErrNamespaceGone
+	}
+	if err := ns.checkAccess(true); err != nil {
+		return err
+	}
+	loc, ok := ns.idx.Get(key)
+	if !ok {
+		return ErrNotFound
+	}
+	if ns.desc.Worm {
+		return ErrWormDelete
+	}
+	if _, err := ns.appendData(key, nil, 0, FlagDeleted, ts); err != nil {
+		return ErrWrite
+	}
+	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
+		return ErrWrite
+	}
+	if err := ns.syncWrite(); err != nil {
+		return ErrWrite
+	}
+	ns.idx.Delete(key)
+	ns.liveBytes -= uint64(loc.Length)
+	ns.changed = true
+	return nil
+}
+
+// lookup finds key for a read command.
+func (ns *Namespace) lookup(key []byte) (location, error) {
+	if ns.deleted.Load() {
+		return location{}, ErrNamespaceGone
+	}
+	if err := ns.checkAccess(false); err != nil {
+		return location{}, err
+	}
+	if ns.mode == ModeSeq && len(key) != SeqKeyLen {
+		return location{}, ErrNotFound
+	}
+	loc, ok := ns.idx.Get(key)
+	if !ok {
+		return location{}, ErrNotFound
+	}
+	return loc, nil
+}
+
+// EntryInfo describes a live key.
+type EntryInfo struct {
+	Length    uint32
+	Timestamp uint32
+	CRC       uint32
+}
+
+// Stat returns a live key's description (EXISTS, LENGTH, KEYTIME).
+func (ns *Namespace) Stat(key []byte) (EntryInfo, error) {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	loc, err := ns.lookup(key)
+	if err != nil {
+		return EntryInfo{}, err
+	}
+	return EntryInfo{Length: loc.Length, Timestamp: loc.Timestamp, CRC: loc.CRC}, nil
+}
+
+// Get returns the payload of key, appended to dst. A payload whose CRC does
+// not match is never returned: the read fails with ErrInternal.
+func (ns *Namespace) Get(key, dst []byte) ([]byte, error) {
+	for attempt := 0; ; attempt++ {
+		ns.mu.RLock()
+		loc, err := ns.lookup(key)
+		if err != nil {
+			ns.mu.RUnlock()
+			return nil, err
+		}
+		out, err := ns.readPayload(loc, len(key), dst)
+		ns.mu.RUnlock()
+		if errors.Is(err, errMissingFile) && attempt == 0 {
+			// Fetch outside the namespace lock: only readers of this file
+			// wait for the missing-data hook.
+			ns.fetchMissing(loc.DataID)
+			continue
+		}
+		if err != nil {
+			return nil, ErrInternal
+		}
+		return out, nil
+	}
+}
+
+// Check verifies key's payload against its CRC: 1 match, 0 mismatch, -1
+// unreadable.
+func (ns *Namespace) Check(key []byte) (int, error) {
+	for attempt := 0; ; attempt++ {
+		ns.mu.RLock()
+		loc, err := ns.lookup(key)
+		if err != nil {
+			ns.mu.RUnlock()
+			return 0, err
+		}
+		_, err = ns.readPayload(loc, len(key), nil)
+		ns.mu.RUnlock()
+		switch {
+		case err == nil:
+			return 1, nil
+		case errors.Is(err, errMissingFile) && attempt == 0:
+			ns.fetchMissing(loc.DataID)
+			continue
+		case errors.Is(err, errChecksum):
+			return 0, nil
+		default:
+			return -1, nil
+		}
+	}
+}
+
+var (
+	errMissingFile = errors.New("data file missing")
+	errChecksum    = errors.New("payload checksum mismatch")
+)
+
+// dataFile returns an open data file, or errMissingFile.
+func (ns *Namespace) dataFile(id uint32) (*os.File, error) {
+	ns.filesMu.Lock()
+	defer ns.filesMu.Unlock()
+	if f := ns.dataFiles[id]; f != nil {
+		return f, nil
+	}
+	f, err := os.Open(ns.dataPath(id))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, errMissingFile
+	}
+	if err != nil {
+		ns.dataIOError()
+		return nil, err
+	}
+	ns.dataFiles[id] = f
+	return f, nil
+}
+
+// readPayload reads and verifies the payload at loc. The caller holds mu.
+// keyLen is the length of the key stored in the data entry (the key itself
+// in user mode, 8 in seq mode).
+func (ns *Namespace) readPayload(loc location, keyLen int, dst []byte) ([]byte, error) {
+	f, err := ns.dataFile(loc.DataID)
+	if err != nil {
+		return nil, err
+	}
+	start := len(dst)
+	dst = grow(dst, int(loc.Length))
+	n, err := f.ReadAt(dst[start:], int64(loc.DataOffset)+DataEntryFixed+int64(keyLen))
+	if n < int(loc.Length) {
+		ns.dataIOError()
+		if err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+		return nil, err
+	}
+	ns.eng.stats.dataRead.Add(uint64(loc.Length))
+	if CRC(dst[start:]) != loc.CRC {
+		ns.dataFaults.Add(1)
+		return nil, errChecksum
+	}
+	return dst, nil
+}
+
+func (ns *Namespace) payloadEquals(loc location, keyLen int, value []byte) (bool, error) {
+	buf, err := ns.readPayload(loc, keyLen, nil)
+	if err != nil {
+		return false, err
+	}
+	return bytes.Equal(buf, value), nil
+}
+
+// fetchMissing runs the missing-data hook for data file id once, however
+// many readers need it at the same time; the others wait for that run.
+func (ns *Namespace) fetchMissing(id uint32) {
+	ns.filesMu.Lock()
+	if c, ok := ns.fetching[id]; ok {
+		ns.filesMu.Unlock()
+		<-c.done
+		return
+	}
+	c := &fetchCall{done: make(chan struct{})}
+	ns.fetching[id] = c
+	ns.filesMu.Unlock()
+
+	ns.eng.hooks.run("missing-data", true, ns.dataPath(id))
+
+	ns.filesMu.Lock()
+	delete(ns.fetching, id)
+	ns.filesMu.Unlock()
+	close(c.done)
+}
+
+func grow(b []byte, n int) []byte {
+	if cap(b)-len(b) >= n {
+		return b[:len(b)+n]
+	}
+	nb := make([]byte, len(b)+n)
+	copy(nb, b)
+	return nb
+}
+
+// ---------------------------------------------------------------------------
+// rotation
+
+// maybeJump rotates to new files when a payload of n bytes would take the
+// active data file past the configured size.
+func (ns *Namespace) maybeJump(n int) error {
+	if ns.dataEnd+int64(n) <= int64(ns.eng.opts.DataSize) || ns.dataEnd == DataHeaderSize {
+		return nil
+	}
+	return ns.jump()
+}
+
+// Jump forces a rotation (NSJUMP).
+func (ns *Namespace) Jump() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return ErrNamespaceGone
+	}
+	if err := ns.jump(); err != nil {
+		return ErrWrite
+	}
+	return nil
+}
+
+// jump closes the active files (synced, so that the closed data file is
+// complete when the jump-data hook reports it) and starts id+1.
+func (ns *Namespace) jump() error {
+	old := ns.cur
+	if f := ns.dataFiles[old]; f != nil {
+		if err := f.Sync(); err != nil {
+			ns.dataIOError()
+			return err
+		}
+	}
+	if err := ns.indexFiles[old].Sync(); err != nil {
+		ns.indexIOError()
+		return err
+	}
+	if err := ns.createFiles(old + 1); err != nil {
+		ns.log().Error("rotation failed", "err", err)
+		return err
+	}
+	// The closed data file is reopened read-only for reads.
+	ns.filesMu.Lock()
+	if f := ns.dataFiles[old]; f != nil {
+		f.Close()
+		delete(ns.dataFiles, old)
+	}
+	ns.filesMu.Unlock()
+	ns.changed = false
+	ns.lastJump = time.Now()
+	dirty := ns.dirtyList()
+	if code := ns.eng.hooks.run("jump-index", true, ns.indexPath(old), ns.indexPath(ns.cur), dirtyString(dirty)); code == 0 && ns.eng.hooks.enabled() {
+		ns.dirty = map[uint32]bool{}
+	}
+	ns.eng.hooks.run("jump-data", false, ns.dataPath(old), ns.dataPath(ns.cur))
+	return nil
+}
+
+func (ns *Namespace) dirtyList() []uint32 {
+	ids := make([]uint32, 0, len(ns.dirty))
+	for id := range ns.dirty {
+		ids = append(ids, id)
+	}
+	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	return ids
+}
+
+func dirtyString(ids []uint32) string {
+	s := make([]string, len(ids))
+	for i, id := range ids {
+		s[i] = strconv.FormatUint(uint64(id), 10)
+	}
+	return strings.Join(s, " ")
+}
+
+// DirtyIndexes lists the index files changed since the last reset, and
+// resets the list when reset is set.
+func (ns *Namespace) DirtyIndexes(reset bool) []uint32 {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	ids := ns.dirtyList()
+	if reset {
+		ns.dirty = map[uint32]bool{}
+	}
+	return ids
+}
+
+// rotateIfIdle jumps when the namespace changed and the last jump is older
+// than d (--rotate).
+func (ns *Namespace) rotateIfOld(d time.Duration) {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() || !ns.changed || time.Since(ns.lastJump) < d {
+		return
+	}
+	ns.jump()
+}
+
+// Sync flushes the active files to disk (--synctime, shutdown).
+func (ns *Namespace) Sync() error {
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return nil
+	}
+	var first error
+	if f := ns.dataFiles[ns.cur]; f != nil {
+		if err := f.Sync(); err != nil {
+			first = err
+		}
+	}
+	for _, f := range ns.indexFiles {
+		if err := f.Sync(); err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
