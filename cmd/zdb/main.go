@@ -1,0 +1,247 @@
+// Command zdb is a 0-db v2 compatible key-value server (docs/zdb.md).
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"qss/zdb"
+	"qss/zdb/server"
+)
+
+type config struct {
+	data, index, listen, socket, mode, admin, hook, logfile string
+	port                                                    int
+	dualnet, protect, sync, background, verbose, dump, ver  bool
+	datasize, maxsize                                       int64
+	synctime, rotate                                        int
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(argv []string) int {
+	var c config
+	fs := flag.NewFlagSet("zdb", flag.ContinueOnError)
+	fs.StringVar(&c.data, "data", "./zdb-data", "data files directory")
+	fs.StringVar(&c.index, "index", "./zdb-index", "index files directory")
+	fs.StringVar(&c.listen, "listen", "127.0.0.1", "listen address (0-db's default is ::; ours is loopback)")
+	fs.IntVar(&c.port, "port", 9900, "listen port")
+	fs.StringVar(&c.socket, "socket", "", "unix socket path (instead of TCP, unless --dualnet)")
+	fs.BoolVar(&c.dualnet, "dualnet", false, "listen on both TCP and the unix socket")
+	fs.StringVar(&c.mode, "mode", "", "single runtime mode: user or seq (default: mixed, per namespace)")
+	fs.Int64Var(&c.datasize, "datasize", zdb.DefaultDataSize, "data file size before rotation, in bytes")
+	fs.Int64Var(&c.maxsize, "maxsize", 0, "default maxsize of namespaces, in bytes (0: unlimited)")
+	fs.StringVar(&c.admin, "admin", "", "admin password (without it every client is admin)")
+	fs.BoolVar(&c.protect, "protect", false, "make the default namespace read-only without the admin password")
+	fs.StringVar(&c.hook, "hook", "", "executable called on events")
+	fs.BoolVar(&c.sync, "sync", false, "fsync every write")
+	fs.IntVar(&c.synctime, "synctime", 0, "fsync every N seconds")
+	fs.IntVar(&c.rotate, "rotate", 0, "rotate changed data files every N seconds")
+	fs.BoolVar(&c.background, "background", false, "run in the background")
+	fs.StringVar(&c.logfile, "logfile", "", "log to this file instead of stderr")
+	fs.BoolVar(&c.verbose, "verbose", false, "debug logging")
+	fs.BoolVar(&c.dump, "dump", false, "print the index entries of every namespace and exit")
+	fs.BoolVar(&c.ver, "version", false, "print the version and exit")
+	if err := fs.Parse(argv); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		return 2
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(os.Stderr, "zdb: unexpected argument %q\n", fs.Arg(0))
+		return 2
+	}
+	if c.ver {
+		fmt.Println("zdb", server.Version)
+		return 0
+	}
+	if err := validate(&c); err != nil {
+		fmt.Fprintln(os.Stderr, "zdb:", err)
+		return 2
+	}
+	if c.background && os.Getenv("ZDB_DAEMONIZED") == "" {
+		return daemonize(argv)
+	}
+
+	var out io.Writer = os.Stderr
+	if c.logfile != "" {
+		f, err := os.OpenFile(c.logfile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "zdb:", err)
+			return 1
+		}
+		defer f.Close()
+		out = f
+	}
+	level := slog.LevelInfo
+	if c.verbose {
+		level = slog.LevelDebug
+	}
+	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+
+	if c.dump {
+		if err := zdb.Dump(os.Stdout, c.index); err != nil {
+			fmt.Fprintln(os.Stderr, "zdb:", err)
+			return 1
+		}
+		return 0
+	}
+	return serve(c, log)
+}
+
+func validate(c *config) error {
+	if c.mode != "" && c.mode != "user" && c.mode != "seq" {
+		return fmt.Errorf("--mode must be user or seq, not %q", c.mode)
+	}
+	if c.datasize < zdb.MinDataSize || c.datasize > zdb.MaxDataSize {
+		return fmt.Errorf("--datasize must be at least %d and below 4 GiB", zdb.MinDataSize)
+	}
+	if c.protect && c.admin == "" {
+		return errors.New("--protect needs --admin")
+	}
+	if c.maxsize < 0 || c.synctime < 0 || c.rotate < 0 {
+		return errors.New("--maxsize, --synctime and --rotate cannot be negative")
+	}
+	if c.port <= 0 || c.port > 65535 {
+		return fmt.Errorf("--port %d out of range", c.port)
+	}
+	if c.dualnet && c.socket == "" {
+		return errors.New("--dualnet needs --socket")
+	}
+	return nil
+}
+
+func serve(c config, log *slog.Logger) int {
+	tcpAddr := net.JoinHostPort(c.listen, strconv.Itoa(c.port))
+	instance := "tcp://" + tcpAddr
+	if c.socket != "" && !c.dualnet {
+		instance = "unix://" + c.socket
+	}
+	opts := zdb.Options{
+		DataDir: c.data, IndexDir: c.index, DataSize: c.datasize, MaxSize: uint64(c.maxsize),
+		Sync: c.sync, SyncTime: time.Duration(c.synctime) * time.Second,
+		Rotate: time.Duration(c.rotate) * time.Second, Hook: c.hook, InstanceID: instance, Logger: log,
+	}
+	if c.mode != "" {
+		m := zdb.ModeUser
+		if c.mode == "seq" {
+			m = zdb.ModeSeq
+		}
+		opts.Mode = &m
+	}
+	if c.protect {
+		opts.ProtectDefault = c.admin
+	}
+	eng, err := zdb.Open(opts)
+	if err != nil {
+		log.Error("cannot open the database", "err", err)
+		return 1
+	}
+	defer eng.Close()
+
+	var listeners []net.Listener
+	if c.socket == "" || c.dualnet {
+		l, err := net.Listen("tcp", tcpAddr)
+		if err != nil {
+			log.Error("cannot listen", "addr", tcpAddr, "err", err)
+			return 1
+		}
+		listeners = append(listeners, l)
+		if c.admin == "" && !isLoopback(c.listen) {
+			log.Warn("listening beyond loopback without --admin: every client is admin", "addr", tcpAddr)
+		}
+	}
+	if c.socket != "" {
+		os.Remove(c.socket)
+		l, err := net.Listen("unix", c.socket)
+		if err != nil {
+			log.Error("cannot listen", "socket", c.socket, "err", err)
+			return 1
+		}
+		os.Chmod(c.socket, 0o600)
+		listeners = append(listeners, l)
+	}
+
+	stop := make(chan struct{}, 1)
+	srv := server.New(server.Config{
+		Engine: eng, AdminPassword: c.admin, InstanceID: instance, Logger: log,
+		OnStop: func() { stop <- struct{}{} },
+	})
+	errc := make(chan error, len(listeners))
+	for _, l := range listeners {
+		fmt.Printf("zdb listening on %s\n", l.Addr())
+		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
+	}
+	if code := eng.RunHook("ready", true); code != 0 {
+		log.Error("ready hook failed, stopping", "status", code)
+		srv.Close(context.Background())
+		return 1
+	}
+
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	code := 0
+	select {
+	case s := <-sig:
+		log.Info("signal received, shutting down", "signal", s.String())
+		eng.RunHook("close", true)
+	case <-stop:
+		log.Info("STOP received, shutting down")
+	case err := <-errc:
+		if err != nil {
+			log.Error("listener failed", "err", err)
+			code = 1
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Close(ctx)
+	if c.socket != "" {
+		os.Remove(c.socket)
+	}
+	return code
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// daemonize starts the same command again, detached, and returns at once.
+func daemonize(argv []string) int {
+	exe, err := os.Executable()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "zdb:", err)
+		return 1
+	}
+	cmd := exec.Command(exe, argv...)
+	cmd.Env = append(os.Environ(), "ZDB_DAEMONIZED=1")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	devnull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
+	if err == nil {
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = devnull, devnull, devnull
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintln(os.Stderr, "zdb:", err)
+		return 1
+	}
+	fmt.Printf("zdb started in the background, pid %d\n", cmd.Process.Pid)
+	return 0
+}

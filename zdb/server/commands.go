@@ -1,0 +1,929 @@
+package server
+
+import (
+	"crypto/rand"
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"qss/zdb"
+)
+
+var errTooManyFiles = syscall.EMFILE
+
+// Reply texts of the protocol layer (the engine's are zdb.Error values).
+const (
+	errUnexpectedArgs  = "Unexpected arguments"
+	errInvalidArgument = "Invalid argument"
+	errPermission      = "Permission denied"
+	errReadOnly        = "Namespace is in read-only mode"
+	errNotSupported    = "Command not supported"
+	errNotValidCommand = "This is not a valid command"
+	errAccessDenied    = "Access denied"
+	errAuthDisabled    = "Authentication disabled"
+	errNoChallenge     = "No CHALLENGE requested, secure authentication not available"
+	errProtected       = "Namespace protected and private"
+	errPasswordLong    = "Password too long"
+	errOnlySecure      = "Only SECURE extra method supported"
+	errHashLength      = "Invalid hash length"
+	errInvalidTimeout  = "Invalid timeout"
+	errTimeout         = "Timeout"
+	errFlushPublic     = "Flushing public namespace denied"
+	errCurrentNS       = "Cannot remove namespace you're currently using."
+)
+
+// command describes one protocol command.
+type command struct {
+	handler func(c *session, args [][]byte)
+	// key marks commands that act on the selected namespace's keys; WAIT
+	// listens for those.
+	key bool
+}
+
+var commands map[string]command
+
+func init() {
+	commands = map[string]command{
+		"ping":    {handler: cmdPing},
+		"time":    {handler: cmdTime},
+		"set":     {handler: cmdSet, key: true},
+		"setx":    {handler: cmdSet, key: true},
+		"get":     {handler: cmdGet, key: true},
+		"mget":    {handler: cmdMGet, key: true},
+		"del":     {handler: cmdDel, key: true},
+		"exists":  {handler: cmdExists, key: true},
+		"check":   {handler: cmdCheck, key: true},
+		"length":  {handler: cmdLength, key: true},
+		"keytime": {handler: cmdKeyTime, key: true},
+		"keycur":  {handler: cmdKeyCur, key: true},
+		"scan":    {handler: cmdScan, key: true},
+		"scanx":   {handler: cmdScan, key: true},
+		"rscan":   {handler: cmdRScan, key: true},
+		"history": {handler: cmdHistory, key: true},
+		"dbsize":  {handler: cmdDBSize},
+		"info":    {handler: cmdInfo},
+		"nsnew":   {handler: cmdNSNew},
+		"nsdel":   {handler: cmdNSDel},
+		"nslist":  {handler: cmdNSList},
+		"nsinfo":  {handler: cmdNSInfo},
+		"nsset":   {handler: cmdNSSet},
+		"nsjump":  {handler: cmdNSJump},
+		"select":  {handler: cmdSelect},
+		"auth":    {handler: cmdAuth},
+		"wait":    {handler: cmdWait},
+		"flush":   {handler: cmdFlush, key: true},
+		"hooks":   {handler: cmdHooks},
+		"index":   {handler: cmdIndex},
+		"data":    {handler: cmdData},
+		"reload":  {handler: cmdReload},
+		"stop":    {handler: cmdStop},
+	}
+}
+
+// dispatch runs one request.
+func (c *session) dispatch(args [][]byte) {
+	c.srv.stats.executed.Add(1)
+	name := args[0]
+	if len(name) == 0 {
+		c.fail(errNotValidCommand)
+		return
+	}
+	var lower [16]byte
+	if len(name) > len(lower) {
+		c.fail(errNotSupported)
+		return
+	}
+	for i, b := range name {
+		if 'A' <= b && b <= 'Z' {
+			b += 'a' - 'A'
+		}
+		lower[i] = b
+	}
+	cmd, ok := commands[string(lower[:len(name)])]
+	if !ok {
+		c.fail(errNotSupported)
+		return
+	}
+	if c.ns.Deleted() {
+		c.fail(string(zdb.ErrNamespaceGone))
+		c.quit = true
+		return
+	}
+	cmd.handler(c, args)
+	if cmd.key && c.srv.waiters.active() {
+		c.srv.waiters.notify(c, strings.ToUpper(string(lower[:len(name)])))
+	}
+}
+
+func (c *session) fail(text string) {
+	c.srv.stats.failed.Add(1)
+	c.w.Error(text)
+}
+
+// reply sends err as its 0-db error reply.
+func (c *session) replyErr(err error) {
+	var ze zdb.Error
+	if errors.As(err, &ze) {
+		c.fail(string(ze))
+		return
+	}
+	c.srv.log.Error("command failed", "err", err)
+	c.fail(string(zdb.ErrInternal))
+}
+
+// argc checks the argument count is within [lo, hi].
+func (c *session) argc(args [][]byte, lo, hi int) bool {
+	if len(args) < lo || len(args) > hi {
+		c.fail(errUnexpectedArgs)
+		return false
+	}
+	return true
+}
+
+// nonEmpty checks that the arguments from index 1 on are not empty.
+func (c *session) nonEmpty(args [][]byte) bool {
+	for _, a := range args[1:] {
+		if len(a) == 0 {
+			c.fail(errInvalidArgument)
+			return false
+		}
+	}
+	return true
+}
+
+func (c *session) requireAdmin() bool {
+	if !c.admin {
+		c.srv.stats.unauthorized.Add(1)
+		c.fail(errPermission)
+		return false
+	}
+	return true
+}
+
+// readKey checks a key argument of a read command.
+func (c *session) readKey(key []byte) bool {
+	if len(key) == 0 {
+		c.fail(errInvalidArgument)
+		return false
+	}
+	if len(key) > zdb.MaxKeyLen {
+		c.fail(string(zdb.ErrInvalidKey))
+		return false
+	}
+	return true
+}
+
+func parseTimestamp(b []byte) uint32 {
+	n, _ := strconv.ParseInt(string(b), 10, 64)
+	if n < 0 || n > int64(^uint32(0)) {
+		return 0
+	}
+	return uint32(n)
+}
+
+func cmdPing(c *session, args [][]byte) {
+	if c.argc(args, 1, 1) {
+		c.w.Simple("PONG")
+	}
+}
+
+func cmdTime(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) {
+		return
+	}
+	now := time.Now()
+	c.w.Array(2)
+	c.w.BulkString(strconv.FormatInt(now.Unix(), 10))
+	c.w.BulkString(strconv.FormatInt(int64(now.Nanosecond()/1000), 10))
+}
+
+func cmdSet(c *session, args [][]byte) {
+	if !c.argc(args, 3, 4) {
+		return
+	}
+	var ts uint32
+	if len(args) == 4 {
+		if !c.requireAdmin() {
+			return
+		}
+		ts = parseTimestamp(args[3])
+	}
+	if len(args[1]) > zdb.MaxKeyLen {
+		c.fail(string(zdb.ErrKeyTooLarge))
+		return
+	}
+	if !c.writable {
+		c.fail(errReadOnly)
+		return
+	}
+	key, err := c.ns.Set(args[1], args[2], ts)
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	if key == nil {
+		c.w.Nil()
+		return
+	}
+	c.w.Bulk(key)
+}
+
+func cmdGet(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
+		return
+	}
+	v, err := c.ns.Get(args[1], c.value[:0])
+	if errors.Is(err, zdb.ErrNotFound) {
+		c.w.Nil()
+		return
+	}
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Bulk(v)
+	if cap(v) <= 1<<20 {
+		c.value = v[:0]
+	}
+}
+
+func cmdMGet(c *session, args [][]byte) {
+	if len(args) < 2 {
+		c.fail(string(zdb.ErrInvalidArguments))
+		return
+	}
+	type result struct {
+		v   []byte
+		nil bool
+	}
+	results := make([]result, 0, len(args)-1)
+	for _, key := range args[1:] {
+		if len(key) == 0 || len(key) > zdb.MaxKeyLen {
+			results = append(results, result{nil: true})
+			continue
+		}
+		v, err := c.ns.Get(key, nil)
+		switch {
+		case errors.Is(err, zdb.ErrNotFound):
+			results = append(results, result{nil: true})
+		case err != nil:
+			c.replyErr(err)
+			return
+		default:
+			results = append(results, result{v: v})
+		}
+	}
+	c.w.Array(len(results))
+	for _, r := range results {
+		if r.nil {
+			c.w.Nil()
+		} else {
+			c.w.Bulk(r.v)
+		}
+	}
+}
+
+func cmdDel(c *session, args [][]byte) {
+	if !c.argc(args, 2, 3) {
+		return
+	}
+	var ts uint32
+	if len(args) == 3 {
+		if !c.requireAdmin() {
+			return
+		}
+		ts = parseTimestamp(args[2])
+	}
+	if !c.readKey(args[1]) {
+		return
+	}
+	if !c.writable {
+		c.fail(errReadOnly)
+		return
+	}
+	if err := c.ns.Del(args[1], ts); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
+// stat runs Stat for EXISTS, LENGTH and KEYTIME; found is false after a nil
+// or error reply has been handled by missing.
+func (c *session) stat(args [][]byte) (zdb.EntryInfo, bool, bool) {
+	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
+		return zdb.EntryInfo{}, false, false
+	}
+	info, err := c.ns.Stat(args[1])
+	if errors.Is(err, zdb.ErrNotFound) {
+		return info, false, true
+	}
+	if err != nil {
+		c.replyErr(err)
+		return info, false, false
+	}
+	return info, true, true
+}
+
+func cmdExists(c *session, args [][]byte) {
+	_, found, ok := c.stat(args)
+	if !ok {
+		return
+	}
+	if found {
+		c.w.Int(1)
+	} else {
+		c.w.Int(0)
+	}
+}
+
+func cmdLength(c *session, args [][]byte) {
+	info, found, ok := c.stat(args)
+	if !ok {
+		return
+	}
+	if !found {
+		c.w.Nil()
+		return
+	}
+	c.w.Int(int64(info.Length))
+}
+
+func cmdKeyTime(c *session, args [][]byte) {
+	info, found, ok := c.stat(args)
+	if !ok {
+		return
+	}
+	if !found {
+		c.w.Nil()
+		return
+	}
+	c.w.Int(int64(info.Timestamp))
+}
+
+func cmdCheck(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
+		return
+	}
+	r, err := c.ns.Check(args[1])
+	if errors.Is(err, zdb.ErrNotFound) {
+		c.w.Nil()
+		return
+	}
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Int(int64(r))
+}
+
+func cmdKeyCur(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
+		return
+	}
+	cur, err := c.ns.KeyCursor(args[1])
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Bulk(cur)
+}
+
+// scanBatch bounds the keys of one SCAN reply.
+const scanBatch = 1000
+
+func cmdScan(c *session, args [][]byte)  { c.scan(args, false) }
+func cmdRScan(c *session, args [][]byte) { c.scan(args, true) }
+
+func (c *session) scan(args [][]byte, reverse bool) {
+	if !c.argc(args, 1, 2) {
+		return
+	}
+	var cursor []byte
+	if len(args) == 2 {
+		cursor = args[1]
+	}
+	items, next, err := c.ns.Scan(cursor, reverse, scanBatch)
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Array(2)
+	c.w.Bulk(next)
+	c.w.Array(len(items))
+	for _, it := range items {
+		c.w.Array(3)
+		c.w.Bulk(it.Key)
+		c.w.Int(int64(it.Length))
+		c.w.Int(int64(it.Timestamp))
+	}
+}
+
+func cmdHistory(c *session, args [][]byte) {
+	if !c.argc(args, 2, 3) || !c.readKey(args[1]) {
+		return
+	}
+	var ekey []byte
+	if len(args) == 3 {
+		ekey = args[2]
+		if len(ekey) != 8 {
+			c.fail(string(zdb.ErrInvalidArguments))
+			return
+		}
+	}
+	h, err := c.ns.History(args[1], ekey)
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Array(3)
+	if h.Parent == nil {
+		c.w.Nil()
+	} else {
+		c.w.Bulk(h.Parent)
+	}
+	c.w.BulkString(strconv.FormatUint(uint64(h.Timestamp), 10))
+	c.w.Bulk(h.Payload)
+}
+
+func cmdDBSize(c *session, args [][]byte) {
+	if c.argc(args, 1, 1) {
+		c.w.Int(int64(c.ns.Len()))
+	}
+}
+
+func cmdInfo(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) {
+		return
+	}
+	s := c.srv
+	idxR, idxW, dataR, dataW, failures := s.eng.Stats().Counters()
+	var b strings.Builder
+	w := func(k string, v any) { fmt.Fprintf(&b, "%s: %v\n", k, v) }
+	mb := func(n uint64) string { return fmt.Sprintf("%.2f", float64(n)/(1024*1024)) }
+	b.WriteString("# server\n")
+	w("server_name", "0-db (zdb)")
+	w("server_revision", Version)
+	w("engine_revision", Version)
+	w("instance_id", s.cfg.InstanceID)
+	w("boot_time", s.boot.Unix())
+	w("uptime", int64(time.Since(s.boot).Seconds()))
+	b.WriteString("\n# clients\n")
+	w("clients_lifetime", s.stats.clients.Load())
+	b.WriteString("\n# internals\n")
+	w("sequential_key_size", 8)
+	w("data_version", zdb.DataVersion)
+	w("index_version", zdb.IndexVersion)
+	b.WriteString("\n# stats\n")
+	w("commands_executed", s.stats.executed.Load())
+	w("commands_failed", s.stats.failed.Load())
+	w("commands_unauthorized", s.stats.unauthorized.Load())
+	w("disk_failures", failures)
+	w("index_disk_read_bytes", idxR)
+	w("index_disk_read_mb", mb(idxR))
+	w("index_disk_write_bytes", idxW)
+	w("index_disk_write_mb", mb(idxW))
+	w("data_disk_read_bytes", dataR)
+	w("data_disk_read_mb", mb(dataR))
+	w("data_disk_write_bytes", dataW)
+	w("data_disk_write_mb", mb(dataW))
+	w("network_rx_bytes", s.stats.rx.Load())
+	w("network_rx_mb", mb(s.stats.rx.Load()))
+	w("network_tx_bytes", s.stats.tx.Load())
+	w("network_tx_mb", mb(s.stats.tx.Load()))
+	c.w.BulkString(b.String())
+}
+
+// nsArg checks a namespace name argument.
+func (c *session) nsArg(name []byte) bool {
+	if len(name) > zdb.MaxNameLen {
+		c.fail(string(zdb.ErrNameTooLong))
+		return false
+	}
+	return true
+}
+
+func cmdNSNew(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.nonEmpty(args) || !c.requireAdmin() || !c.nsArg(args[1]) {
+		return
+	}
+	if err := c.srv.eng.CreateNamespace(string(args[1])); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
+func cmdNSDel(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.nonEmpty(args) || !c.requireAdmin() || !c.nsArg(args[1]) {
+		return
+	}
+	name := string(args[1])
+	if name == zdb.DefaultNamespace {
+		c.fail(string(zdb.ErrDeleteDefault))
+		return
+	}
+	if c.srv.eng.Namespace(name) == nil {
+		c.fail(string(zdb.ErrNoSuchNamespace))
+		return
+	}
+	if c.ns.Name() == name {
+		c.fail(errCurrentNS)
+		return
+	}
+	if err := c.srv.eng.DeleteNamespace(name); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.srv.disconnectDeleted()
+	c.w.Simple("OK")
+}
+
+// disconnectDeleted tells sessions whose namespace is gone, and closes
+// them. A session busy in a command finds out on its next command.
+func (s *Server) disconnectDeleted() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for sess := range s.conns {
+		if sess.ns.Deleted() {
+			// Closing the read side wakes the session; it replies on its
+			// next request or simply goes away.
+			if tc, ok := sess.conn.(interface{ CloseRead() error }); ok {
+				tc.CloseRead()
+			} else {
+				sess.conn.Close()
+			}
+		}
+	}
+}
+
+func cmdNSList(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) {
+		return
+	}
+	names := c.srv.eng.Namespaces()
+	c.w.Array(len(names))
+	for _, n := range names {
+		c.w.BulkString(n)
+	}
+}
+
+func cmdNSInfo(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.nonEmpty(args) || !c.nsArg(args[1]) {
+		return
+	}
+	ns := c.srv.eng.Namespace(string(args[1]))
+	if ns == nil {
+		c.fail(string(zdb.ErrNamespaceNotFound))
+		return
+	}
+	c.w.BulkString(ns.Info(c.admin))
+}
+
+func cmdNSSet(c *session, args [][]byte) {
+	if !c.argc(args, 4, 4) || !c.nonEmpty(args) || !c.requireAdmin() || !c.nsArg(args[1]) {
+		return
+	}
+	ns := c.srv.eng.Namespace(string(args[1]))
+	if ns == nil {
+		c.fail(string(zdb.ErrNamespaceNotFound))
+		return
+	}
+	if err := ns.SetProperty(string(args[2]), string(args[3])); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.srv.eng.NamespaceUpdated(ns.Name())
+	c.w.Simple("OK")
+}
+
+func cmdNSJump(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+		return
+	}
+	if err := c.ns.Jump(); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
+func cmdSelect(c *session, args [][]byte) {
+	if !c.argc(args, 2, 4) || !c.nonEmpty(args) || !c.nsArg(args[1]) {
+		return
+	}
+	ns := c.srv.eng.Namespace(string(args[1]))
+	if ns == nil {
+		c.fail(string(zdb.ErrNamespaceNotFound))
+		return
+	}
+	set := ns.Settings()
+	password := ""
+	if len(args) >= 3 {
+		if len(args[2]) > zdb.MaxPasswordLen {
+			c.fail(errPasswordLong)
+			return
+		}
+		password = string(args[2])
+	}
+	if len(args) == 4 {
+		if !strings.EqualFold(password, "SECURE") {
+			c.fail(errOnlySecure)
+			return
+		}
+		hash := string(args[3])
+		if len(hash) != 40 {
+			c.fail(errHashLength)
+			return
+		}
+		if set.Password == "" {
+			c.enter(ns, "")
+			c.w.Simple("OK")
+			return
+		}
+		if c.challenge == "" || !checkPassword(strings.ToLower(hash), secureHash(c.challenge, set.Password)) {
+			c.fail(errAccessDenied)
+			return
+		}
+		c.ns, c.writable = ns, true
+		c.w.Simple("OK")
+		return
+	}
+	switch {
+	case set.Password == "":
+		c.enter(ns, "")
+	case password != "":
+		if !checkPassword(password, set.Password) {
+			c.fail(errAccessDenied)
+			return
+		}
+		c.enter(ns, password)
+	case !set.Public:
+		c.fail(errProtected)
+		return
+	default:
+		c.enter(ns, "") // public: read-only
+	}
+	c.w.Simple("OK")
+}
+
+// secureHash is sha1hex("<challenge>:<password>").
+func secureHash(challenge, password string) string {
+	sum := sha1.Sum([]byte(challenge + ":" + password))
+	return hex.EncodeToString(sum[:])
+}
+
+func cmdAuth(c *session, args [][]byte) {
+	if !c.argc(args, 2, 3) {
+		return
+	}
+	admin := c.srv.cfg.AdminPassword
+	if len(args) == 3 {
+		if !strings.EqualFold(string(args[1]), "SECURE") {
+			c.fail(errUnexpectedArgs)
+			return
+		}
+		if strings.EqualFold(string(args[2]), "CHALLENGE") {
+			var b [8]byte
+			rand.Read(b[:])
+			c.challenge = hex.EncodeToString(b[:])
+			c.w.Simple(c.challenge)
+			return
+		}
+		challenge := c.challenge
+		c.challenge = "" // used up, whatever the outcome
+		if challenge == "" {
+			c.fail(errNoChallenge)
+			return
+		}
+		if admin == "" {
+			c.fail(errAuthDisabled)
+			return
+		}
+		if !checkPassword(strings.ToLower(string(args[2])), secureHash(challenge, admin)) {
+			c.fail(errAccessDenied)
+			return
+		}
+		c.admin = true
+		c.w.Simple("OK")
+		return
+	}
+	if admin == "" {
+		c.fail(errAuthDisabled)
+		return
+	}
+	if !checkPassword(string(args[1]), admin) {
+		c.fail(errAccessDenied)
+		return
+	}
+	c.admin = true
+	c.w.Simple("OK")
+}
+
+func cmdFlush(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) {
+		return
+	}
+	set := c.ns.Settings()
+	if set.Public || set.Password == "" || c.ns.Name() == zdb.DefaultNamespace {
+		c.fail(errFlushPublic)
+		return
+	}
+	if !c.writable {
+		c.fail(errReadOnly)
+		return
+	}
+	if err := c.ns.Flush(); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Simple("OK")
+}
+
+func cmdHooks(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+		return
+	}
+	runs := c.srv.eng.Hooks()
+	c.w.Array(len(runs))
+	for _, r := range runs {
+		c.w.Array(6)
+		c.w.BulkString(r.Event)
+		c.w.Array(len(r.Args))
+		for _, a := range r.Args {
+			c.w.BulkString(a)
+		}
+		c.w.Int(int64(r.PID))
+		c.w.Int(r.Created)
+		c.w.Int(r.Finished)
+		c.w.Int(int64(r.Status))
+	}
+}
+
+func cmdIndex(c *session, args [][]byte) {
+	if !c.argc(args, 2, 3) || !c.requireAdmin() {
+		return
+	}
+	if !strings.EqualFold(string(args[1]), "DIRTY") {
+		c.fail(errNotSupported)
+		return
+	}
+	reset := false
+	if len(args) == 3 {
+		if !strings.EqualFold(string(args[2]), "RESET") {
+			c.fail(errNotSupported)
+			return
+		}
+		reset = true
+	}
+	ids := c.ns.DirtyIndexes(reset)
+	if reset {
+		c.w.Simple("OK")
+		return
+	}
+	c.w.Array(len(ids))
+	for _, id := range ids {
+		c.w.Int(int64(id))
+	}
+}
+
+func cmdData(c *session, args [][]byte) {
+	if !c.argc(args, 4, 4) || !c.requireAdmin() {
+		return
+	}
+	if !strings.EqualFold(string(args[1]), "RAW") {
+		c.fail(errNotSupported)
+		return
+	}
+	id, err1 := strconv.ParseUint(string(args[2]), 10, 32)
+	off, err2 := strconv.ParseInt(string(args[3]), 10, 64)
+	if err1 != nil || err2 != nil || off < 0 {
+		c.fail(string(zdb.ErrInvalidArguments))
+		return
+	}
+	e, err := c.ns.DataRaw(uint32(id), off)
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.w.Array(6)
+	c.w.Bulk(e.Key)
+	c.w.Int(int64(e.Previous))
+	c.w.BulkString(fmt.Sprintf("0x%08x", e.CRC))
+	c.w.Int(int64(e.Flags))
+	c.w.Int(int64(e.Timestamp))
+	c.w.Bulk(e.Payload)
+}
+
+func cmdReload(c *session, args [][]byte) {
+	if !c.argc(args, 2, 2) || !c.nonEmpty(args) || !c.requireAdmin() || !c.nsArg(args[1]) {
+		return
+	}
+	ns := c.srv.eng.Namespace(string(args[1]))
+	if ns == nil {
+		c.fail(string(zdb.ErrNamespaceNotFound))
+		return
+	}
+	if err := ns.Reload(); err != nil {
+		c.replyErr(err)
+		return
+	}
+	c.srv.eng.NamespaceReloaded(ns.Name())
+	c.w.Simple("OK")
+}
+
+func cmdStop(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+		return
+	}
+	c.w.Simple("Stopping")
+	c.w.Flush()
+	c.quit = true
+	if c.srv.cfg.OnStop != nil {
+		go c.srv.cfg.OnStop()
+	}
+}
+
+// ---------------------------------------------------------------------------
+// WAIT
+
+func cmdWait(c *session, args [][]byte) {
+	if !c.argc(args, 2, 3) || !c.nonEmpty(args) {
+		return
+	}
+	timeout := 5000 * time.Millisecond
+	if len(args) == 3 {
+		ms, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil || ms < 100 || ms > 1800000 {
+			c.fail(errInvalidTimeout)
+			return
+		}
+		timeout = time.Duration(ms) * time.Millisecond
+	}
+	want := strings.ToUpper(string(args[1]))
+	// Flush what is pending before blocking.
+	c.w.Flush()
+	w := c.srv.waiters.add(c, want)
+	defer c.srv.waiters.remove(w)
+	select {
+	case name := <-w.ch:
+		c.w.Simple(name)
+	case <-time.After(timeout):
+		c.fail(errTimeout)
+	}
+}
+
+type waiter struct {
+	sess *session
+	cmd  string
+	ch   chan string
+}
+
+type waitRegistry struct {
+	n  atomic.Int64
+	mu sync.Mutex
+	ws map[*waiter]struct{}
+}
+
+func (r *waitRegistry) active() bool { return r.n.Load() > 0 }
+
+func (r *waitRegistry) add(c *session, cmd string) *waiter {
+	w := &waiter{sess: c, cmd: cmd, ch: make(chan string, 1)}
+	r.mu.Lock()
+	if r.ws == nil {
+		r.ws = map[*waiter]struct{}{}
+	}
+	r.ws[w] = struct{}{}
+	r.mu.Unlock()
+	r.n.Add(1)
+	return w
+}
+
+func (r *waitRegistry) remove(w *waiter) {
+	r.mu.Lock()
+	delete(r.ws, w)
+	r.mu.Unlock()
+	r.n.Add(-1)
+}
+
+// notify wakes the waiters of other sessions on the same namespace.
+func (r *waitRegistry) notify(c *session, cmd string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for w := range r.ws {
+		if w.sess == c || w.sess.ns != c.ns || (w.cmd != "*" && w.cmd != cmd) {
+			continue
+		}
+		select {
+		case w.ch <- cmd:
+		default:
+		}
+	}
+}

@@ -1,0 +1,235 @@
+// Package server puts the 0-db v2 wire protocol (RESP2, zdb.md §1–§6) in
+// front of a zdb.Engine: one goroutine per connection, replies buffered and
+// written once per pipelined batch, TCP_NODELAY on.
+package server
+
+import (
+	"context"
+	"crypto/subtle"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"qss/internal/resp"
+	"qss/zdb"
+)
+
+// Version is reported by INFO.
+const Version = "2.0.7-go"
+
+// Config configures a Server.
+type Config struct {
+	Engine *zdb.Engine
+	// AdminPassword, when set, makes admin commands require AUTH. Without
+	// it every client is admin (0-db's behaviour).
+	AdminPassword string
+	InstanceID    string
+	Logger        *slog.Logger
+	// OnStop is called when an admin sends STOP.
+	OnStop func()
+}
+
+// Server serves the protocol on any number of listeners.
+type Server struct {
+	cfg   Config
+	eng   *zdb.Engine
+	log   *slog.Logger
+	boot  time.Time
+	stats stats
+
+	mu        sync.Mutex
+	listeners map[net.Listener]struct{}
+	conns     map[*session]struct{}
+	closing   bool
+	wg        sync.WaitGroup
+
+	waiters waitRegistry
+}
+
+type stats struct {
+	clients      atomic.Uint64
+	executed     atomic.Uint64
+	failed       atomic.Uint64
+	unauthorized atomic.Uint64
+	rx, tx       atomic.Uint64
+}
+
+// New returns a server for cfg.Engine.
+func New(cfg Config) *Server {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Server{
+		cfg: cfg, eng: cfg.Engine, log: cfg.Logger, boot: time.Now(),
+		listeners: map[net.Listener]struct{}{}, conns: map[*session]struct{}{},
+	}
+}
+
+// Serve accepts connections on l until Close. It returns nil after Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		l.Close()
+		return nil
+	}
+	s.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closing := s.closing
+			s.mu.Unlock()
+			if closing {
+				return nil
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, errTooManyFiles) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.log.Warn("accept failed, retrying", "err", err, "in", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if tc, ok := c.(*net.TCPConn); ok {
+			tc.SetNoDelay(true)
+			tc.SetKeepAlive(true)
+		}
+		sess := s.newSession(c)
+		s.mu.Lock()
+		if s.closing {
+			s.mu.Unlock()
+			c.Close()
+			continue
+		}
+		s.conns[sess] = struct{}{}
+		s.wg.Add(1)
+		s.mu.Unlock()
+		go func() {
+			defer s.wg.Done()
+			sess.serve()
+			s.mu.Lock()
+			delete(s.conns, sess)
+			s.mu.Unlock()
+		}()
+	}
+}
+
+// Close stops the listeners and closes every connection, then waits for
+// their goroutines (at most until ctx ends).
+func (s *Server) Close(ctx context.Context) {
+	s.mu.Lock()
+	s.closing = true
+	for l := range s.listeners {
+		l.Close()
+	}
+	for c := range s.conns {
+		c.conn.Close()
+	}
+	s.mu.Unlock()
+	done := make(chan struct{})
+	go func() { s.wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+	}
+}
+
+// checkPassword compares in constant time.
+func checkPassword(given, want string) bool {
+	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
+}
+
+// countingConn counts network bytes for INFO.
+type countingConn struct {
+	net.Conn
+	st *stats
+}
+
+func (c countingConn) Read(p []byte) (int, error) {
+	n, err := c.Conn.Read(p)
+	c.st.rx.Add(uint64(n))
+	return n, err
+}
+
+func (c countingConn) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	c.st.tx.Add(uint64(n))
+	return n, err
+}
+
+// session is one client connection.
+type session struct {
+	srv       *Server
+	conn      net.Conn
+	r         *resp.RequestReader
+	w         *resp.Writer
+	ns        *zdb.Namespace
+	writable  bool
+	admin     bool
+	challenge string
+	value     []byte // reused GET buffer
+	quit      bool
+}
+
+const ioBuffer = 16 << 10
+
+func (s *Server) newSession(c net.Conn) *session {
+	s.stats.clients.Add(1)
+	cc := countingConn{c, &s.stats}
+	sess := &session{
+		srv:   s,
+		conn:  c,
+		r:     resp.NewRequestReader(cc, ioBuffer),
+		w:     resp.NewWriter(cc, ioBuffer),
+		admin: s.cfg.AdminPassword == "",
+	}
+	sess.enter(s.eng.Namespace(zdb.DefaultNamespace), "")
+	return sess
+}
+
+// enter makes ns the session's namespace; password is what the client gave.
+func (c *session) enter(ns *zdb.Namespace, password string) {
+	c.ns = ns
+	set := ns.Settings()
+	c.writable = set.Password == "" || (password != "" && checkPassword(password, set.Password))
+}
+
+func (c *session) serve() {
+	defer c.conn.Close()
+	for !c.quit {
+		args, err := c.r.ReadRequest()
+		if err != nil {
+			var pe *resp.ProtocolError
+			if errors.As(err, &pe) {
+				c.srv.stats.failed.Add(1)
+				c.w.Error(pe.Text)
+				c.w.Flush()
+				if pe.Fatal {
+					return
+				}
+				continue
+			}
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.srv.log.Debug("connection read failed", "remote", c.conn.RemoteAddr().String(), "err", err)
+			}
+			c.w.Flush()
+			return
+		}
+		c.dispatch(args)
+		if c.r.Buffered() == 0 || c.w.Buffered() > 256<<10 {
+			if err := c.w.Flush(); err != nil {
+				return
+			}
+		}
+	}
+	c.w.Flush()
+}
