@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/pprof"
 	"strconv"
 	"syscall"
 	"time"
@@ -99,6 +100,14 @@ func run(argv []string) int {
 			return 1
 		}
 		return 0
+	}
+	if path := os.Getenv("ZDB_CPUPROFILE"); path != "" {
+		// A debugging aid for benchmarks: profile the whole run.
+		f, err := os.Create(path)
+		if err == nil {
+			pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
 	}
 	return serve(c, log)
 }
