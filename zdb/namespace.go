@@ -52,7 +52,7 @@ type Namespace struct {
 	lastJump          time.Time
 	scratch           []byte
 
-	filesMu   sync.Mutex
+	filesMu   sync.RWMutex
 	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
 	fetching  map[uint32]*fetchCall
 
@@ -933,6 +933,12 @@ var (
 
 // dataFile returns an open data file, or errMissingFile.
 func (ns *Namespace) dataFile(id uint32) (*os.File, error) {
+	ns.filesMu.RLock()
+	f := ns.dataFiles[id]
+	ns.filesMu.RUnlock()
+	if f != nil {
+		return f, nil
+	}
 	ns.filesMu.Lock()
 	defer ns.filesMu.Unlock()
 	if f := ns.dataFiles[id]; f != nil {

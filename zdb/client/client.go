@@ -224,15 +224,11 @@ func (c *Client) Stats() PoolStats {
 	c.mu.Lock()
 	idle := len(c.idle)
 	c.mu.Unlock()
-	inUse := len(c.sem) - idle
-	if inUse < 0 {
-		inUse = 0
-	}
 	return PoolStats{
 		Dials:    c.dials.Load(),
 		Discards: c.discards.Load(),
 		Idle:     idle,
-		InUse:    inUse,
+		InUse:    len(c.sem), // idle connections hold no token
 	}
 }
 
@@ -280,7 +276,7 @@ func (c *Client) get(ctx context.Context, op string) (*conn, error) {
 		cn.nc.Close()
 		c.discards.Add(1)
 	}
-	cn, err := c.dial(ctx)
+	cn, err := c.dial(ctx, op)
 	if err != nil {
 		<-c.sem
 		return nil, err
@@ -307,8 +303,9 @@ func (c *Client) put(cn *conn, broken bool) {
 }
 
 // dial opens and sets up one connection: admin authentication, then
-// namespace selection.
-func (c *Client) dial(ctx context.Context) (*conn, error) {
+// namespace selection. Errors are *OpError naming op (or AUTH or SELECT
+// when setup fails).
+func (c *Client) dial(ctx context.Context, op string) (*conn, error) {
 	if c.opts.DialTimeout > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.opts.DialTimeout)
@@ -326,7 +323,7 @@ func (c *Client) dial(ctx context.Context) (*conn, error) {
 		if ce := ctx.Err(); ce != nil {
 			err = fmt.Errorf("%w: %v", ce, err)
 		}
-		return nil, c.opErr("dial", err)
+		return nil, c.opErr(op, err)
 	}
 	cn := newConn(nc)
 	if err := c.setup(ctx, cn); err != nil {

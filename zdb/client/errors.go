@@ -154,7 +154,7 @@ var (
 // connection setup (AUTH, SELECT). Op is the command name and Addr the
 // server address; command arguments, and so passwords, are never included.
 type OpError struct {
-	Op   string // command name, such as "GET", or "dial"
+	Op   string // command name, such as "GET"; "SET+pipeline" for a pipeline starting with SET
 	Addr string // server address as given in Options.Addr
 	Err  error  // the cause
 }

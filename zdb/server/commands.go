@@ -877,6 +877,8 @@ func cmdWait(c *session, args [][]byte) {
 		c.w.Simple(name)
 	case <-time.After(timeout):
 		c.fail(errTimeout)
+	case <-c.srv.done:
+		c.quit = true
 	}
 }
 

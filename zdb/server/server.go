@@ -45,6 +45,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*session]struct{}
 	closing   bool
+	done      chan struct{} // closed by Close: wakes blocked WAITs
 	wg        sync.WaitGroup
 
 	waiters waitRegistry
@@ -66,6 +67,7 @@ func New(cfg Config) *Server {
 	return &Server{
 		cfg: cfg, eng: cfg.Engine, log: cfg.Logger, boot: time.Now(),
 		listeners: map[net.Listener]struct{}{}, conns: map[*session]struct{}{},
+		done: make(chan struct{}),
 	}
 }
 
@@ -127,6 +129,9 @@ func (s *Server) Serve(l net.Listener) error {
 // their goroutines (at most until ctx ends).
 func (s *Server) Close(ctx context.Context) {
 	s.mu.Lock()
+	if !s.closing {
+		close(s.done)
+	}
 	s.closing = true
 	for l := range s.listeners {
 		l.Close()
