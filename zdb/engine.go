@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sort"
 	"strings"
 	"sync"
@@ -131,6 +132,9 @@ func Open(opts Options) (*Engine, error) {
 			return nil, fmt.Errorf("namespace %q: %w", DefaultNamespace, err)
 		}
 	}
+	// Loading leaves garbage (read windows, validation lists); hand it back
+	// to the system now rather than keep it until the heap grows again.
+	debug.FreeOSMemory()
 	e.startLoops()
 	return e, nil
 }

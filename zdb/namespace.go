@@ -43,7 +43,6 @@ type Namespace struct {
 	cur               uint32              // active file id
 	indexFiles        map[uint32]*os.File // every index file, read-write
 	fileEnds          map[uint32]fileEnd  // per index file: end and last entry
-	seqFirst          []uint64            // seq mode: first id of file i
 	dataEnd           int64               // append offset in d<cur>
 	dataLast          uint32              // offset of the last data entry written
 	idxLast           uint32              // offset of the last index entry written
@@ -51,6 +50,9 @@ type Namespace struct {
 	changed           bool                // written since the last jump
 	lastJump          time.Time
 	scratch           []byte
+	pend              pendingWrites // see commit.go
+	seqMax            uint64        // load: one past the highest live seq id
+	seqShifted        bool          // load: a seq id was found off its position
 
 	filesMu   sync.RWMutex
 	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
@@ -126,7 +128,6 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 	ns.dataFiles = map[uint32]*os.File{}
 	ns.fetching = map[uint32]*fetchCall{}
 	ns.dirty = map[uint32]bool{}
-	ns.seqFirst = nil
 	ns.idx = newKeyIndex()
 	ns.liveBytes, ns.nextID = 0, 0
 	ns.idxLast, ns.dataLast = 0, 0
@@ -170,11 +171,14 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 	if err != nil {
 		return err
 	}
+	ns.seqMax, ns.seqShifted = 0, false
 	for i, id := range ids {
 		if err := ns.replayIndex(id, i == len(ids)-1, valid); err != nil {
 			return err
 		}
 	}
+	// New ids never reuse a live one, even when positions shifted.
+	ns.nextID = max(ns.nextID, ns.seqMax)
 	ns.idx.Range(func(_ []byte, l location) bool {
 		ns.liveBytes += uint64(l.Length)
 		return true
@@ -287,14 +291,19 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 		return err
 	}
 	ns.indexFiles[id] = f
-	buf, err := io.ReadAll(f)
+	st, err := f.Stat()
 	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
+		return err
 	}
-	h, err := ParseIndexHeader(buf)
+	size := st.Size()
+	// The file is read through a window, so that loading millions of
+	// entries needs no more memory than the key index itself.
+	sc := newFileScanner(f, 0, size)
+	h, err := ParseIndexHeader(sc.peek(0, min(IndexHeaderSize, int(size))))
 	if err != nil {
-		if last && len(buf) < IndexHeaderSize && bytes.HasPrefix([]byte(IndexMagic), buf[:min(len(buf), 4)]) {
-			ns.log().Warn("torn index file header, rewriting it", "file", path, "size", len(buf))
+		head := sc.peek(0, int(min(size, 4)))
+		if last && size < IndexHeaderSize && bytes.HasPrefix([]byte(IndexMagic), head) {
+			ns.log().Warn("torn index file header, rewriting it", "file", path, "size", size)
 			if id == 0 {
 				h.Mode = ns.eng.defaultMode()
 			} else {
@@ -307,7 +316,7 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 			if err := f.Truncate(IndexHeaderSize); err != nil {
 				return err
 			}
-			buf = hb
+			size = IndexHeaderSize
 		} else {
 			return fmt.Errorf("%s: %w", path, err)
 		}
@@ -317,18 +326,22 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 	} else if h.Mode != ns.mode {
 		return fmt.Errorf("%s: mode %s differs from the namespace's %s", path, h.Mode, ns.mode)
 	}
-	if ns.mode == ModeSeq {
-		for uint32(len(ns.seqFirst)) < id {
-			ns.seqFirst = append(ns.seqFirst, ns.nextID) // gaps: empty files
-		}
-		ns.seqFirst = append(ns.seqFirst, ns.nextID)
-	}
 
-	off := IndexHeaderSize
+	off := int64(IndexHeaderSize)
 	lastEntry := uint32(0)
 	reason := ""
-	for off < len(buf) {
-		e, n, err := ParseIndexEntry(buf[off:])
+	for off < size {
+		fixed := sc.peek(off, IndexEntryFixed)
+		if fixed == nil {
+			reason = errShort.Error()
+			break
+		}
+		raw := sc.peek(off, IndexEntryFixed+int(fixed[0]))
+		if raw == nil {
+			reason = errShort.Error()
+			break
+		}
+		e, n, err := ParseIndexEntry(raw)
 		if err != nil {
 			reason = err.Error()
 			break
@@ -345,15 +358,37 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 				break
 			}
 			// A seq slot updated in place to point into the active data
-			// file, whose data did not survive: keep the slot, drop the key.
+			// file, whose data did not survive: keep the slot (ids are
+			// positions) but flag it deleted, so that neither GET nor SCAN
+			// serves it.
 			ns.log().Warn("dropping key whose data did not survive", "file", path, "offset", off)
 			live = false
+			if _, err := f.WriteAt([]byte{e.Flags | FlagDeleted}, off+idxOffFlags); err != nil {
+				return fmt.Errorf("%s: flagging a lost slot: %w", path, err)
+			}
 		}
-		var key []byte
-		if ns.mode == ModeSeq {
-			key = seqKey(ns.nextID)
-		} else {
-			key = e.Key
+		// A seq id is its slot's position, and 0-db stores it as the key of
+		// live slots. The stored key is what counts: if an older index
+		// file lost entries, positions shift but keys do not.
+		key := e.Key
+		if ns.mode == ModeSeq && live {
+			id := binary.LittleEndian.Uint64(e.Key)
+			if id != ns.nextID && !ns.seqShifted {
+				ns.seqShifted = true
+				ns.log().Warn("sequential ids are not at their positions; an index file lost entries", "file", path, "offset", off)
+			}
+			ns.seqMax = max(ns.seqMax, id+1)
+		}
+		if live && ns.mode == ModeUser {
+			// A crash between appending a new version and flagging the
+			// old one leaves both unflagged: finish that write, so that
+			// SCAN does not see the key twice.
+			if prev, ok := ns.idx.Get(key); ok {
+				pf := ns.indexFiles[prev.IndexID]
+				if _, err := pf.WriteAt([]byte{FlagDeleted}, int64(prev.IndexOffset)+idxOffFlags); err != nil {
+					return fmt.Errorf("%s: flagging a superseded entry: %w", path, err)
+				}
+			}
 		}
 		if live {
 			ns.idx.Put(key, location{
@@ -365,21 +400,24 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 		}
 		ns.nextID++
 		lastEntry = uint32(off)
-		off += n
+		off += int64(n)
 	}
-	if off < len(buf) {
+	if sc.err != nil {
+		return fmt.Errorf("%s: %w", path, sc.err)
+	}
+	if off < size {
 		if !last {
 			ns.log().Error("index file has an unreadable entry; ignoring the rest of it",
-				"file", path, "offset", off, "ignored_bytes", len(buf)-off, "reason", reason)
+				"file", path, "offset", off, "ignored_bytes", size-off, "reason", reason)
 		} else {
 			ns.log().Warn("dropping torn or corrupt tail of index file", "file", path,
-				"offset", off, "dropped_bytes", len(buf)-off, "reason", reason)
-			if err := f.Truncate(int64(off)); err != nil {
+				"offset", off, "dropped_bytes", size-off, "reason", reason)
+			if err := f.Truncate(off); err != nil {
 				return err
 			}
 		}
 	}
-	ns.fileEnds[id] = fileEnd{end: int64(off), last: lastEntry}
+	ns.fileEnds[id] = fileEnd{end: off, last: lastEntry}
 	if lastEntry != 0 {
 		ns.idxLast = lastEntry
 	}
@@ -434,11 +472,6 @@ func (ns *Namespace) createFiles(id uint32) error {
 	ns.filesMu.Lock()
 	ns.dataFiles[id] = fd
 	ns.filesMu.Unlock()
-	if ns.mode == ModeSeq {
-		for uint32(len(ns.seqFirst)) <= id {
-			ns.seqFirst = append(ns.seqFirst, ns.nextID)
-		}
-	}
 	ns.cur = id
 	ns.dataEnd = DataHeaderSize // dataLast carries over, as in 0-db
 	return nil
@@ -502,8 +535,19 @@ func listIDs(dir string, prefix byte) ([]uint32, error) {
 	return ids, nil
 }
 
-// close releases files and memory. The caller holds mu or owns ns.
+// close commits what is buffered, then releases files and memory. The
+// caller holds mu or owns ns.
 func (ns *Namespace) close() {
+	if ns.indexFiles != nil {
+		if err := ns.commitLocked(); err != nil {
+			ns.log().Error("final commit failed", "err", err)
+		}
+	}
+	ns.closeFiles()
+}
+
+// closeFiles releases files and memory without writing anything buffered.
+func (ns *Namespace) closeFiles() {
 	for _, f := range ns.indexFiles {
 		f.Sync()
 		f.Close()
@@ -583,14 +627,28 @@ func (ns *Namespace) checkAccess(write bool) error {
 }
 
 // Set stores value under key (in seq mode, an empty key takes the next id)
-// with timestamp ts (0: now). It returns the key written, or nil when the
-// stored payload is byte-identical and nothing was written.
+// with timestamp ts (0: now), durably (see Commit) when it returns. It
+// returns the key written, or nil when the stored payload is byte-identical
+// and nothing was written.
 func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
+	k, t, err := ns.SetDeferred(key, value, ts)
+	if err != nil || k == nil {
+		return k, err
+	}
+	if err := ns.Commit(t); err != nil {
+		return nil, err
+	}
+	return k, nil
+}
+
+// SetDeferred is Set without the commit: the write is visible to readers at
+// once, but the caller must Commit(ticket) before acknowledging it.
+func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, error) {
 	if len(key) > MaxKeyLen {
-		return nil, ErrKeyTooLarge
+		return nil, Ticket{}, ErrKeyTooLarge
 	}
 	if len(value) > MaxPayload {
-		return nil, ErrWrite
+		return nil, Ticket{}, ErrWrite
 	}
 	if ts == 0 {
 		ts = uint32(time.Now().Unix())
@@ -600,10 +658,10 @@ func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.deleted.Load() {
-		return nil, ErrNamespaceGone
+		return nil, Ticket{}, ErrNamespaceGone
 	}
 	if err := ns.checkAccess(true); err != nil {
-		return nil, err
+		return nil, Ticket{}, err
 	}
 	var old location
 	exists := false
@@ -611,7 +669,7 @@ func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
 		old, exists = ns.idx.Get(key)
 	}
 	if exists && ns.desc.Worm {
-		return nil, ErrWorm
+		return nil, Ticket{}, ErrWorm
 	}
 	if ns.desc.MaxSize > 0 {
 		limit := ns.desc.MaxSize
@@ -619,53 +677,48 @@ func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
 			limit += uint64(old.Length)
 		}
 		if ns.liveBytes+uint64(len(value)) > limit {
-			return nil, ErrNoSpace
+			return nil, Ticket{}, ErrNoSpace
 		}
 	}
 	if ns.mode == ModeUser && len(key) == 0 {
-		return nil, ErrKeyNeeded
+		return nil, Ticket{}, ErrKeyNeeded
 	}
 	if ns.mode == ModeSeq && len(key) > 0 && !exists {
-		return nil, ErrOnlyUpdate
+		return nil, Ticket{}, ErrOnlyUpdate
 	}
 	if exists && old.Length == uint32(len(value)) && old.CRC == crc {
 		// 0-db trusts the CRC alone; we compare the bytes, so that a CRC
 		// collision never drops a write.
 		same, err := ns.payloadEquals(old, len(key), value)
 		if err == nil && same {
-			return nil, nil
+			return nil, Ticket{}, nil
 		}
 	}
 	if err := ns.maybeJump(len(value)); err != nil {
-		return nil, ErrWrite
+		return nil, Ticket{}, ErrWrite
 	}
 	if ns.mode == ModeSeq && !exists {
 		key = seqKey(ns.nextID)
 	}
 
-	dataOff, err := ns.appendData(key, value, crc, 0, ts)
-	if err != nil {
-		return nil, ErrWrite
-	}
+	dataOff := ns.appendData(key, value, crc, 0, ts)
 	loc := location{DataID: ns.cur, DataOffset: dataOff, Length: uint32(len(value)), CRC: crc, Timestamp: ts}
 	if ns.mode == ModeSeq && exists {
-		err = ns.seqUpdate(old, &loc)
+		if err := ns.seqUpdate(old, &loc); err != nil {
+			return nil, Ticket{}, ErrWrite
+		}
 	} else {
 		e := IndexEntry{DataOffset: dataOff, Length: loc.Length, DataID: ns.cur, Timestamp: ts, CRC: crc, Key: key}
 		if exists {
 			e.ParentID, e.ParentOffset = old.IndexID, old.IndexOffset
 		}
 		loc.IndexID = ns.cur
-		loc.IndexOffset, err = ns.appendIndex(&e)
-		if err == nil && exists {
-			err = ns.flagDeleted(old.IndexID, old.IndexOffset)
+		loc.IndexOffset = ns.appendIndex(&e)
+		if exists {
+			if err := ns.flagDeleted(old.IndexID, old.IndexOffset); err != nil {
+				return nil, Ticket{}, ErrWrite
+			}
 		}
-	}
-	if err != nil {
-		return nil, ErrWrite
-	}
-	if err := ns.syncWrite(); err != nil {
-		return nil, ErrWrite
 	}
 	if exists {
 		ns.liveBytes -= uint64(old.Length)
@@ -673,17 +726,24 @@ func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
 	ns.liveBytes += uint64(len(value))
 	ns.idx.Put(key, loc)
 	ns.changed = true
-	return key, nil
+	t := ns.ticket()
+	if ns.pendingBytes() > commitThreshold {
+		if err := ns.commitLocked(); err != nil {
+			return nil, Ticket{}, err
+		}
+	}
+	return key, t, nil
 }
 
 // seqUpdate moves id's slot to a new version: a copy of the old slot,
 // flagged deleted, is appended (it takes an id), then the original slot is
 // rewritten in place to point at the new data with the copy as its parent.
+// seqUpdate moves id's slot to a new version: a copy of the old slot,
+// flagged deleted, is appended (it takes an id), then the original slot is
+// rewritten in place to point at the new data with the copy as its parent.
 func (ns *Namespace) seqUpdate(old location, loc *location) error {
-	f := ns.indexFiles[old.IndexID]
 	slot := make([]byte, SeqEntrySize)
-	if _, err := f.ReadAt(slot, int64(old.IndexOffset)); err != nil {
-		ns.indexIOError()
+	if err := ns.readIndexAt(old.IndexID, slot, int64(old.IndexOffset)); err != nil {
 		return err
 	}
 	prev, _, err := ParseIndexEntry(slot)
@@ -692,99 +752,46 @@ func (ns *Namespace) seqUpdate(old location, loc *location) error {
 	}
 	cp := prev
 	cp.Flags |= FlagDeleted
-	cpOff, err := ns.appendIndex(&cp)
-	if err != nil {
-		return err
-	}
+	cpOff := ns.appendIndex(&cp)
 	upd := prev
 	upd.DataOffset, upd.Length, upd.DataID = loc.DataOffset, loc.Length, loc.DataID
 	upd.Timestamp, upd.CRC, upd.Flags = loc.Timestamp, loc.CRC, 0
 	upd.ParentID, upd.ParentOffset = ns.cur, cpOff
-	if _, err := f.WriteAt(upd.Append(slot[:0]), int64(old.IndexOffset)); err != nil {
-		ns.indexIOError()
-		return err
-	}
-	ns.dirty[old.IndexID] = true
+	ns.writeIndexAt(old.IndexID, int64(old.IndexOffset), upd.Append(nil))
 	loc.IndexID, loc.IndexOffset = old.IndexID, old.IndexOffset
 	return nil
 }
 
-// appendData writes one data entry at the end of d<cur>.
-func (ns *Namespace) appendData(key, payload []byte, crc uint32, flags uint8, ts uint32) (uint32, error) {
+// appendData buffers one data entry at the end of d<cur>.
+func (ns *Namespace) appendData(key, payload []byte, crc uint32, flags uint8, ts uint32) uint32 {
 	h := DataEntryHeader{Previous: ns.dataLast, CRC: crc, Flags: flags, Timestamp: ts}
 	ns.scratch = AppendDataEntry(ns.scratch[:0], h, key, payload)
-	off := ns.dataEnd
-	f := ns.dataFiles[ns.cur]
-	if _, err := f.WriteAt(ns.scratch, off); err != nil {
-		ns.dataIOError()
-		// Leave no partial entry behind for the next write to follow.
-		f.Truncate(off)
-		return 0, err
-	}
-	ns.eng.stats.dataWritten.Add(uint64(len(ns.scratch)))
-	ns.dataEnd += int64(len(ns.scratch))
+	off := ns.bufData(ns.scratch)
 	ns.dataLast = uint32(off)
-	return uint32(off), nil
+	return uint32(off)
 }
 
-// appendIndex writes e at the end of i<cur>, filling in Previous.
-func (ns *Namespace) appendIndex(e *IndexEntry) (uint32, error) {
-	fe := ns.fileEnds[ns.cur]
+// appendIndex buffers e at the end of i<cur>, filling in Previous.
+func (ns *Namespace) appendIndex(e *IndexEntry) uint32 {
 	// Like 0-db, the first entry of a file links to the last entry of the
 	// file before.
 	e.Previous = ns.idxLast
-	b := e.Append(ns.scratch[:0])
-	ns.scratch = b
-	if _, err := ns.indexFiles[ns.cur].WriteAt(b, fe.end); err != nil {
-		ns.indexIOError()
-		ns.indexFiles[ns.cur].Truncate(fe.end)
-		return 0, err
-	}
-	ns.eng.stats.indexWritten.Add(uint64(len(b)))
-	off := uint32(fe.end)
-	ns.fileEnds[ns.cur] = fileEnd{end: fe.end + int64(len(b)), last: off}
+	ns.scratch = e.Append(ns.scratch[:0])
+	off := uint32(ns.bufIndex(ns.scratch))
 	ns.idxLast = off
 	ns.dirty[ns.cur] = true
 	ns.nextID++
-	return off, nil
+	return off
 }
 
 // flagDeleted sets the deleted flag of an index entry in place.
 func (ns *Namespace) flagDeleted(id, off uint32) error {
-	f := ns.indexFiles[id]
-	if f == nil {
-		return fmt.Errorf("index file %d not open", id)
-	}
 	var b [1]byte
-	if _, err := f.ReadAt(b[:], int64(off)+idxOffFlags); err != nil {
-		ns.indexIOError()
+	if err := ns.readIndexAt(id, b[:], int64(off)+idxOffFlags); err != nil {
 		return err
 	}
 	b[0] |= FlagDeleted
-	if _, err := f.WriteAt(b[:], int64(off)+idxOffFlags); err != nil {
-		ns.indexIOError()
-		return err
-	}
-	ns.dirty[id] = true
-	return nil
-}
-
-func (ns *Namespace) syncWrite() error {
-	if !ns.eng.opts.Sync {
-		return nil
-	}
-	if err := ns.dataFiles[ns.cur].Sync(); err != nil {
-		ns.dataIOError()
-		return err
-	}
-	for id := range ns.dirty {
-		if f := ns.indexFiles[id]; f != nil {
-			if err := f.Sync(); err != nil {
-				ns.indexIOError()
-				return err
-			}
-		}
-	}
+	ns.writeIndexAt(id, int64(off)+idxOffFlags, b[:])
 	return nil
 }
 
@@ -800,11 +807,20 @@ func (ns *Namespace) dataIOError() {
 	ns.eng.stats.diskFailures.Add(1)
 }
 
-// Del deletes key: a tombstone is appended to the data file and the index
-// entry is flagged in place.
+// Del deletes key, durably when it returns: a tombstone is appended to the
+// data file and the index entry is flagged in place.
 func (ns *Namespace) Del(key []byte, ts uint32) error {
+	t, err := ns.DelDeferred(key, ts)
+	if err != nil {
+		return err
+	}
+	return ns.Commit(t)
+}
+
+// DelDeferred is Del without the commit (see SetDeferred).
+func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	if len(key) > MaxKeyLen {
-		return ErrInvalidKey
+		return Ticket{}, ErrInvalidKey
 	}
 	if ts == 0 {
 		ts = uint32(time.Now().Unix())
@@ -812,31 +828,32 @@ func (ns *Namespace) Del(key []byte, ts uint32) error {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.deleted.Load() {
-		return ErrNamespaceGone
+		return Ticket{}, ErrNamespaceGone
 	}
 	if err := ns.checkAccess(true); err != nil {
-		return err
+		return Ticket{}, err
 	}
 	loc, ok := ns.idx.Get(key)
 	if !ok {
-		return ErrNotFound
+		return Ticket{}, ErrNotFound
 	}
 	if ns.desc.Worm {
-		return ErrWormDelete
+		return Ticket{}, ErrWormDelete
 	}
-	if _, err := ns.appendData(key, nil, 0, FlagDeleted, ts); err != nil {
-		return ErrWrite
-	}
+	ns.appendData(key, nil, 0, FlagDeleted, ts)
 	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
-		return ErrWrite
-	}
-	if err := ns.syncWrite(); err != nil {
-		return ErrWrite
+		return Ticket{}, ErrWrite
 	}
 	ns.idx.Delete(key)
 	ns.liveBytes -= uint64(loc.Length)
 	ns.changed = true
-	return nil
+	t := ns.ticket()
+	if ns.pendingBytes() > commitThreshold {
+		if err := ns.commitLocked(); err != nil {
+			return Ticket{}, err
+		}
+	}
+	return t, nil
 }
 
 // lookup finds key for a read command.
@@ -960,13 +977,21 @@ func (ns *Namespace) dataFile(id uint32) (*os.File, error) {
 // keyLen is the length of the key stored in the data entry (the key itself
 // in user mode, 8 in seq mode).
 func (ns *Namespace) readPayload(loc location, keyLen int, dst []byte) ([]byte, error) {
+	start := len(dst)
+	at := int64(loc.DataOffset) + DataEntryFixed + int64(keyLen)
+	if buf := ns.pendingData(loc.DataID, at); buf != nil {
+		dst = append(dst, buf[:loc.Length]...)
+		if CRC(dst[start:]) != loc.CRC {
+			return nil, errChecksum
+		}
+		return dst, nil
+	}
 	f, err := ns.dataFile(loc.DataID)
 	if err != nil {
 		return nil, err
 	}
-	start := len(dst)
 	dst = grow(dst, int(loc.Length))
-	n, err := f.ReadAt(dst[start:], int64(loc.DataOffset)+DataEntryFixed+int64(keyLen))
+	n, err := f.ReadAt(dst[start:], at)
 	if n < int(loc.Length) {
 		ns.dataIOError()
 		if err == nil {
@@ -1048,6 +1073,9 @@ func (ns *Namespace) Jump() error {
 // jump closes the active files (synced, so that the closed data file is
 // complete when the jump-data hook reports it) and starts id+1.
 func (ns *Namespace) jump() error {
+	if err := ns.commitLocked(); err != nil {
+		return err
+	}
 	old := ns.cur
 	if f := ns.dataFiles[old]; f != nil {
 		if err := f.Sync(); err != nil {
@@ -1127,9 +1155,9 @@ func (ns *Namespace) Sync() error {
 	if ns.deleted.Load() {
 		return nil
 	}
-	var first error
+	first := ns.commitLocked()
 	if f := ns.dataFiles[ns.cur]; f != nil {
-		if err := f.Sync(); err != nil {
+		if err := f.Sync(); err != nil && first == nil {
 			first = err
 		}
 	}

@@ -2,9 +2,7 @@ package zdb
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
 	"os"
 	"strconv"
 	"strings"
@@ -47,11 +45,9 @@ func (ns *Namespace) readEntry(pos entryPos) (IndexEntry, error) {
 	}
 	n := min(int64(IndexEntryFixed+MaxKeyLen), fe.end-int64(pos.off))
 	buf := make([]byte, n)
-	if _, err := f.ReadAt(buf, int64(pos.off)); err != nil && !errors.Is(err, io.EOF) {
-		ns.indexIOError()
+	if err := ns.readIndexAt(pos.id, buf, int64(pos.off)); err != nil {
 		return IndexEntry{}, ErrInternal
 	}
-	ns.eng.stats.indexRead.Add(uint64(n))
 	e, _, err := ParseIndexEntry(buf)
 	if err != nil {
 		return IndexEntry{}, ErrInvalidCursor
@@ -255,10 +251,13 @@ type RawEntry struct {
 
 // DataRaw reads the data entry at offset in data file id.
 func (ns *Namespace) DataRaw(id uint32, offset int64) (RawEntry, error) {
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
 	if ns.deleted.Load() {
 		return RawEntry{}, ErrNamespaceGone
+	}
+	if err := ns.commitLocked(); err != nil {
+		return RawEntry{}, err
 	}
 	f, err := ns.dataFile(id)
 	if err != nil {
@@ -412,12 +411,6 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 			return ErrWrite
 		}
 		ns.mode = m
-		ns.seqFirst = nil
-		if m == ModeSeq {
-			for uint32(len(ns.seqFirst)) <= ns.cur {
-				ns.seqFirst = append(ns.seqFirst, 0)
-			}
-		}
 		return nil
 	case "lock":
 		on, err := parseBool(value)

@@ -90,6 +90,11 @@ func init() {
 // dispatch runs one request.
 func (c *session) dispatch(args [][]byte) {
 	c.srv.stats.executed.Add(1)
+	if c.ns.Deleted() {
+		c.fail(string(zdb.ErrNamespaceGone))
+		c.quit = true
+		return
+	}
 	name := args[0]
 	if len(name) == 0 {
 		c.fail(errNotValidCommand)
@@ -109,11 +114,6 @@ func (c *session) dispatch(args [][]byte) {
 	cmd, ok := commands[string(lower[:len(name)])]
 	if !ok {
 		c.fail(errNotSupported)
-		return
-	}
-	if c.ns.Deleted() {
-		c.fail(string(zdb.ErrNamespaceGone))
-		c.quit = true
 		return
 	}
 	cmd.handler(c, args)
@@ -223,10 +223,13 @@ func cmdSet(c *session, args [][]byte) {
 		c.fail(errReadOnly)
 		return
 	}
-	key, err := c.ns.Set(args[1], args[2], ts)
+	key, t, err := c.ns.SetDeferred(args[1], args[2], ts)
 	if err != nil {
 		c.replyErr(err)
 		return
+	}
+	if key != nil {
+		c.deferCommit(c.ns, t)
 	}
 	if key == nil {
 		c.w.Nil()
@@ -259,13 +262,20 @@ func cmdMGet(c *session, args [][]byte) {
 		c.fail(string(zdb.ErrInvalidArguments))
 		return
 	}
+	// 0-db checks every key before reading any.
+	for _, key := range args[1:] {
+		if len(key) > zdb.MaxKeyLen {
+			c.fail(string(zdb.ErrInvalidKey))
+			return
+		}
+	}
 	type result struct {
 		v   []byte
 		nil bool
 	}
 	results := make([]result, 0, len(args)-1)
 	for _, key := range args[1:] {
-		if len(key) == 0 || len(key) > zdb.MaxKeyLen {
+		if len(key) == 0 {
 			results = append(results, result{nil: true})
 			continue
 		}
@@ -308,10 +318,12 @@ func cmdDel(c *session, args [][]byte) {
 		c.fail(errReadOnly)
 		return
 	}
-	if err := c.ns.Del(args[1], ts); err != nil {
+	t, err := c.ns.DelDeferred(args[1], ts)
+	if err != nil {
 		c.replyErr(err)
 		return
 	}
+	c.deferCommit(c.ns, t)
 	c.w.Simple("OK")
 }
 
@@ -542,26 +554,9 @@ func cmdNSDel(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
-	c.srv.disconnectDeleted()
+	// Sessions still on it get ErrNamespaceGone on their next command and
+	// are disconnected then (dispatch), as in 0-db.
 	c.w.Simple("OK")
-}
-
-// disconnectDeleted tells sessions whose namespace is gone, and closes
-// them. A session busy in a command finds out on its next command.
-func (s *Server) disconnectDeleted() {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for sess := range s.conns {
-		if sess.ns.Deleted() {
-			// Closing the read side wakes the session; it replies on its
-			// next request or simply goes away.
-			if tc, ok := sess.conn.(interface{ CloseRead() error }); ok {
-				tc.CloseRead()
-			} else {
-				sess.conn.Close()
-			}
-		}
-	}
 }
 
 func cmdNSList(c *session, args [][]byte) {
@@ -844,7 +839,7 @@ func cmdStop(c *session, args [][]byte) {
 		return
 	}
 	c.w.Simple("Stopping")
-	c.w.Flush()
+	c.flush()
 	c.quit = true
 	if c.srv.cfg.OnStop != nil {
 		go c.srv.cfg.OnStop()
@@ -869,7 +864,9 @@ func cmdWait(c *session, args [][]byte) {
 	}
 	want := strings.ToUpper(string(args[1]))
 	// Flush what is pending before blocking.
-	c.w.Flush()
+	if c.flush() != nil {
+		return
+	}
 	w := c.srv.waiters.add(c, want)
 	defer c.srv.waiters.remove(w)
 	select {

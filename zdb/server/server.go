@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -183,6 +184,46 @@ type session struct {
 	challenge string
 	value     []byte // reused GET buffer
 	quit      bool
+	pending   []pendingCommit // writes to commit before replies go out
+}
+
+// pendingCommit is the last write of a session in one namespace.
+type pendingCommit struct {
+	ns     *zdb.Namespace
+	ticket zdb.Ticket
+}
+
+// deferCommit records a write to commit before the next flush. Tickets of
+// one namespace grow, so the last one covers the earlier ones.
+func (c *session) deferCommit(ns *zdb.Namespace, t zdb.Ticket) {
+	for i := range c.pending {
+		if c.pending[i].ns == ns {
+			c.pending[i].ticket = t
+			return
+		}
+	}
+	c.pending = append(c.pending, pendingCommit{ns, t})
+}
+
+// flush commits the session's writes, then sends the buffered replies, so
+// that no write is acknowledged before it reached the files. When a commit
+// fails the replies are dropped and the connection closed: the client sees
+// no acknowledgement for a write that was lost.
+func (c *session) flush() error {
+	if len(c.pending) > 0 {
+		// Let the other clients with requests ready add theirs first: one
+		// commit then covers them all.
+		runtime.Gosched()
+		for _, p := range c.pending {
+			if err := p.ns.Commit(p.ticket); err != nil {
+				c.pending = c.pending[:0]
+				c.quit = true
+				return err
+			}
+		}
+		c.pending = c.pending[:0]
+	}
+	return c.w.Flush()
 }
 
 const ioBuffer = 16 << 10
@@ -217,7 +258,7 @@ func (c *session) serve() {
 			if errors.As(err, &pe) {
 				c.srv.stats.failed.Add(1)
 				c.w.Error(pe.Text)
-				c.w.Flush()
+				c.flush()
 				if pe.Fatal {
 					return
 				}
@@ -226,15 +267,15 @@ func (c *session) serve() {
 			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
 				c.srv.log.Debug("connection read failed", "remote", c.conn.RemoteAddr().String(), "err", err)
 			}
-			c.w.Flush()
+			c.flush()
 			return
 		}
 		c.dispatch(args)
 		if c.r.Buffered() == 0 || c.w.Buffered() > 256<<10 {
-			if err := c.w.Flush(); err != nil {
+			if err := c.flush(); err != nil {
 				return
 			}
 		}
 	}
-	c.w.Flush()
+	c.flush()
 }
