@@ -49,6 +49,15 @@ SIZE=${SIZE:-4096}
 KEYSPACE=${KEYSPACE:-1000000}
 PIPELINES=${PIPELINES:-"1 16"}
 ROUNDS=${ROUNDS:-1}
+# PIN=1 gives each server one core (taskset -c 0) and redis-benchmark the
+# other (taskset -c 1): on a 2-core machine this keeps the load generator and
+# the server from competing for the same core, the fairest setup for a
+# single-threaded redis-server. PIN=0 (default) lets the kernel schedule.
+PIN=${PIN:-0}
+SRV_PIN=() CLI_PIN=()
+if [[ $PIN == 1 ]]; then
+	SRV_PIN=(taskset -c 0) CLI_PIN=(taskset -c 1)
+fi
 RUN_TIMEOUT=${RUN_TIMEOUT:-180}
 ZDB_BIN=${ZDB_BIN:-}
 ZDB_ARGS=${ZDB_ARGS:-}
@@ -154,14 +163,14 @@ wait_ping() { # port pid name logfile
 ZDB_PORT=$(free_port "$ZDB_PORT")
 mkdir -p "$WORK/zdb-data" "$WORK/zdb-index"
 # shellcheck disable=SC2086 # ZDB_ARGS is a word list on purpose
-"$ZDB_BIN" --listen 127.0.0.1 --port "$ZDB_PORT" --data "$WORK/zdb-data" \
+"${SRV_PIN[@]}" "$ZDB_BIN" --listen 127.0.0.1 --port "$ZDB_PORT" --data "$WORK/zdb-data" \
 	--index "$WORK/zdb-index" $ZDB_ARGS >"$WORK/zdb.log" 2>&1 &
 ZDB_PID=$!
 wait_ping "$ZDB_PORT" "$ZDB_PID" zdb "$WORK/zdb.log" || die "zdb did not start"
 
 REDIS_PORT=$(free_port "$REDIS_PORT")
 [[ $REDIS_PORT != "$ZDB_PORT" ]] || REDIS_PORT=$(free_port $((ZDB_PORT + 1)))
-(cd "$WORK" && exec redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
+(cd "$WORK" && exec "${SRV_PIN[@]}" redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --save "" \
 	--appendonly no --daemonize no) >"$WORK/redis.log" 2>&1 &
 REDIS_PID=$!
 wait_ping "$REDIS_PORT" "$REDIS_PID" redis-server "$WORK/redis.log" || die "redis-server did not start"
@@ -186,6 +195,7 @@ facts=(
 	"zdb: $ZDB_BIN $ZDB_ARGS ($(go version -m "$ZDB_BIN" 2>/dev/null | awk '$2=="vcs.revision"{r=$3} $2=="vcs.modified"{m=$3} END{if(r!="")printf "rev %s%s", substr(r,1,12), (m=="true"?"+dirty":""); else printf "rev unknown"}'))"
 	"zdb files on: $(df -T "$WORK" | awk 'NR==2 {print $2}') ($WORK)"
 	"redis: $(redis-server --version)"
+	"cpu pinning: $([[ $PIN == 1 ]] && echo 'servers on cpu 0, redis-benchmark on cpu 1' || echo 'none')"
 	"redis-benchmark: $(redis-benchmark --version) -t set,get -d $SIZE -c $CLIENTS -n $REQUESTS -r $KEYSPACE --csv, pipelines: $PIPELINES, rounds: $ROUNDS"
 )
 printf '%s\n' "${facts[@]}"
@@ -207,7 +217,7 @@ run_one() { # server port pipe round
 	local args=(-h 127.0.0.1 -p "$port" -t set,get -d "$SIZE" -c "$CLIENTS" -n "$REQUESTS" -r "$KEYSPACE" --csv)
 	[[ $pipe -gt 1 ]] && args+=(-P "$pipe")
 	local t0=$SECONDS
-	timeout -k 5 "$RUN_TIMEOUT" redis-benchmark "${args[@]}" >"$out.csv" 2>"$out.err" &
+	timeout -k 5 "$RUN_TIMEOUT" "${CLI_PIN[@]}" redis-benchmark "${args[@]}" >"$out.csv" 2>"$out.err" &
 	BENCH_PID=$!
 	wait "$BENCH_PID" || rc=$?
 	BENCH_PID=
