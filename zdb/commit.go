@@ -110,7 +110,7 @@ func (ns *Namespace) readIndexAt(id uint32, buf []byte, off int64) error {
 			return errors.New("index file not open")
 		}
 		if _, err := f.ReadAt(onDisk, off); err != nil {
-			ns.indexIOError()
+			ns.indexIOError(false)
 			return err
 		}
 		ns.eng.stats.indexRead.Add(uint64(len(onDisk)))
@@ -174,12 +174,12 @@ func (ns *Namespace) commitLocked() error {
 	if len(p.data) > 0 {
 		f := ns.dataFiles[ns.cur]
 		if _, err := f.WriteAt(p.data, p.dataBase); err != nil {
-			ns.dataIOError()
+			ns.dataIOError(true)
 			return ns.failCommit(err)
 		}
 		if sync {
 			if err := fdatasync(f); err != nil {
-				ns.dataIOError()
+				ns.dataIOError(true)
 				return ns.failCommit(err)
 			}
 		}
@@ -188,13 +188,13 @@ func (ns *Namespace) commitLocked() error {
 	idx := ns.indexFiles[ns.cur]
 	if len(p.index) > 0 {
 		if _, err := idx.WriteAt(p.index, p.indexBase); err != nil {
-			ns.indexIOError()
+			ns.indexIOError(true)
 			return ns.failCommit(err)
 		}
 		ns.eng.stats.indexWritten.Add(uint64(len(p.index)))
 		if sync {
 			if err := fdatasync(idx); err != nil {
-				ns.indexIOError()
+				ns.indexIOError(true)
 				return ns.failCommit(err)
 			}
 		}
@@ -207,7 +207,7 @@ func (ns *Namespace) commitLocked() error {
 				return ns.failCommit(errors.New("patched index file not open"))
 			}
 			if _, err := f.WriteAt(pt.b, pt.off); err != nil {
-				ns.indexIOError()
+				ns.indexIOError(true)
 				return ns.failCommit(err)
 			}
 			touched[pt.id] = true
@@ -215,7 +215,7 @@ func (ns *Namespace) commitLocked() error {
 		if sync {
 			for id := range touched {
 				if err := fdatasync(ns.indexFiles[id]); err != nil {
-					ns.indexIOError()
+					ns.indexIOError(true)
 					return ns.failCommit(err)
 				}
 			}

@@ -70,15 +70,26 @@ type Engine struct {
 
 // Stats are the engine's counters for INFO.
 type Stats struct {
-	indexRead, indexWritten atomic.Uint64
-	dataRead, dataWritten   atomic.Uint64
-	diskFailures            atomic.Uint64
+	indexRead, indexWritten           atomic.Uint64
+	dataRead, dataWritten             atomic.Uint64
+	indexReadFailed, indexWriteFailed atomic.Uint64
+	dataReadFailed, dataWriteFailed   atomic.Uint64
 }
 
-// Counters returns index bytes read and written, data bytes read and
-// written, and disk failures.
-func (s *Stats) Counters() (idxR, idxW, dataR, dataW, failures uint64) {
-	return s.indexRead.Load(), s.indexWritten.Load(), s.dataRead.Load(), s.dataWritten.Load(), s.diskFailures.Load()
+// StatsSnapshot is a copy of the counters.
+type StatsSnapshot struct {
+	IndexRead, IndexWritten, DataRead, DataWritten                     uint64 // bytes
+	IndexReadFailed, IndexWriteFailed, DataReadFailed, DataWriteFailed uint64
+}
+
+// Snapshot returns the current counters.
+func (s *Stats) Snapshot() StatsSnapshot {
+	return StatsSnapshot{
+		IndexRead: s.indexRead.Load(), IndexWritten: s.indexWritten.Load(),
+		DataRead: s.dataRead.Load(), DataWritten: s.dataWritten.Load(),
+		IndexReadFailed: s.indexReadFailed.Load(), IndexWriteFailed: s.indexWriteFailed.Load(),
+		DataReadFailed: s.dataReadFailed.Load(), DataWriteFailed: s.dataWriteFailed.Load(),
+	}
 }
 
 // Open locks the data and index roots, runs the namespaces-init hook, and

@@ -50,9 +50,10 @@ type Namespace struct {
 	changed           bool                // written since the last jump
 	lastJump          time.Time
 	scratch           []byte
-	pend              pendingWrites // see commit.go
-	seqMax            uint64        // load: one past the highest live seq id
-	seqShifted        bool          // load: a seq id was found off its position
+	pend              pendingWrites    // see commit.go
+	seqMax            uint64           // load: one past the highest live seq id
+	seqShifted        bool             // load: a seq id was found off its position
+	closedSizes       map[uint32]int64 // load: sizes of closed data files, -1 if absent
 
 	filesMu   sync.RWMutex
 	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
@@ -172,6 +173,7 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 		return err
 	}
 	ns.seqMax, ns.seqShifted = 0, false
+	ns.closedSizes = map[uint32]int64{}
 	for i, id := range ids {
 		if err := ns.replayIndex(id, i == len(ids)-1, valid); err != nil {
 			return err
@@ -352,19 +354,37 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 		}
 		e.DataID = ns.entryDataID(id, e)
 		live := e.Flags&FlagDeleted == 0
-		if live && e.DataID == ns.cur && !valid.has(e.DataOffset, e.CRC) && e.Length+uint32(len(e.Key)) > 0 {
+		if live && e.DataID != ns.cur && !ns.fitsClosedData(e) {
+			// Points past the end of a closed data file, or at a data file
+			// that cannot exist: corrupt. Never served.
 			if last {
+				reason = "entry points outside its data file"
+				break
+			}
+			ns.log().Warn("ignoring an entry that points outside its data file", "file", path, "offset", off)
+			live = false
+		}
+		if e.DataID == ns.cur && e.Length+uint32(len(e.Key)) > 0 && !valid.has(e.DataOffset, e.CRC) {
+			// The entry points into the active data file at data that did
+			// not survive. Entries and their data are appended in the same
+			// order, so in the active index file this ends the file ...
+			// (A rewritten slot's parent is the copy appended after it;
+			// it may have been flagged by an earlier recovery.)
+			rewritten := ns.mode == ModeSeq &&
+				(e.ParentID > id || e.ParentID == id && int64(e.ParentOffset) > off)
+			if last && !rewritten {
 				reason = "entry points at data that is missing or corrupt"
 				break
 			}
-			// A seq slot updated in place to point into the active data
-			// file, whose data did not survive: keep the slot (ids are
-			// positions) but flag it deleted, so that neither GET nor SCAN
-			// serves it.
-			ns.log().Warn("dropping key whose data did not survive", "file", path, "offset", off)
-			live = false
-			if _, err := f.WriteAt([]byte{e.Flags | FlagDeleted}, off+idxOffFlags); err != nil {
-				return fmt.Errorf("%s: flagging a lost slot: %w", path, err)
+			// ... except for a seq slot rewritten in place by an update:
+			// keep the slot (it holds an id) but flag it deleted, so that
+			// neither GET nor SCAN serves it.
+			if live {
+				ns.log().Warn("dropping key whose data did not survive", "file", path, "offset", off)
+				live = false
+				if _, err := f.WriteAt([]byte{e.Flags | FlagDeleted}, off+idxOffFlags); err != nil {
+					return fmt.Errorf("%s: flagging a lost slot: %w", path, err)
+				}
 			}
 		}
 		// A seq id is its slot's position, and 0-db stores it as the key of
@@ -379,10 +399,11 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 			}
 			ns.seqMax = max(ns.seqMax, id+1)
 		}
-		if live && ns.mode == ModeUser {
-			// A crash between appending a new version and flagging the
-			// old one leaves both unflagged: finish that write, so that
-			// SCAN does not see the key twice.
+		if ns.mode == ModeUser {
+			// A key live in memory has its entry unflagged on disk. A later
+			// entry for it means a crash came between appending that entry
+			// and flagging the old one: finish that write, so that SCAN
+			// does not see the key twice (or a deleted key at all).
 			if prev, ok := ns.idx.Get(key); ok {
 				pf := ns.indexFiles[prev.IndexID]
 				if _, err := pf.WriteAt([]byte{FlagDeleted}, int64(prev.IndexOffset)+idxOffFlags); err != nil {
@@ -422,6 +443,26 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 		ns.idxLast = lastEntry
 	}
 	return nil
+}
+
+// fitsClosedData checks that a live entry pointing into a closed data file
+// lies within it. A closed data file that is absent is offloaded (fetched by
+// the missing-data hook when read), so only a present one is checked; a
+// data file id past the active one cannot exist.
+func (ns *Namespace) fitsClosedData(e IndexEntry) bool {
+	if e.DataID > ns.cur {
+		return false
+	}
+	size, ok := ns.closedSizes[e.DataID]
+	if !ok {
+		size = -1
+		if st, err := os.Stat(ns.dataPath(e.DataID)); err == nil {
+			size = st.Size()
+		}
+		ns.closedSizes[e.DataID] = size
+	}
+	end := int64(e.DataOffset) + DataEntryFixed + int64(len(e.Key)) + int64(e.Length)
+	return size < 0 || (int64(e.DataOffset) >= DataHeaderSize && end <= size)
 }
 
 // entryDataID is the data file an index entry in index file id points at.
@@ -795,16 +836,26 @@ func (ns *Namespace) flagDeleted(id, off uint32) error {
 	return nil
 }
 
-func (ns *Namespace) indexIOError() {
+// indexIOError and dataIOError count a failed disk read or write for
+// NSINFO and INFO.
+func (ns *Namespace) indexIOError(write bool) {
 	ns.indexErrors.Add(1)
 	ns.indexErrorLast.Store(time.Now().Unix())
-	ns.eng.stats.diskFailures.Add(1)
+	if write {
+		ns.eng.stats.indexWriteFailed.Add(1)
+	} else {
+		ns.eng.stats.indexReadFailed.Add(1)
+	}
 }
 
-func (ns *Namespace) dataIOError() {
+func (ns *Namespace) dataIOError(write bool) {
 	ns.dataErrors.Add(1)
 	ns.dataErrorLast.Store(time.Now().Unix())
-	ns.eng.stats.diskFailures.Add(1)
+	if write {
+		ns.eng.stats.dataWriteFailed.Add(1)
+	} else {
+		ns.eng.stats.dataReadFailed.Add(1)
+	}
 }
 
 // Del deletes key, durably when it returns: a tombstone is appended to the
@@ -966,7 +1017,7 @@ func (ns *Namespace) dataFile(id uint32) (*os.File, error) {
 		return nil, errMissingFile
 	}
 	if err != nil {
-		ns.dataIOError()
+		ns.dataIOError(false)
 		return nil, err
 	}
 	ns.dataFiles[id] = f
@@ -993,7 +1044,7 @@ func (ns *Namespace) readPayload(loc location, keyLen int, dst []byte) ([]byte, 
 	dst = grow(dst, int(loc.Length))
 	n, err := f.ReadAt(dst[start:], at)
 	if n < int(loc.Length) {
-		ns.dataIOError()
+		ns.dataIOError(false)
 		if err == nil {
 			err = io.ErrUnexpectedEOF
 		}
@@ -1079,12 +1130,12 @@ func (ns *Namespace) jump() error {
 	old := ns.cur
 	if f := ns.dataFiles[old]; f != nil {
 		if err := f.Sync(); err != nil {
-			ns.dataIOError()
+			ns.dataIOError(true)
 			return err
 		}
 	}
 	if err := ns.indexFiles[old].Sync(); err != nil {
-		ns.indexIOError()
+		ns.indexIOError(true)
 		return err
 	}
 	if err := ns.createFiles(old + 1); err != nil {

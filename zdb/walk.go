@@ -3,6 +3,7 @@ package zdb
 import (
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"os"
 	"strconv"
 	"strings"
@@ -321,7 +322,8 @@ func (ns *Namespace) Info(admin bool) string {
 	w("data_limits_bytes", ns.desc.MaxSize)
 	w("index_size_bytes", idxSize)
 	w("index_size_kb", fmt.Sprintf("%.2f", float64(idxSize)/1024))
-	w("next_internal_id", fmt.Sprintf("0x%08x", bswap64(ns.nextID)))
+	// 0-db prints its next id byte-swapped as 32 bits.
+	w("next_internal_id", fmt.Sprintf("0x%08x", bits.ReverseBytes32(uint32(ns.nextID))))
 	if ns.mode == ModeSeq {
 		w("mode", "sequential")
 	} else {
@@ -354,12 +356,6 @@ func (ns *Namespace) Info(admin bool) string {
 		w("data_current_offset", ns.dataEnd)
 	}
 	return b.String()
-}
-
-func bswap64(v uint64) uint64 {
-	var b [8]byte
-	binary.LittleEndian.PutUint64(b[:], v)
-	return binary.BigEndian.Uint64(b[:])
 }
 
 func diskFree(path string) uint64 {
@@ -407,7 +403,7 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 			return ErrModeUsed
 		}
 		if _, err := ns.indexFiles[ns.cur].WriteAt([]byte{byte(m)}, 28); err != nil {
-			ns.indexIOError()
+			ns.indexIOError(true)
 			return ErrWrite
 		}
 		ns.mode = m

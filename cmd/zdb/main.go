@@ -203,11 +203,20 @@ func serve(c config, log *slog.Logger) int {
 
 	sig := make(chan os.Signal, 1)
 	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	// Fatal signals sent to the process (a fault inside Go code is a panic,
+	// not a signal): fire the crash hook, then close the files as on a
+	// normal shutdown, since the process state is intact.
+	fatal := make(chan os.Signal, 1)
+	signal.Notify(fatal, syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGABRT, syscall.SIGQUIT)
 	code := 0
 	select {
 	case s := <-sig:
 		log.Info("signal received, shutting down", "signal", s.String())
 		eng.RunHook("close", true)
+	case s := <-fatal:
+		log.Error("fatal signal received, shutting down", "signal", s.String())
+		eng.RunHook("crash", false)
+		code = 1
 	case <-stop:
 		log.Info("STOP received, shutting down")
 	case err := <-errc:

@@ -476,7 +476,8 @@ func cmdInfo(c *session, args [][]byte) {
 		return
 	}
 	s := c.srv
-	idxR, idxW, dataR, dataW, failures := s.eng.Stats().Counters()
+	st := s.eng.Stats().Snapshot()
+	idxR, idxW, dataR, dataW := st.IndexRead, st.IndexWritten, st.DataRead, st.DataWritten
 	var b strings.Builder
 	w := func(k string, v any) { fmt.Fprintf(&b, "%s: %v\n", k, v) }
 	mb := func(n uint64) string { return fmt.Sprintf("%.2f", float64(n)/(1024*1024)) }
@@ -484,7 +485,7 @@ func cmdInfo(c *session, args [][]byte) {
 	w("server_name", "0-db (zdb)")
 	w("server_revision", Version)
 	w("engine_revision", Version)
-	w("instance_id", s.cfg.InstanceID)
+	w("instance_id", s.instance)
 	w("boot_time", s.boot.Unix())
 	w("uptime", int64(time.Since(s.boot).Seconds()))
 	b.WriteString("\n# clients\n")
@@ -497,7 +498,10 @@ func cmdInfo(c *session, args [][]byte) {
 	w("commands_executed", s.stats.executed.Load())
 	w("commands_failed", s.stats.failed.Load())
 	w("commands_unauthorized", s.stats.unauthorized.Load())
-	w("disk_failures", failures)
+	w("index_disk_read_failed", st.IndexReadFailed)
+	w("index_disk_write_failed", st.IndexWriteFailed)
+	w("data_disk_read_failed", st.DataReadFailed)
+	w("data_disk_write_failed", st.DataWriteFailed)
 	w("index_disk_read_bytes", idxR)
 	w("index_disk_read_mb", mb(idxR))
 	w("index_disk_write_bytes", idxW)

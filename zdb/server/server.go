@@ -5,7 +5,9 @@ package server
 
 import (
 	"context"
+	"crypto/rand"
 	"crypto/subtle"
+	"encoding/binary"
 	"errors"
 	"io"
 	"log/slog"
@@ -36,11 +38,14 @@ type Config struct {
 
 // Server serves the protocol on any number of listeners.
 type Server struct {
-	cfg   Config
-	eng   *zdb.Engine
-	log   *slog.Logger
-	boot  time.Time
-	stats stats
+	cfg  Config
+	eng  *zdb.Engine
+	log  *slog.Logger
+	boot time.Time
+	// instance is INFO's instance_id: a random number per boot, as in 0-db
+	// (hooks get the tcp:// or unix:// address instead).
+	instance uint32
+	stats    stats
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -65,8 +70,11 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	var id [4]byte
+	rand.Read(id[:])
 	return &Server{
 		cfg: cfg, eng: cfg.Engine, log: cfg.Logger, boot: time.Now(),
+		instance:  binary.LittleEndian.Uint32(id[:]),
 		listeners: map[net.Listener]struct{}{}, conns: map[*session]struct{}{},
 		done: make(chan struct{}),
 	}

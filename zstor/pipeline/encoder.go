@@ -1,0 +1,266 @@
+package pipeline
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"runtime"
+	"sync"
+	"time"
+
+	"github.com/klauspost/reedsolomon"
+	"github.com/zeebo/blake3"
+)
+
+// Options configure an Encoder.
+type Options struct {
+	K int // data shards per chunk (0-stor_v2 minimal_shards), 1..N
+	N int // total shards per chunk (0-stor_v2 expected_shards), K..MaxShards
+
+	// Compression is tried on every chunk; a chunk it does not shrink is
+	// stored uncompressed.
+	Compression Compression
+
+	// ChunkSize is the plaintext bytes per chunk; 0 means DefaultChunkSize.
+	// At most MaxChunkSize(K), so that every shard fits in a zdb value.
+	ChunkSize int
+
+	// Concurrency is how many chunks are encoded at once; 0 means
+	// GOMAXPROCS. Memory in flight is about (Concurrency+2) chunks, plus
+	// the shards the emit callback holds on to.
+	Concurrency int
+
+	// Logger receives a debug line per object; nil means slog.Default().
+	Logger *slog.Logger
+}
+
+// withDefaults fills zero fields and validates the result.
+func (o Options) withDefaults() (Options, error) {
+	if err := checkShape(o.K, o.N); err != nil {
+		return o, err
+	}
+	if !o.Compression.Valid() {
+		return o, fmt.Errorf("unknown compression %d", uint8(o.Compression))
+	}
+	if o.ChunkSize == 0 {
+		o.ChunkSize = DefaultChunkSize
+	}
+	if maxc := MaxChunkSize(o.K); o.ChunkSize < 1 || o.ChunkSize > maxc {
+		return o, fmt.Errorf("chunk size %d out of range 1..%d for k=%d (each shard must fit in %d bytes)", o.ChunkSize, maxc, o.K, MaxShardSize)
+	}
+	if o.Concurrency == 0 {
+		o.Concurrency = runtime.GOMAXPROCS(0)
+	}
+	if o.Concurrency < 1 {
+		return o, fmt.Errorf("concurrency %d, must be at least 1", o.Concurrency)
+	}
+	if o.Logger == nil {
+		o.Logger = slog.Default()
+	}
+	return o, nil
+}
+
+// Encoder turns plaintext streams into shards. It is safe for concurrent use;
+// each Encode call stores one object.
+type Encoder struct {
+	master MasterKey
+	opts   Options
+	rs     reedsolomon.Encoder
+
+	newID func() ObjectID // NewObjectID; tests pin it to check the format byte for byte
+
+	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, sealed in place when not compressed
+	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed, sealed in place
+}
+
+// NewEncoder returns an Encoder for the given master key and options.
+func NewEncoder(master MasterKey, opts Options) (*Encoder, error) {
+	opts, err := opts.withDefaults()
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	rs, err := rsFor(opts.K, opts.N)
+	if err != nil {
+		return nil, err
+	}
+	e := &Encoder{master: master, opts: opts, rs: rs, newID: NewObjectID}
+	e.plainBufs.New = func() any { b := make([]byte, opts.ChunkSize+tagSize); return &b }
+	e.workBufs.New = func() any {
+		b := make([]byte, compressBound(opts.Compression, opts.ChunkSize)+tagSize)
+		return &b
+	}
+	return e, nil
+}
+
+// Options returns the encoder's options, defaults filled in.
+func (e *Encoder) Options() Options { return e.opts }
+
+// EncodedChunk is one chunk's output: its metadata and its N shards.
+type EncodedChunk struct {
+	Meta ChunkMeta // also appended to the Object that Encode returns
+
+	// Shards[i] is the complete shard with index i (0..K-1 data,
+	// K..N-1 parity), ready to store as one zdb value. The callee owns
+	// the slices.
+	Shards [][]byte
+}
+
+// EmitFunc receives the encoded chunks of an object, one call at a time and
+// in chunk order. Returning an error stops the encoding; Encode returns that
+// error. A slow EmitFunc slows the reader down (back-pressure) rather than
+// letting chunks pile up.
+type EmitFunc func(ctx context.Context, c *EncodedChunk) error
+
+// encJob is one chunk read from the input, waiting to be encoded.
+type encJob struct {
+	index uint64
+	final bool
+	buf   *[]byte // from plainBufs
+	n     int     // plaintext bytes in *buf
+}
+
+// Encode reads r to its end and stores it as a new object with a random id:
+// every chunk is passed to emit, then the object's metadata is returned with
+// the whole-file size and checksum. An empty input makes one empty chunk.
+func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Object, error) {
+	start := time.Now()
+	obj := &Object{
+		Version:     FormatVersion,
+		ID:          e.newID(),
+		K:           e.opts.K,
+		N:           e.opts.N,
+		ChunkSize:   e.opts.ChunkSize,
+		Compression: e.opts.Compression,
+	}
+	keys, err := newObjectKeys(e.master, obj.ID)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: object %s: %w", obj.ID, err)
+	}
+
+	br := bufio.NewReaderSize(r, 4096)
+	sum := blake3.New()
+	var (
+		index uint64
+		done  bool
+	)
+	next := func() (*encJob, bool, error) {
+		if done {
+			return nil, false, nil
+		}
+		bp := e.plainBufs.Get().(*[]byte)
+		n, err := io.ReadFull(br, (*bp)[:e.opts.ChunkSize])
+		final := false
+		switch err {
+		case nil:
+			// A full chunk: it is the last one when nothing follows.
+			if _, perr := br.Peek(1); perr == io.EOF {
+				final = true
+			} else if perr != nil {
+				e.plainBufs.Put(bp)
+				return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", obj.Size+int64(n), perr)
+			}
+		case io.EOF, io.ErrUnexpectedEOF:
+			// io.EOF (no byte read) only happens for an empty input: a full
+			// chunk followed by EOF is caught by the Peek above.
+			final = true
+		default:
+			e.plainBufs.Put(bp)
+			return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", obj.Size+int64(n), err)
+		}
+		sum.Write((*bp)[:n])
+		obj.Size += int64(n)
+		j := &encJob{index: index, final: final, buf: bp, n: n}
+		index++
+		done = final
+		return j, true, nil
+	}
+	work := func(_ context.Context, j *encJob) (*EncodedChunk, error) {
+		return e.encodeChunk(keys, obj.ID, j), nil
+	}
+	consume := func(c *EncodedChunk) error {
+		if err := emit(ctx, c); err != nil {
+			return fmt.Errorf("pipeline: object %s chunk %d: emit: %w", obj.ID, c.Meta.Index, err)
+		}
+		obj.Chunks = append(obj.Chunks, c.Meta)
+		return nil
+	}
+	if err := runOrdered(ctx, e.opts.Concurrency, next, work, consume); err != nil {
+		return nil, err
+	}
+	sum.Sum(obj.Checksum[:0])
+	e.opts.Logger.LogAttrs(ctx, slog.LevelDebug, "zstor object encoded",
+		slog.String("object", obj.ID.String()),
+		slog.Int64("size", obj.Size),
+		slog.Int("chunks", len(obj.Chunks)),
+		slog.Int("k", obj.K), slog.Int("n", obj.N),
+		slog.String("compression", obj.Compression.String()),
+		slog.Duration("took", time.Since(start)))
+	return obj, nil
+}
+
+// encodeChunk compresses, seals, erasure-codes and wraps one chunk. It
+// returns j's buffer to the pool.
+func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *EncodedChunk {
+	k, n := e.opts.K, e.opts.N
+	plain := (*j.buf)[:j.n]
+	c := ChunkMeta{Index: j.index, Final: j.final, Compression: CompressionNone, PlainSize: j.n}
+
+	stored := plain
+	var wb *[]byte
+	if e.opts.Compression != CompressionNone && j.n > 0 {
+		wb = e.workBufs.Get().(*[]byte)
+		if out, ok := compress(e.opts.Compression, (*wb)[:0], plain); ok {
+			stored = out
+			c.Compression = e.opts.Compression
+		}
+	}
+	c.CipherSize = len(stored) + tagSize
+	c.PayloadSize = ceilDiv(c.CipherSize, k)
+	c.Padding = k*c.PayloadSize - c.CipherSize
+	c.ShardSize = HeaderSize + c.PayloadSize + ChecksumSize
+
+	// Seal in place: both buffers have room for the tag.
+	ct := keys.aead.Seal(stored[:0], chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
+
+	shards := make([][]byte, n)
+	payloads := make([][]byte, n)
+	for i := range shards {
+		shards[i] = make([]byte, c.ShardSize) // zeroed: the padding
+		payloads[i] = shards[i][HeaderSize : HeaderSize+c.PayloadSize]
+		if i < k && i*c.PayloadSize < len(ct) {
+			copy(payloads[i], ct[i*c.PayloadSize:])
+		}
+	}
+	e.plainBufs.Put(j.buf)
+	if wb != nil {
+		e.workBufs.Put(wb)
+	}
+	if err := e.rs.Encode(payloads); err != nil {
+		// Only on shard count or size mismatch, which cannot happen here.
+		panic("pipeline: reed-solomon encode: " + err.Error())
+	}
+	c.Checksums = make([]Checksum, n)
+	for i, s := range shards {
+		c.Checksums[i] = sealShard(s, keys.shardKey, id, &c, k, n, e.opts.ChunkSize, i)
+	}
+	return &EncodedChunk{Meta: c, Shards: shards}
+}
+
+// Reed-Solomon encoders are costly to build and safe for concurrent use, so
+// one per (k, n) is shared.
+var rsCache sync.Map // [2]int → reedsolomon.Encoder
+
+func rsFor(k, n int) (reedsolomon.Encoder, error) {
+	key := [2]int{k, n}
+	if v, ok := rsCache.Load(key); ok {
+		return v.(reedsolomon.Encoder), nil
+	}
+	rs, err := reedsolomon.New(k, n-k)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: reed-solomon k=%d n=%d: %w", k, n, err)
+	}
+	v, _ := rsCache.LoadOrStore(key, rs)
+	return v.(reedsolomon.Encoder), nil
+}
