@@ -357,18 +357,16 @@ func cmdExists(c *session, args [][]byte) {
 }
 
 func cmdLength(c *session, args [][]byte) {
-	info, found, ok := c.stat(args)
-	if !ok {
-		return
-	}
-	if !found {
-		c.w.Nil()
-		return
-	}
-	c.w.Int(int64(info.Length))
+	c.statInt(args, func(i zdb.EntryInfo) uint32 { return i.Length })
 }
 
 func cmdKeyTime(c *session, args [][]byte) {
+	c.statInt(args, func(i zdb.EntryInfo) uint32 { return i.Timestamp })
+}
+
+// statInt replies with one field of a key's description, or nil when the
+// key is missing.
+func (c *session) statInt(args [][]byte, field func(zdb.EntryInfo) uint32) {
 	info, found, ok := c.stat(args)
 	if !ok {
 		return
@@ -377,7 +375,7 @@ func cmdKeyTime(c *session, args [][]byte) {
 		c.w.Nil()
 		return
 	}
-	c.w.Int(int64(info.Timestamp))
+	c.w.Int(int64(field(info)))
 }
 
 func cmdCheck(c *session, args [][]byte) {

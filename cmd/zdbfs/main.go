@@ -1,0 +1,288 @@
+// Command zdbfs mounts a POSIX filesystem stored in zdb namespaces.
+//
+//	zdbfs [-o option[,option…]] MOUNTPOINT
+//
+// Options (compatible with 0-db-fs): host=, port=, unix= (server of both
+// namespaces); mh= mp= mu= (metadata server), dh= dp= du= (data server);
+// ms= ds= (namespace passwords); mn= dn= (namespace names, default
+// zdbfs-meta and zdbfs-data); size= (capacity reported by statfs, bytes,
+// K/M/G/T suffixes); autons (create missing namespaces); background;
+// cache= (block cache size), flushage= (dirty data age, e.g. 2s); and the
+// standard FUSE options (allow_other, ro, fsname=, debug, …), passed to the
+// kernel. SIGINT and SIGTERM flush everything and unmount.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"qss/zdb/client"
+	"qss/zdbfs"
+)
+
+type server struct{ host, port, unix, password, name string }
+
+type config struct {
+	mountpoint string
+	meta, data server
+	size       uint64
+	cache      int64
+	flushAge   time.Duration
+	autons     bool
+	background bool
+	mo         zdbfs.MountOptions
+}
+
+func parseSize(s string) (uint64, error) {
+	mul := uint64(1)
+	if n := len(s); n > 0 {
+		switch s[n-1] {
+		case 'k', 'K':
+			mul = 1 << 10
+		case 'm', 'M':
+			mul = 1 << 20
+		case 'g', 'G':
+			mul = 1 << 30
+		case 't', 'T':
+			mul = 1 << 40
+		}
+		if mul > 1 {
+			s = s[:n-1]
+		}
+	}
+	v, err := strconv.ParseUint(s, 10, 64)
+	return v * mul, err
+}
+
+func parseArgs(args []string) (*config, error) {
+	c := &config{
+		meta: server{host: "127.0.0.1", port: "9900", name: "zdbfs-meta"},
+		data: server{host: "127.0.0.1", port: "9900", name: "zdbfs-data"},
+	}
+	var host, port, unix string
+	var opts []string
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		switch {
+		case a == "-o" && i+1 < len(args):
+			i++
+			opts = append(opts, strings.Split(args[i], ",")...)
+		case strings.HasPrefix(a, "-o"):
+			opts = append(opts, strings.Split(a[2:], ",")...)
+		case a == "-f" || a == "-s":
+		case a == "-d":
+			c.mo.Debug = true
+		case strings.HasPrefix(a, "-"):
+			return nil, fmt.Errorf("unknown flag %s", a)
+		case c.mountpoint == "":
+			c.mountpoint = a
+		default:
+			return nil, fmt.Errorf("unexpected argument %q", a)
+		}
+	}
+	if c.mountpoint == "" {
+		return nil, errors.New("usage: zdbfs [-o options] MOUNTPOINT")
+	}
+	var metaSet, dataSet [3]bool
+	for _, o := range opts {
+		if o == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(o, "=")
+		var err error
+		switch k {
+		case "host":
+			host = v
+		case "port":
+			port = v
+		case "unix":
+			unix = v
+		case "mh":
+			c.meta.host, metaSet[0] = v, true
+		case "mp":
+			c.meta.port, metaSet[1] = v, true
+		case "mu":
+			c.meta.unix, metaSet[2] = v, true
+		case "dh":
+			c.data.host, dataSet[0] = v, true
+		case "dp":
+			c.data.port, dataSet[1] = v, true
+		case "du":
+			c.data.unix, dataSet[2] = v, true
+		case "ms":
+			c.meta.password = v
+		case "ds":
+			c.data.password = v
+		case "mn":
+			c.meta.name = v
+		case "dn":
+			c.data.name = v
+		case "size":
+			c.size, err = parseSize(v)
+		case "cache":
+			var n uint64
+			n, err = parseSize(v)
+			c.cache = int64(n)
+		case "flushage":
+			c.flushAge, err = time.ParseDuration(v)
+		case "autons":
+			c.autons = true
+		case "background":
+			c.background = true
+		case "allow_other":
+			c.mo.AllowOther = true
+		case "ro":
+			c.mo.ReadOnly = true
+		case "fsname":
+			c.mo.FSName = v
+		case "debug":
+			c.mo.Debug = true
+		case "default_permissions", "rw":
+		default:
+			c.mo.Options = append(c.mo.Options, o)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("option %s: %w", o, err)
+		}
+	}
+	for _, s := range []struct {
+		srv *server
+		set [3]bool
+	}{{&c.meta, metaSet}, {&c.data, dataSet}} {
+		if host != "" && !s.set[0] {
+			s.srv.host = host
+		}
+		if port != "" && !s.set[1] {
+			s.srv.port = port
+		}
+		if unix != "" && !s.set[2] {
+			s.srv.unix = unix
+		}
+	}
+	return c, nil
+}
+
+func (s server) addr() string {
+	if s.unix != "" {
+		return s.unix
+	}
+	return s.host + ":" + s.port
+}
+
+func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) {
+	if autons {
+		admin, err := client.New(ctx, client.Options{Addr: s.addr(), AdminPassword: s.password, PoolSize: 1})
+		if err != nil {
+			return nil, fmt.Errorf("autons: connect %s: %w", s.addr(), err)
+		}
+		err = admin.NSNew(ctx, s.name)
+		if err == nil && s.password != "" {
+			err = admin.NSSet(ctx, s.name, "password", s.password)
+			if err == nil {
+				err = admin.NSSet(ctx, s.name, "public", "0")
+			}
+		}
+		admin.Close()
+		if err != nil && !errors.Is(err, client.ErrNamespaceExists) {
+			return nil, fmt.Errorf("autons: create namespace %s: %w", s.name, err)
+		}
+	}
+	c, err := client.New(ctx, client.Options{Addr: s.addr(), Namespace: s.name, Password: s.password,
+		DialTimeout: 3 * time.Second, IOTimeout: 30 * time.Second})
+	if err != nil {
+		return nil, fmt.Errorf("namespace %s on %s: %w", s.name, s.addr(), err)
+	}
+	return zdbfs.NewClientStore(c), nil
+}
+
+// readyFD is the pipe a background child reports its mount on.
+const readyEnv = "ZDBFS_READY_FD"
+
+func run(args []string) error {
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
+	c, err := parseArgs(args)
+	if err != nil {
+		return err
+	}
+	if c.background && os.Getenv(readyEnv) == "" {
+		return daemonize()
+	}
+	ctx := context.Background()
+	meta, err := openStore(ctx, c.meta, c.autons)
+	if err != nil {
+		return err
+	}
+	defer meta.Close()
+	data, err := openStore(ctx, c.data, c.autons)
+	if err != nil {
+		return err
+	}
+	defer data.Close()
+	f, err := zdbfs.New(ctx, zdbfs.Config{Meta: meta, Data: data, Capacity: c.size, CacheBytes: c.cache,
+		FlushAge: c.flushAge, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Logger: log})
+	if err != nil {
+		return err
+	}
+	m, err := zdbfs.MountFS(ctx, f, c.mountpoint, c.mo)
+	if err != nil {
+		f.Close(ctx)
+		return err
+	}
+	log.Info("mounted", "mountpoint", c.mountpoint, "meta", c.meta.name, "data", c.data.name)
+	if os.Getenv(readyEnv) != "" {
+		if p := os.NewFile(3, "ready"); p != nil {
+			p.Write([]byte("ok\n"))
+			p.Close()
+		}
+	}
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	done := make(chan error, 1)
+	go func() { done <- m.Wait() }()
+	select {
+	case err := <-done:
+		return err
+	case s := <-sigs:
+		log.Info("signal: flushing and unmounting", "signal", s.String())
+		return m.Unmount()
+	}
+}
+
+// daemonize starts the same command in a new session and returns once it
+// reports the filesystem mounted.
+func daemonize() error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	cmd := exec.Command(os.Args[0], os.Args[1:]...)
+	cmd.Env = append(os.Environ(), readyEnv+"=3")
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return err
+	}
+	w.Close()
+	buf := make([]byte, 3)
+	n, _ := r.Read(buf)
+	if string(buf[:n]) != "ok\n" {
+		return errors.New("background zdbfs failed to mount (see its log)")
+	}
+	return nil
+}
+
+func main() {
+	if err := run(os.Args[1:]); err != nil {
+		fmt.Fprintln(os.Stderr, "zdbfs:", err)
+		os.Exit(1)
+	}
+}

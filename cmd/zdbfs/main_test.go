@@ -1,0 +1,148 @@
+package main
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"qss/internal/zdbtest"
+)
+
+func buildZdbfs(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "zdbfs")
+	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	if err != nil {
+		t.Fatalf("build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+type proc struct {
+	cmd *exec.Cmd
+	dir string
+	log *bytes.Buffer
+}
+
+func isMounted(dir string) bool {
+	m, _ := os.ReadFile("/proc/self/mountinfo")
+	return strings.Contains(string(m), " "+dir+" ")
+}
+
+func startZdbfs(t *testing.T, bin, dir string, port int) *proc {
+	t.Helper()
+	p := &proc{dir: dir, log: &bytes.Buffer{}}
+	p.cmd = exec.Command(bin, "-o", fmt.Sprintf("host=127.0.0.1,port=%d,autons,mn=m1,dn=d1,flushage=200ms", port), dir)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		p.cmd.Process.Kill()
+		exec.Command("fusermount3", "-u", "-z", dir).Run()
+		exec.Command("umount", "-l", dir).Run()
+	})
+	for i := 0; i < 100; i++ {
+		if isMounted(dir) {
+			return p
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Fatalf("zdbfs did not mount: %s", p.log)
+	return nil
+}
+
+func (p *proc) kill9(t *testing.T) {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	p.cmd.Wait()
+	exec.Command("fusermount3", "-u", "-z", p.dir).Run()
+	exec.Command("umount", "-l", p.dir).Run()
+}
+
+// writeTree writes and fsyncs files in a new tree and returns their
+// contents by path.
+func writeTree(t *testing.T, root, tag string) map[string][]byte {
+	want := map[string][]byte{}
+	for i := range 20 {
+		dir := filepath.Join(root, tag, fmt.Sprintf("d%d", i%4), "sub")
+		if err := os.MkdirAll(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		p := filepath.Join(dir, fmt.Sprintf("f%d", i))
+		data := bytes.Repeat([]byte(fmt.Sprintf("%s-%d;", tag, i)), 1+i*3000)
+		f, err := os.Create(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		f.Write(data)
+		if err := f.Sync(); err != nil {
+			t.Fatal(err)
+		}
+		// Left open and unflushed on purpose: only fsync protects it.
+		t.Cleanup(func() { f.Close() })
+		rel, _ := filepath.Rel(root, p)
+		want[rel] = data
+	}
+	return want
+}
+
+func checkTree(t *testing.T, root string, want map[string][]byte) {
+	t.Helper()
+	for rel, data := range want {
+		got, err := os.ReadFile(filepath.Join(root, rel))
+		if err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("%s after crash: %d bytes, %v (want %d bytes)", rel, len(got), err, len(data))
+		}
+	}
+}
+
+// TestCrash: every fsync'ed file and the path to it survive a kill -9 of
+// zdbfs, and separately a kill -9 of zdb.
+func TestCrash(t *testing.T) {
+	bin := buildZdbfs(t)
+	srv := zdbtest.Start(t)
+	mnt := t.TempDir()
+
+	p := startZdbfs(t, bin, mnt, srv.Port)
+	want := writeTree(t, mnt, "a")
+	p.kill9(t)
+
+	p = startZdbfs(t, bin, mnt, srv.Port)
+	checkTree(t, mnt, want)
+	for k, v := range writeTree(t, mnt, "b") {
+		want[k] = v
+	}
+	srv.RestartAfterKill() // kill -9 of zdb (it comes back on a new port)
+	p.kill9(t)
+
+	p = startZdbfs(t, bin, mnt, srv.Port)
+	checkTree(t, mnt, want)
+	p.cmd.Process.Signal(syscall.SIGTERM) // clean unmount on SIGTERM
+	if err := p.cmd.Wait(); err != nil {
+		t.Fatalf("zdbfs after SIGTERM: %v\n%s", err, p.log)
+	}
+	if isMounted(mnt) {
+		t.Fatal("still mounted after SIGTERM")
+	}
+}
+
+func TestParseArgs(t *testing.T) {
+	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime", "/mnt"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.meta.addr() != "h:2" || c.data.addr() != "x:1" || c.meta.name != "M" || c.data.name != "D" ||
+		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther ||
+		len(c.mo.Options) != 1 || c.mountpoint != "/mnt" {
+		t.Fatalf("%+v", c)
+	}
+	if _, err := parseArgs(nil); err == nil {
+		t.Fatal("no mountpoint accepted")
+	}
+}

@@ -1,0 +1,554 @@
+// Package zdbfs is a POSIX filesystem whose inodes, directories and file
+// data live in two zdb namespaces (metadata and data), served over FUSE.
+//
+// The records are described in docs/zdbfs-format.md (zdbfs format v1).
+// Metadata operations are written through: when a create, rename, chmod…
+// returns, its records are in zdb. File data goes through a bounded block
+// cache (cache.go) that is flushed in the background after a bounded age
+// and completely by fsync, flush (close), syncfs and unmount; a file's
+// inode record never claims a size whose blocks are not yet stored.
+package zdbfs
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Config configures a filesystem.
+type Config struct {
+	Meta Store // metadata namespace (inodes, directories, xattrs)
+	Data Store // data namespace (blocks)
+
+	CacheBytes int64         // block cache bound (default 64 MiB)
+	FlushAge   time.Duration // dirty data older than this is flushed (default 2 s)
+	Capacity   uint64        // size reported by statfs (default 10 GiB)
+	LeaseTTL   time.Duration // a lease not renewed for this long is stale (default 30 s)
+	UID, GID   uint32        // owner of a new root directory
+	Logger     *slog.Logger
+}
+
+// Stats are counters a monitor can read.
+type Stats struct {
+	Requests    atomic.Uint64
+	CacheHits   atomic.Uint64
+	CacheMisses atomic.Uint64
+	BytesRead   atomic.Uint64
+	BytesWrite  atomic.Uint64
+	Errors      atomic.Uint64
+	Flushes     atomic.Uint64
+}
+
+// FS is the filesystem state shared by all FUSE nodes.
+type FS struct {
+	cfg        Config
+	meta, data Store
+	log        *slog.Logger
+
+	// mu serialises namespace changes (entries, link counts, renames).
+	mu sync.Mutex
+
+	tmu    sync.Mutex
+	inodes map[uint64]*inode
+
+	amu              sync.Mutex
+	nextIno, limitIn uint64
+
+	omu     sync.Mutex
+	orphans []uint64
+
+	cache *cache
+	lease lease
+
+	stopc chan struct{}
+	wg    sync.WaitGroup
+	Stats Stats
+}
+
+// inode is the in-memory state of one inode, shared by all its names.
+type inode struct {
+	ino uint64
+	mu  sync.Mutex
+	a   attrs // current attributes
+	pa  attrs // attributes as last persisted (size, HWM, Inline matter)
+	xs  xattrList
+	xok bool
+
+	nodes    int   // live FUSE nodes referring to this inode (under FS.tmu)
+	opens    int   // open file handles
+	unlinked bool  // nlink reached 0 while open: purged at last close
+	gone     bool  // purged
+	werr     error // flush error to report at the next write/fsync/close
+	dirty    bool  // attributes changed by writes, not yet persisted
+}
+
+func (in *inode) isDir() bool      { return in.a.Mode&syscall.S_IFMT == syscall.S_IFDIR }
+func (in *inode) isReg() bool      { return in.a.Mode&syscall.S_IFMT == syscall.S_IFREG }
+func (in *inode) fileType() uint32 { return in.a.Mode & syscall.S_IFMT }
+
+func nowNs() int64 { return time.Now().UnixNano() }
+
+// New opens the filesystem on the two stores: it checks or writes the
+// superblock, takes the mount lease (refusing a second mount), creates the
+// root directory of an empty namespace and purges inodes left orphaned by
+// a crash. Close releases it.
+func New(ctx context.Context, cfg Config) (*FS, error) {
+	if cfg.CacheBytes <= 0 {
+		cfg.CacheBytes = 64 << 20
+	}
+	if cfg.FlushAge <= 0 {
+		cfg.FlushAge = 2 * time.Second
+	}
+	if cfg.Capacity == 0 {
+		cfg.Capacity = 10 << 30
+	}
+	if cfg.LeaseTTL <= 0 {
+		cfg.LeaseTTL = 30 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	f := &FS{
+		cfg:    cfg,
+		meta:   cfg.Meta,
+		data:   cfg.Data,
+		log:    cfg.Logger,
+		inodes: map[uint64]*inode{},
+		stopc:  make(chan struct{}),
+	}
+	f.cache = newCache(f, cfg.CacheBytes)
+	if err := f.checkSuper(ctx); err != nil {
+		return nil, err
+	}
+	if err := f.takeLease(ctx); err != nil {
+		return nil, err
+	}
+	if err := f.init(ctx); err != nil {
+		f.meta.Del(ctx, keyLease)
+		return nil, err
+	}
+	f.wg.Add(2)
+	go f.flushLoop()
+	go f.leaseLoop()
+	return f, nil
+}
+
+func (f *FS) checkSuper(ctx context.Context) error {
+	v, err := f.meta.Get(ctx, keySuper)
+	if errors.Is(err, ErrNotFound) {
+		s := &super{Version: FormatVersion, BlockSize: BlockSize, Created: nowNs()}
+		if err := f.meta.Set(ctx, keySuper, encodeSuper(s)); err != nil {
+			return fmt.Errorf("write superblock: %w", err)
+		}
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("read superblock: %w", err)
+	}
+	s, err := decodeSuper(v)
+	if err != nil {
+		return err
+	}
+	if s.Version != FormatVersion || s.BlockSize != BlockSize {
+		return fmt.Errorf("zdbfs format v%d with %d-byte blocks: this build reads v%d with %d-byte blocks",
+			s.Version, s.BlockSize, FormatVersion, BlockSize)
+	}
+	return nil
+}
+
+// ErrMounted is returned by New when another live mount holds the lease.
+var ErrMounted = errors.New("zdbfs: namespaces are mounted elsewhere (lease held)")
+
+// takeLease refuses to mount when a live lease is recorded: one held by a
+// running process of this host, or one renewed within LeaseTTL by another
+// host. A lease of a dead local process (kill -9) is taken over.
+func (f *FS) takeLease(ctx context.Context) error {
+	host, _ := os.Hostname()
+	v, err := f.meta.Get(ctx, keyLease)
+	switch {
+	case errors.Is(err, ErrNotFound):
+	case err != nil:
+		return fmt.Errorf("read lease: %w", err)
+	default:
+		old, derr := decodeLease(v)
+		if derr == nil {
+			age := time.Duration(nowNs() - old.Renewed)
+			if old.Host == host {
+				if processAlive(int(old.PID)) {
+					return fmt.Errorf("%w: pid %d on %s", ErrMounted, old.PID, old.Host)
+				}
+			} else if age < f.cfg.LeaseTTL {
+				return fmt.Errorf("%w: pid %d on %s, renewed %v ago", ErrMounted, old.PID, old.Host, age)
+			}
+			f.log.Warn("taking over a stale lease", "pid", old.PID, "host", old.Host)
+		}
+	}
+	l := lease{PID: uint32(os.Getpid()), Renewed: nowNs(), Host: host}
+	rand.Read(l.Token[:])
+	if err := f.meta.Set(ctx, keyLease, encodeLease(&l)); err != nil {
+		return fmt.Errorf("write lease: %w", err)
+	}
+	f.lease = l
+	return nil
+}
+
+func processAlive(pid int) bool {
+	if pid <= 0 {
+		return false
+	}
+	err := syscall.Kill(pid, 0)
+	return err == nil || errors.Is(err, syscall.EPERM)
+}
+
+func (f *FS) leaseLoop() {
+	defer f.wg.Done()
+	t := time.NewTicker(f.cfg.LeaseTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stopc:
+			return
+		case <-t.C:
+			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			f.lease.Renewed = nowNs()
+			if err := f.meta.Set(ctx, keyLease, encodeLease(&f.lease)); err != nil {
+				f.log.Warn("renew lease", "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+func (f *FS) init(ctx context.Context) error {
+	v, err := f.meta.Get(ctx, keyAlloc)
+	switch {
+	case errors.Is(err, ErrNotFound):
+		f.nextIno, f.limitIn = RootIno+1, RootIno+1
+	case err != nil:
+		return fmt.Errorf("read allocator: %w", err)
+	default:
+		vs, err := decodeU64s(v)
+		if err != nil || len(vs) != 1 {
+			return fmt.Errorf("allocator record: %w", errCorrupt)
+		}
+		// Ids below the reserved limit may have been handed out before a
+		// crash: start above it.
+		f.nextIno, f.limitIn = vs[0], vs[0]
+	}
+	if _, err := f.meta.Get(ctx, inodeKey(RootIno)); errors.Is(err, ErrNotFound) {
+		t := nowNs()
+		root := &attrs{Mode: syscall.S_IFDIR | 0o755, UID: f.cfg.UID, GID: f.cfg.GID, Nlink: 2,
+			Atime: t, Mtime: t, Ctime: t}
+		if err := f.meta.Set(ctx, inodeKey(RootIno), encodeInode(root)); err != nil {
+			return fmt.Errorf("create root: %w", err)
+		}
+	} else if err != nil {
+		return fmt.Errorf("read root: %w", err)
+	}
+	v, err = f.meta.Get(ctx, keyOrphans)
+	if err == nil {
+		list, _ := decodeU64s(v)
+		for _, ino := range list {
+			in, err := f.loadInode(ctx, ino)
+			if err == nil {
+				f.log.Info("purging orphan inode", "ino", ino)
+				if err := f.purge(ctx, in); err != nil {
+					return err
+				}
+			}
+		}
+		if err := f.meta.Del(ctx, keyOrphans); err != nil {
+			return err
+		}
+	} else if !errors.Is(err, ErrNotFound) {
+		return fmt.Errorf("read orphans: %w", err)
+	}
+	return nil
+}
+
+// allocIno hands out a new inode id. Ids are reserved allocChunk at a time
+// with a durable write of the new limit before any is used, so an id is
+// never handed out twice, even after a crash.
+func (f *FS) allocIno(ctx context.Context) (uint64, error) {
+	f.amu.Lock()
+	defer f.amu.Unlock()
+	if f.nextIno >= f.limitIn {
+		lim := f.nextIno + allocChunk
+		if err := f.meta.Set(ctx, keyAlloc, encodeU64s([]uint64{lim})); err != nil {
+			return 0, fmt.Errorf("reserve inode ids: %w", err)
+		}
+		f.limitIn = lim
+	}
+	f.nextIno++
+	return f.nextIno - 1, nil
+}
+
+// loadInode returns the in-memory inode of ino, reading it from the store
+// when no node holds it. It does not count a node reference.
+func (f *FS) loadInode(ctx context.Context, ino uint64) (*inode, error) {
+	f.tmu.Lock()
+	if in, ok := f.inodes[ino]; ok {
+		f.tmu.Unlock()
+		return in, nil
+	}
+	f.tmu.Unlock()
+	v, err := f.meta.Get(ctx, inodeKey(ino))
+	if err != nil {
+		return nil, err
+	}
+	a, err := decodeInode(v)
+	if err != nil {
+		return nil, fmt.Errorf("inode %d: %w", ino, err)
+	}
+	in := &inode{ino: ino, a: *a, pa: *a}
+	if err := f.cleanupBlocks(ctx, in); err != nil {
+		return nil, err
+	}
+	f.tmu.Lock()
+	defer f.tmu.Unlock()
+	if old, ok := f.inodes[ino]; ok {
+		return old, nil
+	}
+	f.inodes[ino] = in
+	return in, nil
+}
+
+// cleanupBlocks deletes the block keys a crashed flush may have left
+// beyond the persisted size (see the crash story in the format doc).
+func (f *FS) cleanupBlocks(ctx context.Context, in *inode) error {
+	if !in.isReg() {
+		return nil
+	}
+	keep := (in.a.Size + BlockSize - 1) / BlockSize
+	if in.a.Inline {
+		keep = 0
+	}
+	if in.a.HWM <= keep {
+		return nil
+	}
+	if err := f.delBlocks(ctx, in.ino, keep, in.a.HWM); err != nil {
+		return err
+	}
+	in.a.HWM, in.pa.HWM = keep, keep
+	return f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a))
+}
+
+func (f *FS) delBlocks(ctx context.Context, ino, from, to uint64) error {
+	var ops []Op
+	for b := from; b < to; b++ {
+		ops = append(ops, Op{Key: blockKey(ino, b), Del: true})
+		if len(ops) == 512 || b == to-1 {
+			if err := f.data.Apply(ctx, ops); err != nil {
+				return err
+			}
+			ops = ops[:0]
+		}
+	}
+	return nil
+}
+
+// ref counts a FUSE node created for in; unref drops it and evicts a
+// clean, closed inode from the table.
+func (f *FS) ref(in *inode) {
+	f.tmu.Lock()
+	in.nodes++
+	f.inodes[in.ino] = in
+	f.tmu.Unlock()
+}
+
+func (f *FS) unref(in *inode) {
+	in.mu.Lock()
+	defer in.mu.Unlock()
+	f.tmu.Lock()
+	in.nodes--
+	drop := in.nodes <= 0 && in.opens == 0 && !f.cache.hasDirty(in.ino) && !in.dirty
+	if drop && f.inodes[in.ino] == in {
+		delete(f.inodes, in.ino)
+	}
+	f.tmu.Unlock()
+	if drop {
+		f.cache.dropInode(in.ino, false)
+	}
+}
+
+// saveLocked writes in's attributes. For a regular file it flushes the
+// dirty blocks first, so that the record never claims unsaved data. The
+// caller holds in.mu.
+func (f *FS) saveLocked(ctx context.Context, in *inode) error {
+	if in.gone {
+		return nil
+	}
+	if in.isReg() {
+		return f.flushLocked(ctx, in)
+	}
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a)); err != nil {
+		return err
+	}
+	in.pa = in.a
+	return nil
+}
+
+// addOrphan records ino in the orphan list (unlinked while open), so that
+// a crash does not leak it: the next mount purges it.
+func (f *FS) addOrphan(ctx context.Context, ino uint64) error {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	list := append(slices.Clone(f.orphans), ino)
+	if err := f.meta.Set(ctx, keyOrphans, encodeU64s(list)); err != nil {
+		return err
+	}
+	f.orphans = list
+	return nil
+}
+
+func (f *FS) removeOrphan(ctx context.Context, ino uint64) error {
+	f.omu.Lock()
+	defer f.omu.Unlock()
+	i := slices.Index(f.orphans, ino)
+	if i < 0 {
+		return nil
+	}
+	list := slices.Delete(slices.Clone(f.orphans), i, i+1)
+	var err error
+	if len(list) == 0 {
+		err = f.meta.Del(ctx, keyOrphans)
+	} else {
+		err = f.meta.Set(ctx, keyOrphans, encodeU64s(list))
+	}
+	if err == nil {
+		f.orphans = list
+	}
+	return err
+}
+
+// purge deletes an inode with no links left: its blocks, xattrs and record.
+func (f *FS) purge(ctx context.Context, in *inode) error {
+	f.cache.dropInode(in.ino, true)
+	if in.isReg() {
+		if err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM); err != nil {
+			return err
+		}
+	}
+	err := f.meta.Apply(ctx, []Op{{Key: xattrKey(in.ino), Del: true}, {Key: inodeKey(in.ino), Del: true}})
+	if err != nil {
+		return err
+	}
+	in.gone = true
+	return nil
+}
+
+// dropLink is called with f.mu and in.mu held when a name of in goes away.
+func (f *FS) dropLinkLocked(ctx context.Context, in *inode) error {
+	if in.isDir() {
+		in.a.Nlink = 0
+	} else if in.a.Nlink > 0 {
+		in.a.Nlink--
+	}
+	in.a.Ctime = nowNs()
+	if in.a.Nlink > 0 {
+		return f.saveLocked(ctx, in)
+	}
+	if in.opens > 0 {
+		if err := f.addOrphan(ctx, in.ino); err != nil {
+			return err
+		}
+		in.unlinked = true
+		return f.saveLocked(ctx, in)
+	}
+	return f.purge(ctx, in)
+}
+
+// SyncAll flushes every dirty block and inode (syncfs, unmount).
+func (f *FS) SyncAll(ctx context.Context) error {
+	var first error
+	for _, ino := range f.cache.dirtyInodes() {
+		f.tmu.Lock()
+		in := f.inodes[ino]
+		f.tmu.Unlock()
+		if in == nil {
+			continue
+		}
+		in.mu.Lock()
+		err := f.flushLocked(ctx, in)
+		in.mu.Unlock()
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	f.tmu.Lock()
+	var rest []*inode
+	for _, in := range f.inodes {
+		rest = append(rest, in)
+	}
+	f.tmu.Unlock()
+	for _, in := range rest {
+		in.mu.Lock()
+		var err error
+		if in.dirty {
+			err = f.flushLocked(ctx, in)
+		}
+		in.mu.Unlock()
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+// flushLoop flushes the data of files whose oldest dirty block is older
+// than FlushAge, and more when the cache holds too much dirty data.
+func (f *FS) flushLoop() {
+	defer f.wg.Done()
+	tick := max(f.cfg.FlushAge/4, 50*time.Millisecond)
+	t := time.NewTicker(tick)
+	defer t.Stop()
+	for {
+		select {
+		case <-f.stopc:
+			return
+		case <-t.C:
+		case <-f.cache.kick:
+		}
+		for _, ino := range f.cache.flushCandidates(f.cfg.FlushAge) {
+			f.tmu.Lock()
+			in := f.inodes[ino]
+			f.tmu.Unlock()
+			if in == nil {
+				continue
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			in.mu.Lock()
+			if err := f.flushLocked(ctx, in); err != nil {
+				f.log.Warn("background flush", "ino", ino, "err", err)
+			}
+			in.mu.Unlock()
+			cancel()
+		}
+	}
+}
+
+// Close flushes everything, releases the lease and stops the background
+// work. The stores are left open (they belong to the caller).
+func (f *FS) Close(ctx context.Context) error {
+	err := f.SyncAll(ctx)
+	close(f.stopc)
+	f.wg.Wait()
+	// The lease goes even when the flush failed: this process no longer
+	// serves the namespaces.
+	lerr := f.meta.Del(ctx, keyLease)
+	if err != nil {
+		return fmt.Errorf("final flush: %w", err)
+	}
+	if lerr != nil {
+		return fmt.Errorf("release lease: %w", lerr)
+	}
+	return nil
+}

@@ -1,0 +1,146 @@
+package zdbfs
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"qss/internal/zdbtest"
+	"qss/zdb"
+	"qss/zdb/client"
+)
+
+// backend is one Store implementation under test: a real zdb process over
+// RESP ("client"), or the in-process engine ("engine").
+type backend struct {
+	kind       string
+	srv        *zdbtest.Server
+	addr       atomic.Value // current server address (it changes on restart)
+	eng        *zdb.Engine
+	engDir     string
+	meta, data Store
+}
+
+func quietLogger() *slog.Logger {
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func newBackend(t *testing.T, kind string) *backend {
+	t.Helper()
+	b := &backend{kind: kind}
+	if kind == "engine" {
+		b.engDir = t.TempDir()
+		b.openEngine(t)
+		t.Cleanup(func() { b.eng.Close() })
+		return b
+	}
+	b.srv = zdbtest.Start(t)
+	b.addr.Store(b.srv.Addr())
+	ctx := context.Background()
+	admin, err := client.New(ctx, client.Options{Addr: b.srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	for _, ns := range []string{"meta", "data"} {
+		if err := admin.NSNew(ctx, ns); err != nil {
+			t.Fatal(err)
+		}
+	}
+	b.meta, b.data = b.clientStore(t, "meta"), b.clientStore(t, "data")
+	return b
+}
+
+func (b *backend) openEngine(t *testing.T) {
+	eng, err := zdb.Open(zdb.Options{DataDir: filepath.Join(b.engDir, "data"),
+		IndexDir: filepath.Join(b.engDir, "index"), Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b.eng = eng
+	for _, ns := range []string{"meta", "data"} {
+		if eng.Namespace(ns) == nil {
+			if err := eng.CreateNamespace(ns); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	b.meta, b.data = NewEngineStore(eng.Namespace("meta")), NewEngineStore(eng.Namespace("data"))
+}
+
+// clientStore dials whatever address the server has now, so that a
+// restarted server (new port) is found again.
+func (b *backend) clientStore(t *testing.T, ns string) Store {
+	c, err := client.New(context.Background(), client.Options{
+		Addr: b.srv.Addr(), Namespace: ns, DialTimeout: 2 * time.Second, IOTimeout: 10 * time.Second,
+		Dialer: func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", b.addr.Load().(string))
+		},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return NewClientStore(c)
+}
+
+// mounted is a filesystem mounted under a test directory.
+type mounted struct {
+	t   *testing.T
+	m   *Mount
+	Dir string
+}
+
+func mountOn(t *testing.T, b *backend, cfg Config) *mounted {
+	t.Helper()
+	cfg.Meta, cfg.Data = b.meta, b.data
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	ctx := context.Background()
+	f, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	m, err := MountFS(ctx, f, dir, MountOptions{})
+	if err != nil {
+		f.Close(ctx)
+		t.Fatal(err)
+	}
+	mt := &mounted{t: t, m: m, Dir: dir}
+	t.Cleanup(func() { mt.forceUnmount() })
+	return mt
+}
+
+func (mt *mounted) forceUnmount() {
+	if mt.m == nil {
+		return
+	}
+	exec.Command("fusermount3", "-u", "-z", mt.Dir).Run()
+	exec.Command("umount", "-l", mt.Dir).Run()
+	mt.m.server.Wait()
+	mt.m.close()
+	mt.m = nil
+}
+
+// unmount is a clean unmount; it fails the test on error.
+func (mt *mounted) unmount() {
+	mt.t.Helper()
+	m := mt.m
+	mt.m = nil
+	if err := m.Unmount(); err != nil {
+		mt.t.Fatalf("unmount: %v", err)
+	}
+}
+
+func (mt *mounted) path(p string) string { return filepath.Join(mt.Dir, p) }
+
+var backends = []string{"client", "engine"}

@@ -1,0 +1,111 @@
+package zdbfs
+
+import (
+	"context"
+	"errors"
+
+	"qss/zdb/client"
+)
+
+// ClientStore is a Store over the RESP client: any 0-db compatible server.
+type ClientStore struct {
+	c *client.Client
+}
+
+// NewClientStore wraps an open client bound to one namespace.
+func NewClientStore(c *client.Client) *ClientStore { return &ClientStore{c: c} }
+
+// mapClientErr turns client errors into the Store sentinels.
+func mapClientErr(op string, err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, client.ErrNoSpace):
+		return ErrNoSpace
+	case errors.Is(err, client.ErrKeyNotFound), errors.Is(err, client.ErrNotFound):
+		return ErrNotFound
+	}
+	return &StoreError{Op: op, Err: err}
+}
+
+// Get implements Store.
+func (s *ClientStore) Get(ctx context.Context, key []byte) ([]byte, error) {
+	v, err := s.c.Get(ctx, key)
+	if err != nil {
+		return nil, mapClientErr("get", err)
+	}
+	return v, nil
+}
+
+// GetMany implements Store.
+func (s *ClientStore) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, 0, len(keys))
+	for len(keys) > 0 {
+		n := min(len(keys), 256)
+		vs, err := s.c.GetMany(ctx, keys[:n])
+		if err != nil {
+			return nil, mapClientErr("getmany", err)
+		}
+		out = append(out, vs...)
+		keys = keys[n:]
+	}
+	return out, nil
+}
+
+// Exists implements Store.
+func (s *ClientStore) Exists(ctx context.Context, key []byte) (bool, error) {
+	ok, err := s.c.Exists(ctx, key)
+	return ok, mapClientErr("exists", err)
+}
+
+// Set implements Store.
+func (s *ClientStore) Set(ctx context.Context, key, value []byte) error {
+	_, _, err := s.c.Set(ctx, key, value)
+	return mapClientErr("set", err)
+}
+
+// Del implements Store.
+func (s *ClientStore) Del(ctx context.Context, key []byte) error {
+	err := mapClientErr("del", s.c.Del(ctx, key))
+	if errors.Is(err, ErrNotFound) {
+		return nil
+	}
+	return err
+}
+
+// Apply implements Store with pipelines of bounded size.
+func (s *ClientStore) Apply(ctx context.Context, ops []Op) error {
+	for len(ops) > 0 {
+		n, bytes := 0, 0
+		for n < len(ops) && n < 128 && bytes < 4<<20 {
+			bytes += len(ops[n].Value) + len(ops[n].Key)
+			n++
+		}
+		p := s.c.Pipeline()
+		for _, op := range ops[:n] {
+			if op.Del {
+				p.Do([]byte("DEL"), op.Key)
+			} else {
+				p.Do([]byte("SET"), op.Key, op.Value)
+			}
+		}
+		replies, err := p.Exec(ctx)
+		if err != nil {
+			return mapClientErr("apply", err)
+		}
+		for i, r := range replies {
+			err := mapClientErr("apply", client.AsError(r))
+			if ops[i].Del && errors.Is(err, ErrNotFound) {
+				err = nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		ops = ops[n:]
+	}
+	return nil
+}
+
+// Close implements Store.
+func (s *ClientStore) Close() error { return s.c.Close() }
