@@ -354,7 +354,7 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 		}
 		e.DataID = ns.entryDataID(id, e)
 		live := e.Flags&FlagDeleted == 0
-		if live && e.DataID != ns.cur && !ns.fitsClosedData(e) {
+		if live && e.DataID != ns.cur && !ns.fitsClosedData(id, e) {
 			// Points past the end of a closed data file, or at a data file
 			// that cannot exist: corrupt. Never served.
 			if last {
@@ -445,12 +445,14 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 	return nil
 }
 
-// fitsClosedData checks that a live entry pointing into a closed data file
-// lies within it. A closed data file that is absent is offloaded (fetched by
-// the missing-data hook when read), so only a present one is checked; a
-// data file id past the active one cannot exist.
-func (ns *Namespace) fitsClosedData(e IndexEntry) bool {
-	if e.DataID > ns.cur {
+// fitsClosedData checks that a live entry of index file id pointing into a
+// closed data file lies within it. A closed data file that is absent is
+// offloaded (fetched by the missing-data hook when read), so only a present
+// one is checked. A live entry never points into a data file older than its
+// own index file (a seq slot is only ever rewritten to point at newer data)
+// nor past the active one.
+func (ns *Namespace) fitsClosedData(id uint32, e IndexEntry) bool {
+	if e.DataID > ns.cur || e.DataID < id {
 		return false
 	}
 	size, ok := ns.closedSizes[e.DataID]

@@ -192,13 +192,16 @@ func serve(c config, log *slog.Logger) int {
 	})
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
-		fmt.Printf("zdb listening on %s\n", l.Addr())
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
 	if code := eng.RunHook("ready", true); code != 0 {
 		log.Error("ready hook failed, stopping", "status", code)
 		srv.Close(context.Background())
 		return 1
+	}
+	// Announced once ready: tools (and tests) wait for this line.
+	for _, l := range listeners {
+		fmt.Printf("zdb listening on %s\n", l.Addr())
 	}
 
 	sig := make(chan os.Signal, 1)

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -137,22 +138,24 @@ func (s *Server) start() {
 	s.t.Fatalf("zdb did not start: %v\n%s", lastErr, s.Log())
 }
 
+// waitReady waits for this process to print that it listens. Dialing the
+// port is not enough: another test's server may have taken the same port,
+// and ours then exits on its failed bind.
 func (s *Server) waitReady(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
+	want := "zdb listening on " + s.Addr()
 	for time.Now().Before(deadline) {
 		select {
 		case <-s.done:
 			return fmt.Errorf("zdb exited: %v", s.State)
 		default:
 		}
-		c, err := net.DialTimeout("tcp", s.Addr(), 200*time.Millisecond)
-		if err == nil {
-			c.Close()
+		if strings.Contains(s.Log(), want) {
 			return nil
 		}
-		time.Sleep(20 * time.Millisecond)
+		time.Sleep(10 * time.Millisecond)
 	}
-	return fmt.Errorf("no listener on %s after %v", s.Addr(), timeout)
+	return fmt.Errorf("zdb did not report listening on %s after %v", s.Addr(), timeout)
 }
 
 // Kill sends SIGKILL and waits for the process to end.
