@@ -1,0 +1,355 @@
+package zstor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"qss/zstor/meta"
+	"qss/zstor/pipeline"
+)
+
+// Check returns the stored whole-file checksum of the object key
+// (ErrNotStored when there is none).
+func (c *Client) Check(ctx context.Context, key string) (pipeline.Checksum, error) {
+	rec, _, err := c.getRecord(ctx, key)
+	if err != nil {
+		return pipeline.Checksum{}, fmt.Errorf("zstor check: %w", err)
+	}
+	return rec.Object.Checksum, nil
+}
+
+// Stat returns the record of an object key.
+func (c *Client) Stat(ctx context.Context, key string) (*Record, error) {
+	rec, _, err := c.getRecord(ctx, key)
+	return rec, err
+}
+
+// Delete frees every shard of the object, then removes its record. Shards
+// on unreachable backends cannot be freed; their number is returned (they
+// are unreferenced garbage from then on).
+func (c *Client) Delete(ctx context.Context, key string) (leaked int, err error) {
+	rec, mk, err := c.getRecord(ctx, key)
+	if err != nil {
+		return 0, fmt.Errorf("zstor delete: %w", err)
+	}
+	leaked = c.deleteShards(ctx, flatten(rec.Locations))
+	if err := c.meta.Delete(ctx, mk); err != nil {
+		return leaked, fmt.Errorf("zstor delete %q: remove metadata: %w", key, err)
+	}
+	return leaked, nil
+}
+
+// Entry is one stored object as List reports it.
+type Entry struct {
+	Key      string
+	Size     int64
+	Stored   time.Time
+	Checksum pipeline.Checksum
+	Chunks   int
+	K, N     int
+	// MinShards is, over the object's chunks, the fewest shards that sit on
+	// backends reachable right now (N when fully healthy; below K the
+	// object cannot be read until backends come back).
+	MinShards int
+}
+
+// List returns the objects whose key starts with prefix, sorted by key,
+// and how many records could not be decrypted with this config's key.
+func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) {
+	reachable := map[string]bool{}
+	for _, h := range c.health(ctx) {
+		if h.Reachable {
+			reachable[h.Backend.ID()] = true
+		}
+	}
+	var keys []string
+	for k, err := range c.meta.Keys(ctx, "") {
+		if err != nil {
+			return nil, 0, fmt.Errorf("zstor list: %w", err)
+		}
+		keys = append(keys, k)
+	}
+	var (
+		mu       sync.Mutex
+		out      []Entry
+		foreign  int
+		firstErr error
+		wg       sync.WaitGroup
+	)
+	sem := make(chan struct{}, 8)
+	for _, mk := range keys {
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			sealed, err := c.meta.Get(ctx, mk)
+			if err != nil {
+				if !errors.Is(err, context.Canceled) {
+					mu.Lock()
+					if firstErr == nil && !errors.Is(err, meta.ErrNotFound) {
+						firstErr = err
+					}
+					mu.Unlock()
+				}
+				return
+			}
+			rec, err := c.openRecord(mk, sealed)
+			mu.Lock()
+			defer mu.Unlock()
+			if err != nil {
+				foreign++
+				return
+			}
+			if !strings.HasPrefix(rec.Key, prefix) {
+				return
+			}
+			minShards := rec.Object.N
+			for _, locs := range rec.Locations {
+				n := 0
+				for _, l := range locs {
+					if l.Backend != "" && reachable[l.Backend] {
+						n++
+					}
+				}
+				minShards = min(minShards, n)
+			}
+			out = append(out, Entry{Key: rec.Key, Size: rec.Object.Size, Stored: rec.Stored, Checksum: rec.Object.Checksum,
+				Chunks: len(rec.Object.Chunks), K: rec.Object.K, N: rec.Object.N, MinShards: minShards})
+		})
+	}
+	wg.Wait()
+	if firstErr != nil {
+		return nil, foreign, fmt.Errorf("zstor list: %w", firstErr)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
+	return out, foreign, nil
+}
+
+// ShardProblem is a shard that is missing or fails verification.
+type ShardProblem struct {
+	Key     string
+	Chunk   uint64
+	Shard   int
+	Backend string // "" when the record names none
+	Err     string
+}
+
+func (p ShardProblem) String() string {
+	return fmt.Sprintf("%s chunk %d shard %d on %s: %s", p.Key, p.Chunk, p.Shard, p.Backend, p.Err)
+}
+
+// fetchAll reads and verifies every shard of a chunk concurrently. good[i]
+// is shard i when it verified, nil otherwise.
+func (c *Client) fetchAll(ctx context.Context, dec *pipeline.Decoder, key string, ch *pipeline.ChunkMeta, locs []Location) ([][]byte, []ShardProblem) {
+	good := make([][]byte, len(locs))
+	var (
+		mu       sync.Mutex
+		problems []ShardProblem
+		wg       sync.WaitGroup
+	)
+	report := func(i int, err string) {
+		mu.Lock()
+		problems = append(problems, ShardProblem{Key: key, Chunk: ch.Index, Shard: i, Backend: locs[i].Backend, Err: err})
+		mu.Unlock()
+	}
+	for i, l := range locs {
+		if l.Backend == "" {
+			report(i, "no copy recorded")
+			continue
+		}
+		b := c.backends.Lookup(l.Backend)
+		if b == nil {
+			report(i, "backend no longer in the config")
+			continue
+		}
+		wg.Go(func() {
+			data, err := b.Get(ctx, l.Seq)
+			if err == nil {
+				err = dec.VerifyShard(ch.Index, i, data)
+			}
+			if err != nil {
+				report(i, err.Error())
+				return
+			}
+			good[i] = data
+		})
+	}
+	wg.Wait()
+	sort.Slice(problems, func(i, j int) bool { return problems[i].Shard < problems[j].Shard })
+	return good, problems
+}
+
+// ScrubReport is the result of Scrub.
+type ScrubReport struct {
+	Objects  int
+	Shards   int            // shards checked
+	Problems []ShardProblem // missing or corrupt shards
+	Errors   []string       // objects that could not be scrubbed at all
+}
+
+// records calls fn for every record this key opens (in key order).
+func (c *Client) records(ctx context.Context, fn func(mk string, rec *Record) error) error {
+	var keys []string
+	for k, err := range c.meta.Keys(ctx, "") {
+		if err != nil {
+			return err
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, mk := range keys {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		sealed, err := c.meta.Get(ctx, mk)
+		if err != nil {
+			continue // deleted meanwhile, or unavailable: reported by the next operation
+		}
+		rec, err := c.openRecord(mk, sealed)
+		if err != nil {
+			continue // another key's record
+		}
+		if err := fn(mk, rec); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Scrub reads every shard of every object and verifies it against its
+// checksum, reporting the missing and corrupt ones. It changes nothing.
+func (c *Client) Scrub(ctx context.Context) (*ScrubReport, error) {
+	rep := &ScrubReport{}
+	err := c.records(ctx, func(mk string, rec *Record) error {
+		rep.Objects++
+		dec, err := pipeline.NewDecoder(c.cfg.Encryption.Key, rec.Object, pipeline.DecoderOptions{Logger: c.log})
+		if err != nil {
+			rep.Errors = append(rep.Errors, fmt.Sprintf("%s: %v", rec.Key, err))
+			return nil
+		}
+		for ci := range rec.Object.Chunks {
+			_, problems := c.fetchAll(ctx, dec, rec.Key, &rec.Object.Chunks[ci], rec.Locations[ci])
+			rep.Shards += len(rec.Locations[ci])
+			rep.Problems = append(rep.Problems, problems...)
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("zstor scrub: %w", err)
+	}
+	return rep, nil
+}
+
+// RebuildResult describes the repair of one object.
+type RebuildResult struct {
+	Key     string
+	Rebuilt int // shards re-created
+	Chunks  int // chunks that needed it
+}
+
+// Rebuild re-creates the missing and corrupt shards of the object key on
+// healthy backends (keeping the placement rules when possible, else at
+// least distinct backends), commits the updated record, and then frees the
+// corrupt copies. The object stays readable throughout: the old record
+// stays valid until the new one is committed.
+func (c *Client) Rebuild(ctx context.Context, key string) (*RebuildResult, error) {
+	rec, mk, err := c.getRecord(ctx, key)
+	if err != nil {
+		return nil, fmt.Errorf("zstor rebuild: %w", err)
+	}
+	return c.rebuild(ctx, mk, rec)
+}
+
+func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildResult, error) {
+	res := &RebuildResult{Key: rec.Key}
+	obj := rec.Object
+	dec, err := pipeline.NewDecoder(c.cfg.Encryption.Key, obj, pipeline.DecoderOptions{Logger: c.log})
+	if err != nil {
+		return nil, fmt.Errorf("zstor rebuild %q: %w", rec.Key, err)
+	}
+	p := c.newPlacer(ctx, true)
+	newLocs := make([][]Location, len(rec.Locations))
+	var freeAfter []Location
+	for ci := range obj.Chunks {
+		locs := rec.Locations[ci]
+		newLocs[ci] = locs
+		good, problems := c.fetchAll(ctx, dec, rec.Key, &obj.Chunks[ci], locs)
+		if len(problems) == 0 {
+			continue
+		}
+		out, rebuilt, err := dec.RebuildShards(uint64(ci), good)
+		if err != nil {
+			p.cleanup(ctx)
+			return nil, fmt.Errorf("zstor rebuild %q: chunk %d: %d of %d shards left: %w", rec.Key, ci, obj.N-len(problems), obj.N, err)
+		}
+		toWrite := make([][]byte, obj.N)
+		for _, i := range rebuilt {
+			toWrite[i] = out[i]
+			if locs[i].Backend != "" {
+				freeAfter = append(freeAfter, locs[i])
+			}
+		}
+		nl, err := p.write(ctx, obj.K, obj.N, toWrite, locs)
+		if err != nil {
+			p.cleanup(ctx)
+			return nil, fmt.Errorf("zstor rebuild %q: chunk %d: %w", rec.Key, ci, err)
+		}
+		newLocs[ci] = nl
+		res.Chunks++
+		res.Rebuilt += len(rebuilt)
+	}
+	if res.Rebuilt == 0 {
+		return res, nil
+	}
+	rec.Locations = newLocs
+	if err := c.putRecord(ctx, mk, rec); err != nil {
+		// The new shards are left alone: the record may have reached some
+		// metadata backends and name them.
+		return nil, fmt.Errorf("zstor rebuild %q: commit metadata: %w", rec.Key, err)
+	}
+	var reachable []Location
+	for _, l := range freeAfter {
+		if b := c.backends.Lookup(l.Backend); b != nil && !b.Down() {
+			reachable = append(reachable, l)
+		}
+	}
+	c.deleteShards(ctx, reachable)
+	c.log.Info("zstor: rebuilt", slog.String("key", rec.Key), slog.Int("shards", res.Rebuilt))
+	return res, nil
+}
+
+// RepairReport is the result of Repair.
+type RepairReport struct {
+	Objects  int
+	Repaired []RebuildResult // objects that needed shards re-created
+	Errors   []string        // objects that could not be repaired
+}
+
+// Repair rebuilds every object whose key starts with prefix that lost
+// shards, restoring full redundancy.
+func (c *Client) Repair(ctx context.Context, prefix string) (*RepairReport, error) {
+	rep := &RepairReport{}
+	err := c.records(ctx, func(mk string, rec *Record) error {
+		if !strings.HasPrefix(rec.Key, prefix) {
+			return nil
+		}
+		rep.Objects++
+		res, err := c.rebuild(ctx, mk, rec)
+		switch {
+		case err != nil:
+			rep.Errors = append(rep.Errors, err.Error())
+		case res.Rebuilt > 0:
+			rep.Repaired = append(rep.Repaired, *res)
+		}
+		return nil
+	})
+	if err != nil {
+		return rep, fmt.Errorf("zstor repair: %w", err)
+	}
+	return rep, nil
+}

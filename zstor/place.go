@@ -1,0 +1,212 @@
+package zstor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"qss/zstor/backend"
+	"qss/zstor/placement"
+)
+
+// healthTTL is how long a health snapshot of the data backends is reused
+// for placement decisions (failures seen meanwhile are taken into account
+// at once through placer.bad and Backend.Down).
+const healthTTL = 5 * time.Second
+
+type healthCache struct {
+	mu   sync.Mutex
+	at   time.Time
+	snap []backend.Health
+}
+
+func (c *Client) health(ctx context.Context) []backend.Health {
+	c.hc.mu.Lock()
+	defer c.hc.mu.Unlock()
+	if c.hc.snap == nil || time.Since(c.hc.at) > healthTTL {
+		c.hc.snap = c.backends.HealthAll(ctx)
+		c.hc.at = time.Now()
+	}
+	return c.hc.snap
+}
+
+// placer places the shards of one operation (a store or a repair): it
+// starts from a health snapshot, keeps an estimate of each backend's free
+// space as it writes, and excludes for the rest of the operation any
+// backend a write failed on.
+type placer struct {
+	c        *Client
+	mu       sync.Mutex
+	usable   []bool
+	free     []int64
+	bad      map[string]bool
+	relax    bool // fall back to "distinct backends only" when the group rules cannot be met
+	written  []Location
+}
+
+func (c *Client) newPlacer(ctx context.Context, relax bool) *placer {
+	h := c.health(ctx)
+	p := &placer{c: c, usable: make([]bool, len(h)), free: make([]int64, len(h)), bad: map[string]bool{}, relax: relax}
+	for i, hh := range h {
+		p.usable[i] = hh.Usable()
+		p.free[i] = hh.Free()
+	}
+	return p
+}
+
+func (p *placer) candidates(shardSize int) []placement.Candidate {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	var out []placement.Candidate
+	for i, b := range p.c.backends.All() {
+		if !p.usable[i] || p.bad[b.ID()] || b.Down() {
+			continue
+		}
+		if p.free[i] >= 0 && p.free[i] < int64(shardSize) {
+			continue
+		}
+		out = append(out, placement.Candidate{Index: i, ID: b.ID(), Group: b.Group, Free: p.free[i]})
+	}
+	return out
+}
+
+// fixedOf returns the placement candidates of backends already holding
+// shards (those still in the config).
+func (p *placer) fixedOf(locs []Location, skip map[int]bool) []placement.Candidate {
+	var out []placement.Candidate
+	for i, l := range locs {
+		if l.Backend == "" || skip[i] {
+			continue
+		}
+		if b := p.c.backends.Lookup(l.Backend); b != nil {
+			out = append(out, placement.Candidate{Index: b.Index, ID: b.ID(), Group: b.Group})
+		} else {
+			out = append(out, placement.Candidate{Index: -1, ID: l.Backend, Group: -1 - i})
+		}
+	}
+	return out
+}
+
+// write stores shards[i] for every i with a non-nil shard, on backends
+// chosen so that, together with the backends in held (the other shards of
+// the chunk), the placement rules hold. A failed write excludes its backend
+// and the shard is placed again elsewhere. It returns the locations of all
+// n shards (held ones included).
+func (p *placer) write(ctx context.Context, k, n int, shards [][]byte, held []Location) ([]Location, error) {
+	locs := make([]Location, n)
+	copy(locs, held)
+	var todo []int
+	shardSize := 0
+	for i, s := range shards {
+		if s != nil {
+			todo = append(todo, i)
+			locs[i] = Location{}
+			shardSize = len(s)
+		}
+	}
+	var lastErr error
+	for len(todo) > 0 {
+		pending := map[int]bool{}
+		for _, i := range todo {
+			pending[i] = true
+		}
+		fixed := p.fixedOf(locs, pending)
+		cands := p.candidates(shardSize)
+		picks, err := placement.Place(p.c.rules(k, n), cands, fixed, len(todo))
+		if errors.Is(err, placement.ErrImpossible) && p.relax {
+			p.c.log.Warn("zstor: group rules cannot be met, placing on distinct backends only", slog.String("err", err.Error()))
+			picks, err = placement.Place(placement.Rules{K: k, N: n}, cands, fixed, len(todo))
+		}
+		if err != nil {
+			if lastErr != nil {
+				return nil, fmt.Errorf("%w (after: %v)", err, lastErr)
+			}
+			return nil, err
+		}
+		var (
+			wg     sync.WaitGroup
+			mu     sync.Mutex
+			failed []int
+		)
+		for j, i := range todo {
+			b := p.c.backends.All()[picks[j]]
+			wg.Go(func() {
+				seq, err := b.Put(ctx, shards[i])
+				mu.Lock()
+				defer mu.Unlock()
+				if err != nil {
+					failed = append(failed, i)
+					lastErr = err
+					p.mu.Lock()
+					p.bad[b.ID()] = true
+					p.mu.Unlock()
+					return
+				}
+				loc := Location{Backend: b.ID(), Seq: seq}
+				locs[i] = loc
+				p.mu.Lock()
+				p.written = append(p.written, loc)
+				if p.free[b.Index] >= 0 {
+					p.free[b.Index] -= int64(len(shards[i]))
+				}
+				p.mu.Unlock()
+			})
+		}
+		wg.Wait()
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		todo = failed
+	}
+	return locs, nil
+}
+
+// cleanup deletes every shard this placer wrote (best effort), after a
+// failed operation.
+func (p *placer) cleanup(ctx context.Context) {
+	p.mu.Lock()
+	written := p.written
+	p.written = nil
+	p.mu.Unlock()
+	p.c.deleteShards(ctx, written)
+}
+
+// deleteShards frees shards, best effort and concurrently; it returns how
+// many could not be deleted (their backend being unreachable).
+func (c *Client) deleteShards(ctx context.Context, locs []Location) int {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed int
+	)
+	sem := make(chan struct{}, 16)
+	for _, l := range locs {
+		if l.Backend == "" {
+			continue
+		}
+		b := c.backends.Lookup(l.Backend)
+		if b == nil {
+			mu.Lock()
+			failed++
+			mu.Unlock()
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			if err := b.Delete(ctx, l.Seq); err != nil {
+				c.log.Warn("zstor: could not free shard", slog.String("backend", l.Backend), slog.Uint64("seq", l.Seq), slog.String("err", err.Error()))
+				mu.Lock()
+				failed++
+				mu.Unlock()
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}

@@ -1,0 +1,210 @@
+package zstor
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"time"
+
+	"github.com/zeebo/blake3"
+
+	"qss/zstor/pipeline"
+)
+
+// StoreOptions tune one Store call.
+type StoreOptions struct {
+	// Key overrides the object key (default: KeyFor(path)).
+	Key string
+	// DeleteLocal removes the local file once the upload is committed and
+	// the file still hashes to the stored checksum.
+	DeleteLocal bool
+	// Progress, when set, is called with the number of bytes read as the
+	// file is consumed.
+	Progress func(n int)
+}
+
+// StoreResult describes a stored (or skipped) file.
+type StoreResult struct {
+	Key      string
+	Size     int64
+	Checksum pipeline.Checksum
+	Chunks   int
+	// Skipped is true when the stored checksum already equalled the
+	// local file's, so nothing was uploaded.
+	Skipped bool
+	// Replaced is true when an older version was replaced.
+	Replaced bool
+}
+
+// Store uploads the regular file at path. Every chunk's n shards are written
+// concurrently to n distinct backends chosen by the placement rules; a shard
+// whose backend fails is placed again on another backend that keeps the
+// rules. The metadata record is committed only after every shard of every
+// chunk was acknowledged; on any failure the shards written so far are
+// deleted (best effort) and nothing claims the object is stored. Storing a
+// changed file replaces the record and then frees the old version's shards.
+func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*StoreResult, error) {
+	key := opts.Key
+	if key == "" {
+		var err error
+		if key, err = c.KeyFor(path); err != nil {
+			return nil, err
+		}
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, fmt.Errorf("zstor store: %w", err)
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, fmt.Errorf("zstor store: %w", err)
+	}
+	if !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("zstor store: %s is not a regular file", path)
+	}
+
+	old, mk, err := c.getRecord(ctx, key)
+	if err != nil && !errors.Is(err, ErrNotStored) {
+		return nil, fmt.Errorf("zstor store %s: %w", path, err)
+	}
+	if errors.Is(err, ErrNotStored) && c.foreignRecords(ctx) {
+		return nil, fmt.Errorf("zstor store %s: the metadata store holds records this config's key cannot decrypt: wrong encryption key? (refusing to store)", path)
+	}
+	if old != nil && old.Object.Size == fi.Size() {
+		sum, err := fileChecksum(f)
+		if err != nil {
+			return nil, fmt.Errorf("zstor store: %w", err)
+		}
+		if sum == old.Object.Checksum {
+			c.log.Info("zstor: already stored, unchanged", slog.String("key", key))
+			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true}
+			if opts.DeleteLocal {
+				if err := os.Remove(path); err != nil {
+					return res, fmt.Errorf("zstor store: delete local file: %w", err)
+				}
+			}
+			if opts.Progress != nil {
+				opts.Progress(int(fi.Size()))
+			}
+			return res, nil
+		}
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, fmt.Errorf("zstor store: %w", err)
+		}
+	}
+
+	start := time.Now()
+	p := c.newPlacer(ctx, false)
+	var locations [][]Location
+	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+	if opts.Progress != nil {
+		r = &progressReader{r: r, fn: opts.Progress}
+	}
+	obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
+		locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
+		if err != nil {
+			return err
+		}
+		locations = append(locations, locs)
+		return nil
+	})
+	if err != nil {
+		p.cleanup(ctx)
+		return nil, fmt.Errorf("zstor store %s: %w", path, err)
+	}
+	rec := &Record{Key: key, Stored: time.Now(), ModTime: fi.ModTime(), Object: obj, Locations: locations}
+	if err := c.putRecord(ctx, mk, rec); err != nil {
+		// The write may have reached some metadata backends. Put the
+		// previous state back; only when that succeeds is it certain that
+		// no record names the new shards, and they can be freed.
+		var undo error
+		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		if old != nil {
+			undo = c.putRecord(uctx, mk, old)
+		} else {
+			undo = c.meta.Delete(uctx, mk)
+		}
+		cancel()
+		if undo == nil {
+			p.cleanup(ctx)
+		} else {
+			c.log.Warn("zstor: metadata commit failed and could not be undone; the new shards are kept in case the record survives",
+				slog.String("key", key), slog.String("err", undo.Error()))
+		}
+		return nil, fmt.Errorf("zstor store %s: commit metadata: %w", path, err)
+	}
+	c.log.Info("zstor: stored", slog.String("key", key), slog.Int64("size", obj.Size),
+		slog.Int("chunks", len(obj.Chunks)), slog.Duration("took", time.Since(start)))
+	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil}
+	if old != nil {
+		if n := c.deleteShards(ctx, flatten(old.Locations)); n > 0 {
+			c.log.Warn("zstor: some shards of the replaced version could not be freed", slog.String("key", key), slog.Int("shards", n))
+		}
+	}
+	if opts.DeleteLocal {
+		// Verified: every shard was acknowledged, the record committed, and
+		// the file still holds what was uploaded.
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return res, fmt.Errorf("zstor store: %w", err)
+		}
+		sum, err := fileChecksum(f)
+		if err != nil {
+			return res, fmt.Errorf("zstor store: verify before deleting: %w", err)
+		}
+		if sum != obj.Checksum {
+			return res, fmt.Errorf("zstor store: %s changed during the upload; not deleted (store it again)", path)
+		}
+		if err := os.Remove(path); err != nil {
+			return res, fmt.Errorf("zstor store: delete local file: %w", err)
+		}
+	}
+	return res, nil
+}
+
+func flatten(locs [][]Location) []Location {
+	var out []Location
+	for _, c := range locs {
+		out = append(out, c...)
+	}
+	return out
+}
+
+// fileChecksum is the whole-file checksum the pipeline records (BLAKE3-256).
+func fileChecksum(r io.Reader) (pipeline.Checksum, error) {
+	h := blake3.New()
+	var sum pipeline.Checksum
+	if _, err := io.Copy(h, r); err != nil {
+		return sum, err
+	}
+	h.Sum(sum[:0])
+	return sum, nil
+}
+
+// LocalChecksum returns the checksum of a local file as Check would print
+// it once stored.
+func LocalChecksum(path string) (pipeline.Checksum, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return pipeline.Checksum{}, err
+	}
+	defer f.Close()
+	return fileChecksum(f)
+}
+
+type progressReader struct {
+	r  io.Reader
+	fn func(int)
+}
+
+func (p *progressReader) Read(b []byte) (int, error) {
+	n, err := p.r.Read(b)
+	if n > 0 {
+		p.fn(n)
+	}
+	return n, err
+}
