@@ -38,13 +38,13 @@ func (c *Client) health(ctx context.Context) []backend.Health {
 // space as it writes, and excludes for the rest of the operation any
 // backend a write failed on.
 type placer struct {
-	c        *Client
-	mu       sync.Mutex
-	usable   []bool
-	free     []int64
-	bad      map[string]bool
-	relax    bool // fall back to "distinct backends only" when the group rules cannot be met
-	written  []Location
+	c       *Client
+	mu      sync.Mutex
+	usable  []bool
+	free    []int64
+	bad     map[string]bool
+	relax   bool // fall back to "distinct backends only" when the group rules cannot be met
+	written []Location
 }
 
 func (c *Client) newPlacer(ctx context.Context, relax bool) *placer {
