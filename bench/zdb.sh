@@ -133,7 +133,7 @@ WORK=$(mktemp -d "${BENCH_DIR:-${TMPDIR:-/tmp}}/zdb-bench.XXXXXX")
 if [[ -z $ZDB_BIN ]]; then
 	command -v go >/dev/null || die "go not found (needed to build ./cmd/zdb; or set ZDB_BIN)"
 	log "building zdb ..."
-	(cd "$ROOT" && go build -o "$WORK/zdb" ./cmd/zdb) || die "go build ./cmd/zdb failed"
+	(cd "$ROOT" && go build -buildvcs=auto -o "$WORK/zdb" ./cmd/zdb) || die "go build ./cmd/zdb failed"
 	ZDB_BIN=$WORK/zdb
 fi
 [[ -x $ZDB_BIN ]] || die "$ZDB_BIN is not executable"

@@ -212,7 +212,7 @@ func build() string {
 	}
 	bin := filepath.Join(work, "zdb")
 	fmt.Fprintln(os.Stderr, "building zdb ...")
-	cmd := exec.Command("go", "build", "-o", bin, "./cmd/zdb")
+	cmd := exec.Command("go", "build", "-buildvcs=auto", "-o", bin, "./cmd/zdb")
 	cmd.Dir = root
 	if b, err := cmd.CombinedOutput(); err != nil {
 		fatalf("go build ./cmd/zdb: %v\n%s", err, b)
