@@ -30,19 +30,20 @@ func (c *Client) Stat(ctx context.Context, key string) (*Record, error) {
 	return rec, err
 }
 
-// Delete frees every shard of the object, then removes its record. Shards
-// on unreachable backends cannot be freed; their number is returned (they
-// are unreferenced garbage from then on).
+// Delete removes the object's record, then frees every shard it named.
+// The record goes first so that a crash or a failure in between never
+// leaves a record that claims shards already freed: the worst case is
+// unreferenced shards. Shards on unreachable backends cannot be freed;
+// their number is returned (they are unreferenced garbage from then on).
 func (c *Client) Delete(ctx context.Context, key string) (leaked int, err error) {
 	rec, mk, err := c.getRecord(ctx, key)
 	if err != nil {
 		return 0, fmt.Errorf("zstor delete: %w", err)
 	}
-	leaked = c.deleteShards(ctx, flatten(rec.Locations))
 	if err := c.meta.Delete(ctx, mk); err != nil {
-		return leaked, fmt.Errorf("zstor delete %q: remove metadata: %w", key, err)
+		return 0, fmt.Errorf("zstor delete %q: remove metadata: %w", key, err)
 	}
-	return leaked, nil
+	return c.deleteShards(ctx, flatten(rec.Locations)), nil
 }
 
 // Entry is one stored object as List reports it.
