@@ -6,9 +6,13 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 need_pkgs=()
-command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)
+command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)   # zdb: redis-cli compatibility
+command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)        # zstor: the etcd metadata store
+command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)       # zdbfs: mounting as a user
+command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)                 # zdbfs: untar a source tree
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need_pkgs[@]}" >/dev/null
+	echo "installing ${need_pkgs[*]} ..." >&2
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
 fi
 
 go vet ./...

@@ -14,6 +14,7 @@ targets=(
 	"./zdb FuzzIndexEntry"
 	"./zdb FuzzDataEntry"
 	"./zdb FuzzOpenFiles"
+	"./zstor/pipeline FuzzDecodeChunk"
 )
 
 status=0
