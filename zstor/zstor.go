@@ -76,6 +76,9 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Client, error
 		switch cfg.Meta.Type {
 		case config.MetaZdb:
 			store, err = meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithLogger(opts.Logger))
+		case config.MetaEtcd:
+			store, err = meta.NewEtcd(ctx, cfg.Meta.Endpoints, cfg.Meta.Prefix, cfg.Meta.Username, cfg.Meta.Password,
+				meta.WithEtcdLogger(opts.Logger))
 		default:
 			err = fmt.Errorf("metadata store type %q is not available in this build", cfg.Meta.Type)
 		}

@@ -1,207 +1,21 @@
 package meta
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"net/http"
-	"os"
-	"os/exec"
-	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
-	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"qss/internal/zdbtest"
+	"qss/internal/etcdtest"
 )
 
-// The etcd tests run a real etcd server process (Debian's etcd-server
-// package), not etcd's Go embed package: embed would pull the whole etcd
-// server (Raft, bbolt, the gRPC gateway, Prometheus, OpenTelemetry…) into
-// this module's dependencies and make every test build much slower on
-// shared CI machines, while a process is exactly what operators run and is
-// killed and restarted like our zdb processes. The package is installed on
-// first use when the tests run as root (as CI does).
-
-var (
-	etcdOnce sync.Once
-	etcdBin  string
-	etcdErr  error
-)
-
-// etcdBinary returns the path of etcd, installing etcd-server with apt-get
-// when it is missing and the tests run as root.
-func etcdBinary(t *testing.T) string {
-	t.Helper()
-	etcdOnce.Do(func() {
-		if p, err := exec.LookPath("etcd"); err == nil {
-			etcdBin = p
-			return
-		}
-		if os.Geteuid() != 0 {
-			etcdErr = errors.New("etcd is not on PATH: install it (Debian: apt-get install etcd-server) " +
-				"or run the tests as root to have them install it")
-			return
-		}
-		install := func(args ...string) error {
-			cmd := exec.Command("apt-get", args...)
-			// No prompts; and no service started by the
-			// package's scripts (there is usually no init system
-			// in a container, but be sure).
-			cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "RUNLEVEL=1")
-			out, err := cmd.CombinedOutput()
-			if err != nil {
-				return fmt.Errorf("apt-get %s: %v\n%s", strings.Join(args, " "), err, out)
-			}
-			return nil
-		}
-		err := install("install", "-y", "--no-install-recommends", "etcd-server")
-		if err != nil {
-			// Stale or missing package lists: refresh once.
-			if err = install("update"); err == nil {
-				err = install("install", "-y", "--no-install-recommends", "etcd-server")
-			}
-		}
-		if err != nil {
-			etcdErr = fmt.Errorf("installing etcd-server: %w", err)
-			return
-		}
-		for _, p := range []string{"etcd", "/usr/bin/etcd"} {
-			if q, err := exec.LookPath(p); err == nil {
-				etcdBin = q
-				return
-			}
-		}
-		etcdErr = errors.New("etcd-server installed, but no etcd binary found")
-	})
-	if etcdErr != nil {
-		t.Fatal(etcdErr)
-	}
-	return etcdBin
-}
-
-// etcdServer is one running single-member etcd cluster on loopback.
-type etcdServer struct {
-	cmd      *exec.Cmd
-	done     chan struct{}
-	log      *bytes.Buffer
-	mu       sync.Mutex
-	Endpoint string
-}
-
-// startEtcd runs etcd on free loopback ports with a temporary data
-// directory, waits until it is healthy and stops it when the test ends.
-func startEtcd(t *testing.T) *etcdServer {
-	t.Helper()
-	bin := etcdBinary(t)
-	var lastErr error
-	for range 3 {
-		dir := filepath.Join(t.TempDir(), "etcd")
-		cport, pport := zdbtest.FreePort(t), zdbtest.FreePort(t)
-		curl := "http://127.0.0.1:" + strconv.Itoa(cport)
-		purl := "http://127.0.0.1:" + strconv.Itoa(pport)
-		e := &etcdServer{log: &bytes.Buffer{}, done: make(chan struct{}), Endpoint: curl}
-		e.cmd = exec.Command(bin,
-			"--name", "default", "--data-dir", dir,
-			"--listen-client-urls", curl, "--advertise-client-urls", curl,
-			"--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-			"--initial-cluster", "default="+purl,
-			// Room for MaxValueLen values (the default is 1.5 MiB).
-			"--max-request-bytes", "5242880",
-			"--log-level", "warn")
-		if runtime.GOARCH != "amd64" {
-			// etcd 3.4 (Debian 12) refuses to start elsewhere
-			// without this.
-			e.cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+runtime.GOARCH)
-		}
-		w := lockedBuf{&e.mu, e.log}
-		e.cmd.Stdout, e.cmd.Stderr = w, w
-		if err := e.cmd.Start(); err != nil {
-			t.Fatalf("start etcd: %v", err)
-		}
-		go func() {
-			e.cmd.Wait()
-			close(e.done)
-		}()
-		if lastErr = e.waitHealthy(20 * time.Second); lastErr == nil {
-			t.Cleanup(e.stop)
-			return e
-		}
-		e.kill()
-	}
-	t.Fatalf("etcd did not start: %v", lastErr)
-	return nil
-}
-
-type lockedBuf struct {
-	mu *sync.Mutex
-	b  *bytes.Buffer
-}
-
-func (w lockedBuf) Write(p []byte) (int, error) {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.b.Write(p)
-}
-
-func (e *etcdServer) Log() string {
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	return e.log.String()
-}
-
-func (e *etcdServer) waitHealthy(timeout time.Duration) error {
-	hc := http.Client{Timeout: 500 * time.Millisecond}
-	deadline := time.Now().Add(timeout)
-	var last error
-	for time.Now().Before(deadline) {
-		select {
-		case <-e.done:
-			return fmt.Errorf("etcd exited: %v\n%s", e.cmd.ProcessState, e.Log())
-		default:
-		}
-		resp, err := hc.Get(e.Endpoint + "/health")
-		if err == nil {
-			body, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
-			if bytes.Contains(body, []byte(`"health":"true"`)) {
-				return nil
-			}
-			err = fmt.Errorf("health: %s", body)
-		}
-		last = err
-		time.Sleep(50 * time.Millisecond)
-	}
-	return fmt.Errorf("not healthy after %v: %v\n%s", timeout, last, e.Log())
-}
-
-func (e *etcdServer) kill() {
-	e.cmd.Process.Signal(syscall.SIGKILL)
-	<-e.done
-}
-
-func (e *etcdServer) stop() {
-	select {
-	case <-e.done:
-		return
-	default:
-	}
-	e.cmd.Process.Signal(syscall.SIGTERM)
-	select {
-	case <-e.done:
-	case <-time.After(5 * time.Second):
-		e.kill()
-	}
-}
+// The etcd tests run a real etcd server process (see internal/etcdtest for
+// why a process and not etcd's embed package).
 
 func newTestEtcd(t *testing.T, endpoints []string, prefix, user, pw string) *Etcd {
 	t.Helper()
@@ -215,7 +29,7 @@ func newTestEtcd(t *testing.T, endpoints []string, prefix, user, pw string) *Etc
 }
 
 func TestEtcd(t *testing.T) {
-	srv := startEtcd(t)
+	srv := etcdtest.Start(t)
 	s := newTestEtcd(t, []string{srv.Endpoint}, "zstor-meta", "", "")
 	storeContract(t, s)
 
@@ -283,7 +97,7 @@ func TestEtcd(t *testing.T) {
 	}
 	defer fast.Close()
 	s = fast
-	srv.kill()
+	srv.Kill()
 	start := time.Now()
 	if err := s.Put(ctx, "k", []byte("v")); !errors.Is(err, ErrUnavailable) {
 		t.Fatalf("Put with etcd down: %v", err)
@@ -324,7 +138,7 @@ func TestEtcd(t *testing.T) {
 // TestEtcdAuth: with authentication enabled, the right credentials work and
 // wrong ones fail at NewEtcd.
 func TestEtcdAuth(t *testing.T) {
-	srv := startEtcd(t)
+	srv := etcdtest.Start(t)
 	ctx := context.Background()
 	root, err := clientv3.New(clientv3.Config{Endpoints: []string{srv.Endpoint}, DialTimeout: 2 * time.Second})
 	if err != nil {
