@@ -5,16 +5,20 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
 	"testing"
 	"time"
 
+	"qss/internal/zdbtest"
 	"qss/zstor"
 	"qss/zstor/daemon"
 	"qss/zstor/zstortest"
@@ -222,5 +226,75 @@ func TestMonitorProcess(t *testing.T) {
 	// No daemon: the command runs in-process.
 	if out, stderr, code := dmRun(t, "-c", cfgPath, "check", "-f", q); code != 0 || dmHexSum.FindString(out) != qwant.String() {
 		t.Fatalf("check without a daemon: exit %d %q %q", code, out, stderr)
+	}
+}
+
+// dmServed scrapes the daemon's zstor_commands_total{command=op,result="ok"}.
+func dmServed(t *testing.T, port int, op string) int {
+	t.Helper()
+	resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/metrics", port))
+	if err != nil {
+		t.Fatalf("scrape metrics: %v", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	re := regexp.MustCompile(`(?m)^zstor_commands_total\{command="` + regexp.QuoteMeta(op) + `",result="ok"\} (\d+)$`)
+	m := re.FindSubmatch(body)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// Every command that goes through the daemon does, against a real `zstor
+// monitor` process: each command line is run as its own process and the
+// daemon's command counter for it must move, and each result must be right.
+func TestEveryCommandThroughMonitor(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	sock := filepath.Join(t.TempDir(), "zstor.sock")
+	port := zdbtest.FreePort(t)
+	cfgPath := filepath.Join(t.TempDir(), "zstor_config.toml")
+	cfg := cl.ConfigTOML(zstortest.TestKey, fmt.Sprintf("socket = %q\nprometheus_port = %d\n", sock, port))
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	dmStartMonitor(t, cfgPath, sock)
+
+	data := zstortest.RandomBytes(300 << 10)
+	p := cl.WriteFile("dir/obj.bin", data)
+	want, _ := zstor.LocalChecksum(p)
+	run := func(op string, args ...string) string {
+		t.Helper()
+		before := dmServed(t, port, op)
+		out, stderr, code := dmRun(t, append([]string{"-c", cfgPath}, args...)...)
+		if code != 0 {
+			t.Fatalf("zstor %v: exit %d, stderr %q", args, code, stderr)
+		}
+		if after := dmServed(t, port, op); after != before+1 {
+			t.Fatalf("zstor %v: daemon served %q %d times, want %d (did it run in-process?)", args, op, after, before+1)
+		}
+		return out
+	}
+	run("store", "store", "-f", p)
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	run("retrieve", "retrieve", "-f", p)
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
+		t.Fatal("retrieved bytes differ")
+	}
+	if out := run("check", "check", "-f", p); dmHexSum.FindString(out) != want.String() {
+		t.Fatalf("check printed %q, want %s", out, want)
+	}
+	if out := run("list", "list", "dir/"); !strings.Contains(out, "dir/obj.bin") {
+		t.Fatalf("list printed %q", out)
+	}
+	run("scrub", "scrub")
+	run("rebuild", "rebuild", "-f", p)
+	run("repair", "repair", "dir/")
+	run("delete", "delete", "-f", p)
+	if _, _, code := dmRun(t, "-c", cfgPath, "check", "-f", p); code != 1 {
+		t.Fatalf("check after delete: exit %d, want 1", code)
 	}
 }

@@ -13,12 +13,11 @@ import (
 	"time"
 
 	"qss/zstor"
-	"qss/zstor/pipeline"
 	"qss/zstor/zstortest"
 )
 
 // These tests run the command line in the test process, to reach what the
-// binary cannot show: the daemon hooks (replaced by fakes here) and the
+// binary cannot show: the monitor hook's arguments and the
 // progress bars.
 
 // runHere runs the command line in-process and returns its exit status,
@@ -60,132 +59,6 @@ address = "127.0.0.1:2"
 		t.Fatal(err)
 	}
 	return p, root
-}
-
-// fakeDaemon records the calls the commands make on the daemon.
-type fakeDaemon struct {
-	calls []string
-	fail  error
-}
-
-var fakeSum = pipeline.Checksum{1, 2, 3}
-
-func (f *fakeDaemon) note(s string) error {
-	f.calls = append(f.calls, s)
-	return f.fail
-}
-
-func (f *fakeDaemon) Store(_ context.Context, path string, o zstor.StoreOptions) (*zstor.StoreResult, error) {
-	if o.Progress != nil {
-		return nil, errors.New("a progress callback was sent to the daemon")
-	}
-	return &zstor.StoreResult{Key: "k/" + filepath.Base(path), Size: 3, Chunks: 1, Checksum: fakeSum},
-		f.note(fmt.Sprintf("store %s key=%q delete=%v", path, o.Key, o.DeleteLocal))
-}
-
-func (f *fakeDaemon) Queue(_ context.Context, path string, o zstor.StoreOptions) error {
-	return f.note(fmt.Sprintf("queue %s key=%q delete=%v", path, o.Key, o.DeleteLocal))
-}
-
-func (f *fakeDaemon) Retrieve(_ context.Context, path string, o zstor.RetrieveOptions) (*zstor.RetrieveResult, error) {
-	return &zstor.RetrieveResult{Key: "k/" + filepath.Base(path), Size: 3, Checksum: fakeSum}, f.note("retrieve " + path)
-}
-
-func (f *fakeDaemon) Check(_ context.Context, key string) (pipeline.Checksum, error) {
-	return fakeSum, f.note("check " + key)
-}
-
-func (f *fakeDaemon) Delete(_ context.Context, key string) (int, error) {
-	return 0, f.note("delete " + key)
-}
-
-func (f *fakeDaemon) List(_ context.Context, prefix string) ([]zstor.Entry, int, error) {
-	return []zstor.Entry{{Key: prefix + "x", Size: 7, Stored: time.Unix(0, 0), K: 1, N: 1, MinShards: 1}}, 0, f.note("list " + prefix)
-}
-
-func (f *fakeDaemon) Rebuild(_ context.Context, key string) (*zstor.RebuildResult, error) {
-	return &zstor.RebuildResult{Key: key, Rebuilt: 1, Chunks: 1}, f.note("rebuild " + key)
-}
-
-func (f *fakeDaemon) Scrub(context.Context) (*zstor.ScrubReport, error) {
-	return &zstor.ScrubReport{Objects: 1, Shards: 1}, f.note("scrub")
-}
-
-func (f *fakeDaemon) Repair(_ context.Context, prefix string) (*zstor.RepairReport, error) {
-	return &zstor.RepairReport{Objects: 1}, f.note("repair " + prefix)
-}
-
-func (f *fakeDaemon) KeyFor(path string) (string, error) { return "k/" + filepath.Base(path), nil }
-func (f *fakeDaemon) Close() error                       { return nil }
-
-// TestThroughDaemon: with a socket configured and a daemon answering,
-// every object command goes through it, and store -n queues.
-func TestThroughDaemon(t *testing.T) {
-	sock := filepath.Join(t.TempDir(), "zstor.sock")
-	cfg, root := offlineConfig(t, fmt.Sprintf("socket = %q", sock))
-	fake := &fakeDaemon{}
-	savedDial := dialDaemon
-	t.Cleanup(func() { dialDaemon = savedDial })
-	dialDaemon = func(_ context.Context, socket string) (remoteOps, error) {
-		if socket != sock {
-			return nil, fmt.Errorf("dialled %s, want %s", socket, sock)
-		}
-		return fake, nil
-	}
-	file := filepath.Join(root, "f.txt")
-	os.WriteFile(file, []byte("abc"), 0o644)
-	ctx := context.Background()
-	steps := []struct {
-		args []string
-		call string // the daemon call made
-		out  string // in stdout
-	}{
-		{[]string{"store", "-n", "-f", file}, "queue " + file + ` key="" delete=false`, "queued " + file + " on the daemon"},
-		{[]string{"store", "-n", "-d", "-f", root, "-k", filepath.Join(root, "kd")}, "queue " + file + ` key="k/f.txt" delete=true`, "queued"},
-		{[]string{"store", "-f", file}, "store " + file + ` key="" delete=false`, "stored " + file + " as k/f.txt"},
-		{[]string{"retrieve", "-f", file}, "retrieve " + file, "retrieved " + file + " from k/f.txt"},
-		{[]string{"check", "-f", file}, "check k/f.txt", fakeSum.String()},
-		{[]string{"delete", "-f", file}, "delete k/f.txt", "deleted k/f.txt"},
-		{[]string{"list", "p/"}, "list p/", "healthy 1/1  p/x"},
-		{[]string{"rebuild", "-k", "some/key"}, "rebuild some/key", "rebuilt some/key"},
-		{[]string{"rebuild", "-f", file}, "rebuild k/f.txt", "rebuilt k/f.txt"},
-		{[]string{"scrub"}, "scrub", "scrubbed 1 objects"},
-		{[]string{"repair", "p/"}, "repair p/", "checked 1 objects"},
-	}
-	for _, s := range steps {
-		fake.calls = nil
-		code, out, errOut := runHere(t, ctx, append([]string{"-c", cfg}, s.args...)...)
-		if code != 0 || errOut != "" {
-			t.Fatalf("zstor %v: exit %d, stderr %q", s.args, code, errOut)
-		}
-		if len(fake.calls) != 1 || fake.calls[0] != s.call {
-			t.Fatalf("zstor %v: daemon calls %q, want %q", s.args, fake.calls, s.call)
-		}
-		mustContain(t, "stdout", out, s.out)
-	}
-
-	// The daemon's errors are the command's: one line, exit 1.
-	fake.fail = errors.New("zstor daemon: it went wrong")
-	code, _, errOut := runHere(t, ctx, "-c", cfg, "check", "-f", file)
-	if code != 1 || errOut != "zstor daemon: it went wrong\n" {
-		t.Fatalf("daemon error: exit %d, stderr %q", code, errOut)
-	}
-
-	// test and status never go through the daemon.
-	fake.calls = nil
-	runHere(t, ctx, "-c", cfg, "status")
-	runHere(t, ctx, "-c", cfg, "test")
-	if len(fake.calls) != 0 {
-		t.Fatalf("test and status called the daemon: %q", fake.calls)
-	}
-
-	// A daemon that does not answer properly: said once, then in-process.
-	dialDaemon = func(context.Context, string) (remoteOps, error) { return nil, errors.New("protocol mismatch") }
-	code, _, errOut = runHere(t, ctx, "-c", cfg, "check", "-f", file)
-	if ls := lines(errOut); code != 1 || len(ls) != 2 || !strings.Contains(ls[0], "did not answer (protocol mismatch); running in-process") ||
-		!strings.Contains(ls[1], "not enough metadata backends") {
-		t.Fatalf("daemon dial error: exit %d, stderr %q", code, errOut)
-	}
 }
 
 // TestMonitor: monitor runs the daemon hook with the config's absolute
