@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -307,6 +308,27 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 	if res.Rebuilt == 0 {
 		return res, nil
 	}
+	// The record read at the start may have been replaced (a new version
+	// stored, which freed the shards it names) or deleted while the shards
+	// were rebuilt: committing it then would bring back a record naming
+	// freed shards, over the newer one. Read it again right before the
+	// commit and give up when it changed. (The metadata stores have no
+	// compare-and-set, so a commit landing between this read and ours is
+	// still possible, in a window of one metadata round trip instead of a
+	// whole rebuild.)
+	cur, err := c.meta.Get(ctx, mk)
+	if err == nil {
+		var now *Record
+		if now, err = c.openRecord(mk, cur); err == nil && !sameVersion(now, rec) {
+			err = errors.New("the object was stored again or repaired meanwhile; run it again")
+		}
+	} else if errors.Is(err, meta.ErrNotFound) {
+		err = fmt.Errorf("%w for %q: deleted meanwhile", ErrNotStored, rec.Key)
+	}
+	if err != nil {
+		p.cleanup(ctx)
+		return nil, fmt.Errorf("zstor rebuild %q: not committed: %w", rec.Key, err)
+	}
 	rec.Locations = newLocs
 	if err := c.putRecord(ctx, mk, rec); err != nil {
 		// The new shards are left alone: the record may have reached some
@@ -353,4 +375,18 @@ func (c *Client) Repair(ctx context.Context, prefix string) (*RepairReport, erro
 		return rep, fmt.Errorf("zstor repair: %w", err)
 	}
 	return rep, nil
+}
+
+// sameVersion reports whether two records describe the same object with
+// the same shard locations.
+func sameVersion(a, b *Record) bool {
+	if a.Object.ID != b.Object.ID || len(a.Locations) != len(b.Locations) {
+		return false
+	}
+	for ci := range a.Locations {
+		if !slices.Equal(a.Locations[ci], b.Locations[ci]) {
+			return false
+		}
+	}
+	return true
 }

@@ -27,7 +27,13 @@ func (c *Client) health(ctx context.Context) []backend.Health {
 	c.hc.mu.Lock()
 	defer c.hc.mu.Unlock()
 	if c.hc.snap == nil || time.Since(c.hc.at) > healthTTL {
-		c.hc.snap = c.backends.HealthAll(ctx)
+		snap := c.backends.HealthAll(ctx)
+		if ctx.Err() != nil {
+			// The calls were cut short by the caller, not by the
+			// backends: this snapshot says nothing for the others.
+			return snap
+		}
+		c.hc.snap = snap
 		c.hc.at = time.Now()
 	}
 	return c.hc.snap
@@ -134,7 +140,11 @@ func (p *placer) write(ctx context.Context, k, n int, shards [][]byte, held []Lo
 		for j, i := range todo {
 			b := p.c.backends.All()[picks[j]]
 			wg.Go(func() {
-				seq, err := b.Put(ctx, shards[i])
+				// Not cancelled with ctx: a write the backend may
+				// already have applied must report its id, or
+				// cleanup could not free it (Put is bounded by the
+				// backend's I/O timeout).
+				seq, err := b.Put(context.WithoutCancel(ctx), shards[i])
 				mu.Lock()
 				defer mu.Unlock()
 				if err != nil {

@@ -12,6 +12,7 @@ import (
 
 	"github.com/zeebo/blake3"
 
+	"qss/zstor/meta"
 	"qss/zstor/pipeline"
 )
 
@@ -84,8 +85,8 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 			c.log.Info("zstor: already stored, unchanged", slog.String("key", key))
 			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true}
 			if opts.DeleteLocal {
-				if err := os.Remove(path); err != nil {
-					return res, fmt.Errorf("zstor store: delete local file: %w", err)
+				if err := removeSame(path, f); err != nil {
+					return res, err
 				}
 			}
 			if opts.Progress != nil {
@@ -119,22 +120,8 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 	}
 	rec := &Record{Key: key, Stored: time.Now(), ModTime: fi.ModTime(), Object: obj, Locations: locations}
 	if err := c.putRecord(ctx, mk, rec); err != nil {
-		// The write may have reached some metadata backends. Put the
-		// previous state back; only when that succeeds is it certain that
-		// no record names the new shards, and they can be freed.
-		var undo error
-		uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		if old != nil {
-			undo = c.putRecord(uctx, mk, old)
-		} else {
-			undo = c.meta.Delete(uctx, mk)
-		}
-		cancel()
-		if undo == nil {
+		if c.undoCommit(ctx, key, mk, old, obj) {
 			p.cleanup(ctx)
-		} else {
-			c.log.Warn("zstor: metadata commit failed and could not be undone; the new shards are kept in case the record survives",
-				slog.String("key", key), slog.String("err", undo.Error()))
 		}
 		return nil, fmt.Errorf("zstor store %s: commit metadata: %w", path, err)
 	}
@@ -159,11 +146,77 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 		if sum != obj.Checksum {
 			return res, fmt.Errorf("zstor store: %s changed during the upload; not deleted (store it again)", path)
 		}
-		if err := os.Remove(path); err != nil {
-			return res, fmt.Errorf("zstor store: delete local file: %w", err)
+		if err := removeSame(path, f); err != nil {
+			return res, err
 		}
 	}
 	return res, nil
+}
+
+// removeSame deletes path only while it still names the open file f (whose
+// content the caller verified): a file renamed over path meanwhile holds
+// content that was never stored, and is kept.
+func removeSame(path string, f *os.File) error {
+	fi, err := f.Stat()
+	if err != nil {
+		return fmt.Errorf("zstor store: verify before deleting: %w", err)
+	}
+	now, err := os.Lstat(path)
+	if err != nil {
+		return fmt.Errorf("zstor store: verify before deleting: %w", err)
+	}
+	if !os.SameFile(fi, now) {
+		return fmt.Errorf("zstor store: %s was replaced during the upload; not deleted (store it again)", path)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("zstor store: delete local file: %w", err)
+	}
+	return nil
+}
+
+// undoCommit handles a failed commit of obj's record under mk: the write
+// may have reached some metadata backends, and may so still surface. It
+// reads the record again and, only while it still shows the previous state
+// (old, or no record), writes that state again with a newer version, and
+// reports that the new shards may be freed. Any other record is left alone
+// and the new shards are kept (garbage at worst): our own record means the
+// write landed after all; another one means a store, delete or rebuild
+// committed meanwhile and may have freed old's shards, so putting old back
+// would bring back a record naming freed shards over a newer version. So is
+// everything kept when the record cannot be read.
+func (c *Client) undoCommit(ctx context.Context, key, mk string, old *Record, obj *pipeline.Object) bool {
+	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	keep := func(why string) bool {
+		c.log.Warn("zstor: metadata commit failed and was not undone; the new shards are kept in case the record survives",
+			slog.String("key", key), slog.String("why", why))
+		return false
+	}
+	sealed, err := c.meta.Get(uctx, mk)
+	switch {
+	case errors.Is(err, meta.ErrNotFound):
+		if old != nil {
+			return keep("the object was deleted meanwhile")
+		}
+		err = c.meta.Delete(uctx, mk)
+	case err != nil:
+		return keep(err.Error())
+	default:
+		cur, err := c.openRecord(mk, sealed)
+		switch {
+		case err != nil:
+			return keep(err.Error())
+		case cur.Object.ID == obj.ID:
+			return keep("the record was written after all")
+		case old == nil || !sameVersion(cur, old):
+			return keep("the object was changed meanwhile")
+		}
+		err = c.putRecord(uctx, mk, old)
+	}
+	if err != nil {
+		return keep(err.Error())
+	}
+	return true
 }
 
 func flatten(locs [][]Location) []Location {

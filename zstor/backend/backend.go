@@ -172,7 +172,11 @@ func (b *Backend) client(ctx context.Context) (*client.Client, error) {
 		IOTimeout:   b.opts.IOTimeout,
 	})
 	if err != nil {
-		b.markDownLocked(err)
+		// A dial cut short by the caller's cancellation says nothing
+		// about the backend (as in fail); one that timed out does.
+		if !errors.Is(ctx.Err(), context.Canceled) {
+			b.markDownLocked(err)
+		}
 		return nil, fmt.Errorf("backend %s: connect: %w", b, err)
 	}
 	b.cl = cl

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"io/fs"
 	"log/slog"
 	"os"
@@ -24,6 +25,9 @@ import (
 //   - its key (KeyFor) has a stored object, and the object's checksum
 //     equals the local file's checksum — 0-stor_v2 only checks that
 //     metadata exists, and so evicts files whose stored copy is stale;
+//   - every chunk of that object has at least k shards on backends that
+//     answered the health check made for this round (the stored copy can
+//     be read back now: otherwise the local file is the only readable one);
 //   - its size, mtime and inode did not change while it was hashed.
 //
 // Files go least recently used first: by the later of atime and mtime.
@@ -64,6 +68,16 @@ func (d *daemon) checkCache(g *generation) {
 		return
 	}
 	sort.Slice(files, func(i, j int) bool { return files[i].lastUse.Before(files[j].lastUse) })
+	// Which backends answer now: a file is evicted only while its stored
+	// copy can be read back.
+	reachable := map[string]bool{}
+	hctx, cancel := context.WithTimeout(g.ctx, time.Minute)
+	for _, h := range g.client.Backends().HealthAll(hctx) {
+		if h.Reachable {
+			reachable[h.Backend.ID()] = true
+		}
+	}
+	cancel()
 	now := time.Now()
 	for _, f := range files {
 		if total <= limit || g.ctx.Err() != nil {
@@ -72,7 +86,7 @@ func (d *daemon) checkCache(g *generation) {
 		if now.Sub(f.info.ModTime()) < d.opts.CacheMinAge {
 			continue
 		}
-		if why := d.evictable(g.ctx, g, f); why != "" {
+		if why := d.evictable(g.ctx, g, f, reachable); why != "" {
 			d.log.Debug("zstor daemon: cache cap: kept", slog.String("file", f.path), slog.String("why", why))
 			continue
 		}
@@ -94,17 +108,30 @@ func (d *daemon) checkCache(g *generation) {
 	d.cacheStuck = stuck
 }
 
-// evictable returns "" when f may be deleted, else why not.
-func (d *daemon) evictable(ctx context.Context, g *generation, f cacheFile) string {
+// evictable returns "" when f may be deleted, else why not. reachable
+// holds the IDs of the data backends that answered just before.
+func (d *daemon) evictable(ctx context.Context, g *generation, f cacheFile, reachable map[string]bool) string {
 	key, err := g.client.KeyFor(f.path)
 	if err != nil {
 		return "no key: " + err.Error()
 	}
 	ctx, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	stored, err := g.client.Check(ctx, key)
+	rec, err := g.client.Stat(ctx, key)
 	if err != nil {
 		return "not stored: " + err.Error()
+	}
+	stored := rec.Object.Checksum
+	for ci, locs := range rec.Locations {
+		n := 0
+		for _, l := range locs {
+			if l.Backend != "" && reachable[l.Backend] {
+				n++
+			}
+		}
+		if n < rec.Object.K {
+			return fmt.Sprintf("stored copy unreadable now (chunk %d: %d shards on reachable backends, k = %d)", ci, n, rec.Object.K)
+		}
 	}
 	before, err := os.Lstat(f.path)
 	if err != nil || !sameVersion(f.info, before) {

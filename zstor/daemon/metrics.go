@@ -140,8 +140,16 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	st := &c.d.state
 	st.mu.RLock()
 	defer st.mu.RUnlock()
+	seen := map[[2]string]bool{}
 	for _, h := range st.data {
 		l := []string{h.Backend.String(), "data", strconv.Itoa(h.Backend.Group)}
+		// A backend listed twice in one group (the config allows it)
+		// is one series: two identical ones make the scrape fail.
+		id := [2]string{l[0], l[2]}
+		if seen[id] {
+			continue
+		}
+		seen[id] = true
 		gauge(descConn, b2f(h.Reachable), l...)
 		s := c.d.classify(h)
 		gauge(descHealthy, b2f(s == stateHealthy), l...)
