@@ -9,6 +9,8 @@
 #   SIZE_MIB=256 BIG_MIB=0 bench/zstor.sh   # quick: 256 MiB, no RSS run
 #   BENCH_OUT=zstor-bench.md bench/zstor.sh # also write facts + tables
 #   COMPRESSION=none bench/zstor.sh         # zstor compression algorithm
+#   CONCURRENCY=8 bench/zstor.sh            # zstor's concurrency setting
+#   ZDB_ARGS=--sync bench/zstor.sh          # data zdbs fsync every write
 #
 # Needs: Debian as root for apt-get of restic, redis-tools (redis-cli) and
 # time (GNU time) when missing; Go to build zdb and zstor. Everything runs
@@ -19,6 +21,8 @@ set -euo pipefail
 SIZE_MIB=${SIZE_MIB:-1024}
 BIG_MIB=${BIG_MIB:-4096}
 COMPRESSION=${COMPRESSION:-snappy}
+CONCURRENCY=${CONCURRENCY:-}   # zstor's concurrency key; empty: its default
+ZDB_ARGS=${ZDB_ARGS:-}         # extra flags of the data zdbs, e.g. --sync
 BENCH_OUT=${BENCH_OUT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -68,7 +72,8 @@ start_zdb() {
 	port=$(free_port)
 	NEXT_PORT=$(( port + 1 ))
 	mkdir -p "$WORK/$name"
-	"$WORK/zdb" --listen 127.0.0.1 --port "$port" --mode "$mode" \
+	# shellcheck disable=SC2086 # ZDB_ARGS is a list of flags
+	"$WORK/zdb" --listen 127.0.0.1 --port "$port" --mode "$mode" $([ "$mode" = seq ] && echo "$ZDB_ARGS") \
 		--data "$WORK/$name/data" --index "$WORK/$name/index" >"$WORK/$name.log" 2>&1 &
 	PIDS+=($!)
 	for _ in $(seq 100); do
@@ -85,6 +90,7 @@ mkdir -p "$WORK/root"
 	echo "minimal_shards = 4"
 	echo "expected_shards = 6"
 	echo "root = \"$WORK/root\""
+	[ -z "$CONCURRENCY" ] || echo "concurrency = $CONCURRENCY"
 	echo
 	echo "[encryption]"
 	echo "algorithm = \"AES\""
@@ -146,7 +152,9 @@ restic init --quiet >/dev/null
 drop_caches
 timed restic_backup restic backup --quiet "$FILE"
 drop_caches
-timed restic_restore restic restore latest --target "$WORK/restic-restore"
+# zstor retrieve fsyncs the file before it appears; restic restore does not,
+# so its time includes a sync of the restored file, for the same durability.
+timed restic_restore sh -c "restic restore latest --target '$WORK/restic-restore' && sync '$WORK/restic-restore$FILE'"
 [ "$(sha256sum "$WORK/restic-restore$FILE" | cut -d' ' -f1)" = "$SUM" ] || die "restic restore differs"
 rm -rf "$WORK/restic-restore" "$WORK/restic-repo" "$WORK/restic-cache"
 
@@ -173,7 +181,7 @@ if [ "$BIG_MIB" -gt 0 ]; then
 fi
 
 echo "pipeline stages (go test -bench) ..." >&2
-(cd "$ROOT" && go test -run '^$' -bench 'Stage|Encode|Decode' -benchtime 2x ./zstor/pipeline) >"$WORK/stages.out" 2>&1 ||
+(cd "$ROOT" && go test -run '^$' -bench 'Stage|Encode|Decode' ./zstor/pipeline) >"$WORK/stages.out" 2>&1 ||
 	die "pipeline benchmarks failed: $(tail -5 "$WORK/stages.out")"
 
 rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
@@ -184,7 +192,8 @@ rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	echo "- host: nproc=$(nproc), cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- kernel: $(uname -srm); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 	echo "- files on: $(df -PT "$WORK" | awk 'NR==2{print $2}') ($WORK); caches dropped before every timed step"
-	echo "- zstor: rev $rev, k=4 n=6, compression $COMPRESSION, 6 data + 4 metadata zdb processes on 127.0.0.1"
+	echo "- zstor: rev $rev, k=4 n=6, compression $COMPRESSION, concurrency ${CONCURRENCY:-default}, 6 data + 4 metadata zdb processes on 127.0.0.1, data zdb flags: ${ZDB_ARGS:-none, so no fsync per write as in 0-db by default}"
+	echo "- restic fsyncs its pack files on backup; its restore is timed up to a sync of the restored file, since zstor retrieve fsyncs before the file appears"
 	echo "- restic: $(restic version | head -1), local repository on the same disk"
 	echo
 	echo "| step | seconds | MiB/s | peak RSS MiB | vs restic |"
@@ -204,7 +213,7 @@ rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 		echo "| zstor retrieve | ${SECS[big_retrieve]} | $(mibps "$BIG_MIB" "${SECS[big_retrieve]}") | $(( RSS[big_retrieve] / 1024 )) |"
 	fi
 	echo
-	echo "Pipeline stages, one core each (\`go test -run '^\$' -bench 'Stage|Encode|Decode' -benchtime 2x ./zstor/pipeline\`):"
+	echo "Pipeline stages, one core each (\`go test -run '^\$' -bench 'Stage|Encode|Decode' ./zstor/pipeline\`):"
 	echo
 	echo '```'
 	grep -E '^(Benchmark|goos|goarch|cpu)' "$WORK/stages.out"
