@@ -1,7 +1,6 @@
 package zstor
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -62,6 +61,7 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 	// (memory stays bounded: about two chunks' worth per chunk in flight).
 	dec, err := pipeline.NewDecoder(c.cfg.Encryption.Key, rec.Object, pipeline.DecoderOptions{
 		Concurrency: 2 * c.cfg.Concurrency, Logger: c.log,
+		Prechecked: true, // fetchChunk verifies every shard it returns as good
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
@@ -82,10 +82,14 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 			os.Remove(tmp.Name())
 		}
 	}()
-	bw := bufio.NewWriterSize(&writeBehind{f: tmp}, 1<<20)
-	var w io.Writer = bw
+	// The file is written by its own goroutine, so that writing (mostly
+	// the kernel copying into the page cache) overlaps with the in-order
+	// whole-file hashing that Decode does.
+	aw := newAsyncWriter(&writeBehind{f: tmp}, 4)
+	defer aw.Close()
+	var w io.Writer = aw
 	if opts.Progress != nil {
-		w = &progressWriter{w: bw, fn: opts.Progress}
+		w = &progressWriter{w: aw, fn: opts.Progress}
 	}
 	fetch := func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
 		shards, nbad := c.fetchChunk(ctx, dec, ch, rec.Locations[ch.Index], rec.Object.K)
@@ -95,7 +99,7 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 	if err := dec.Decode(ctx, w, fetch); err != nil {
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
 	}
-	if err := bw.Flush(); err != nil {
+	if err := aw.Close(); err != nil {
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
 	}
 	if err := tmp.Sync(); err != nil {
@@ -256,4 +260,49 @@ func (w *writeBehind) Write(p []byte) (int, error) {
 		w.started = w.off
 	}
 	return n, err
+}
+
+// asyncWriter hands each Write to a goroutine that writes it to w, at most
+// depth writes ahead. Unlike an io.Writer, it keeps p after Write returns:
+// callers must not modify it (Decode hands over a fresh buffer per chunk).
+// A write error is returned by the next Write or by Close.
+type asyncWriter struct {
+	ch     chan []byte
+	done   chan struct{}
+	err    error // set before done is closed
+	closed bool
+}
+
+func newAsyncWriter(w io.Writer, depth int) *asyncWriter {
+	a := &asyncWriter{ch: make(chan []byte, depth), done: make(chan struct{})}
+	go func() {
+		defer close(a.done)
+		for p := range a.ch {
+			if _, err := w.Write(p); err != nil {
+				a.err = err
+				return
+			}
+		}
+	}()
+	return a
+}
+
+func (a *asyncWriter) Write(p []byte) (int, error) {
+	select {
+	case <-a.done:
+		return 0, a.err
+	case a.ch <- p:
+		return len(p), nil
+	}
+}
+
+// Close waits until everything written so far reached w (or failed). It
+// may be called more than once.
+func (a *asyncWriter) Close() error {
+	if !a.closed {
+		a.closed = true
+		close(a.ch)
+	}
+	<-a.done
+	return a.err
 }

@@ -25,6 +25,15 @@ type DecoderOptions struct {
 	// failed verification (so the caller can schedule a repair). It may be
 	// called from several goroutines at once.
 	OnBadShard func(chunk uint64, shard int, err error)
+
+	// Prechecked says the FetchFunc passed to Decode already ran
+	// VerifyShard on the shards it returns, so Decode does not hash them a
+	// second time: it assembles the chunk and lets AES-GCM authenticate it.
+	// Only if that fails (the FetchFunc may return unverified shards when
+	// too few verified) are the shards verified one by one, to decode from
+	// the good ones or to report precisely what is wrong. Either way no
+	// unauthenticated byte reaches the output.
+	Prechecked bool
 }
 
 // Decoder rebuilds one object from its metadata and shards. It is safe for
@@ -166,6 +175,36 @@ func (d *Decoder) decodeChunk(c *ChunkMeta, shards [][]byte) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
+	return d.open(c, payloads)
+}
+
+// decodeTrusted decodes chunk c from the first K shards of the right size,
+// without verifying their checksums: AES-GCM authenticates the assembled
+// ciphertext, so a bad shard among them makes it fail (ErrDecrypt) rather
+// than yield wrong bytes. The caller then falls back to decodeChunk. The
+// shard slices are not modified.
+func (d *Decoder) decodeTrusted(c *ChunkMeta, shards [][]byte) ([]byte, error) {
+	if len(shards) != d.obj.N {
+		return nil, ErrNotEnoughShards
+	}
+	payloads := make([][]byte, d.obj.N)
+	good := 0
+	for i, s := range shards {
+		if len(s) != c.ShardSize || good == d.obj.K {
+			continue
+		}
+		payloads[i] = s[HeaderSize : HeaderSize+c.PayloadSize]
+		good++
+	}
+	if good < d.obj.K {
+		return nil, ErrNotEnoughShards
+	}
+	return d.open(c, payloads)
+}
+
+// open reassembles, authenticates, decrypts and decompresses chunk c from
+// its payloads (nil for missing ones; at least K present).
+func (d *Decoder) open(c *ChunkMeta, payloads [][]byte) ([]byte, error) {
 	ct, err := d.ciphertext(c, payloads)
 	if err != nil {
 		return nil, err
@@ -284,6 +323,11 @@ func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch FetchFunc) erro
 		shards, err := fetch(ctx, c)
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
+		}
+		if d.opts.Prechecked {
+			if plain, err := d.decodeTrusted(c, shards); err == nil {
+				return plain, nil
+			}
 		}
 		return d.decodeChunk(c, shards)
 	}
