@@ -211,39 +211,6 @@ func TestDegradedRetrieve(t *testing.T) {
 	}
 }
 
-// flipShardByte flips one byte of a shard of chunk 0 in the data file of
-// the backend holding it, and returns that backend's index in the cluster.
-func flipShardByte(t *testing.T, c *zstor.Client, cl *zstortest.Cluster, key string) int {
-	t.Helper()
-	ctx := zstortest.Ctx(t)
-	rec, err := c.Stat(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := rec.Locations[0][2]
-	b := c.Backends().Lookup(loc.Backend)
-	shard, err := b.Get(ctx, loc.Seq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sample := shard[60:124]
-	for _, f := range zstortest.DataFiles(cl.Data[b.Index]) {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.Index(raw, sample); i >= 0 {
-			raw[i+10] ^= 0x40
-			if err := os.WriteFile(f, raw, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return b.Index
-		}
-	}
-	t.Fatal("shard not found in the backend's data files")
-	return -1
-}
-
 func TestCorruptShardScrubRepair(t *testing.T) {
 	cl := zstortest.New(t, 6)
 	c := open(t, cl, zstortest.TestKey, "")
@@ -253,7 +220,7 @@ func TestCorruptShardScrubRepair(t *testing.T) {
 	if _, err := c.Store(ctx, p, zstor.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	bi := flipShardByte(t, c, cl, "c.bin")
+	bi := zstortest.FlipShardByte(t, c, cl, "c.bin")
 
 	os.Remove(p)
 	if _, err := c.Retrieve(ctx, p, zstor.RetrieveOptions{}); err != nil {

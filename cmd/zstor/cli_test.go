@@ -254,7 +254,7 @@ func TestMaintenance(t *testing.T) {
 
 	// A corrupt shard: scrub finds it, rebuild fixes it.
 	c := openClient(t, cfg)
-	flipShardByte(t, c, cl, "m/a.bin")
+	zstortest.FlipShardByte(t, c, cl, "m/a.bin")
 	r = zstorRun(t, cfg, "scrub")
 	r.fails(t, 1, "1 missing or corrupt shards", "zstor repair")
 	mustContain(t, "scrub", r.stdout, "bad shard: m/a.bin chunk 0 shard 2", "scrubbed 2 objects, 42 shards: 1 missing or corrupt")

@@ -196,36 +196,3 @@ func openClient(t *testing.T, cfgPath string) *zstor.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
-
-// flipShardByte corrupts shard 2 of chunk 0 of key in its backend's data
-// file, and returns the backend's index in the cluster.
-func flipShardByte(t *testing.T, c *zstor.Client, cl *zstortest.Cluster, key string) int {
-	t.Helper()
-	ctx := zstortest.Ctx(t)
-	rec, err := c.Stat(ctx, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	loc := rec.Locations[0][2]
-	b := c.Backends().Lookup(loc.Backend)
-	shard, err := b.Get(ctx, loc.Seq)
-	if err != nil {
-		t.Fatal(err)
-	}
-	sample := shard[60:124]
-	for _, f := range zstortest.DataFiles(cl.Data[b.Index]) {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.Index(raw, sample); i >= 0 {
-			raw[i+10] ^= 0x40
-			if err := os.WriteFile(f, raw, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return b.Index
-		}
-	}
-	t.Fatal("shard not found in the backend's data files")
-	return -1
-}

@@ -16,6 +16,7 @@ import (
 
 	"qss/internal/zdbtest"
 	"qss/zdb/client"
+	"qss/zstor"
 )
 
 const (
@@ -165,4 +166,38 @@ func (cl *Cluster) GrepBackends(marker []byte) []string {
 func DataFiles(s *zdbtest.Server) []string {
 	m, _ := filepath.Glob(filepath.Join(s.DataDir(), DataNS, "d*"))
 	return m
+}
+
+// FlipShardByte corrupts shard 2 of chunk 0 of the object key in its
+// backend's data file (behind zdb's back, as a disk would), and returns the
+// backend's index in the cluster.
+func FlipShardByte(t *testing.T, c *zstor.Client, cl *Cluster, key string) int {
+	t.Helper()
+	ctx := Ctx(t)
+	rec, err := c.Stat(ctx, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	loc := rec.Locations[0][2]
+	b := c.Backends().Lookup(loc.Backend)
+	shard, err := b.Get(ctx, loc.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sample := shard[60:124]
+	for _, f := range DataFiles(cl.Data[b.Index]) {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if i := bytes.Index(raw, sample); i >= 0 {
+			raw[i+10] ^= 0x40
+			if err := os.WriteFile(f, raw, 0o600); err != nil {
+				t.Fatal(err)
+			}
+			return b.Index
+		}
+	}
+	t.Fatal("shard not found in the backend's data files")
+	return -1
 }
