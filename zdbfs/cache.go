@@ -20,11 +20,25 @@ import (
 type bkey struct{ ino, blk uint64 }
 
 type cblock struct {
-	key   bkey
-	data  []byte // BlockSize bytes
-	dirty bool
-	since time.Time // when it became dirty
-	elem  *list.Element
+	key    bkey
+	data   []byte // BlockSize bytes
+	dirty  bool
+	since  time.Time // when it became dirty
+	elem   *list.Element
+	ver    uint64 // bumped by every change (under the inode's mutex)
+	frozen bool   // data is being written by a background flush: copy before changing
+}
+
+// mutable returns b's bytes for changing them: a copy when a background
+// flush is writing the current ones (copy on write). The caller holds the
+// inode's mutex and marks b dirty afterwards.
+func (b *cblock) mutable() []byte {
+	if b.frozen {
+		b.data = append([]byte(nil), b.data...)
+		b.frozen = false
+	}
+	b.ver++
+	return b.data
 }
 
 type cache struct {
@@ -172,6 +186,12 @@ func (c *cache) markClean(bs []*cblock) {
 		b.elem = c.lru.PushFront(b)
 	}
 	c.evictLocked()
+}
+
+func (c *cache) dirtyBytes() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ndirt * BlockSize
 }
 
 func (c *cache) hasDirty(ino uint64) bool {

@@ -23,7 +23,14 @@ type txn struct {
 	ctx   context.Context
 	ops   []Op
 	pages map[string][]pageEntry
-	saved []*inode // inodes whose attrs are written by this txn
+	saved []savedInode // inodes whose records are written by this txn
+	dents []dentChange
+}
+
+type dentChange struct {
+	key string
+	dir uint64
+	e   *dirent // nil: removed
 }
 
 func (f *FS) txn(ctx context.Context) *txn {
@@ -33,19 +40,47 @@ func (f *FS) txn(ctx context.Context) *txn {
 func (t *txn) set(k, v []byte) { t.ops = append(t.ops, Op{Key: k, Value: v}) }
 func (t *txn) del(k []byte)    { t.ops = append(t.ops, Op{Key: k, Del: true}) }
 
-// saveInode queues in's record (non-regular inodes, or regular files
-// whose data the caller flushed).
+// saveInode queues in's record as recordView gives it: a regular file's
+// record never claims data that is not stored yet.
 func (t *txn) saveInode(in *inode) {
-	t.set(inodeKey(in.ino), encodeInode(&in.a))
-	t.saved = append(t.saved, in)
+	v := in.recordView()
+	t.set(inodeKey(in.ino), encodeInode(&v))
+	t.saved = append(t.saved, savedInode{in, v})
+}
+
+type savedInode struct {
+	in *inode
+	v  attrs
 }
 
 func (t *txn) commit() error {
 	if err := t.f.meta.Apply(t.ctx, t.ops); err != nil {
+		// Some of the writes may have been applied: forget what the
+		// caches knew about the names and pages involved.
+		for k := range t.pages {
+			t.f.pages.forget(k)
+		}
+		for _, d := range t.dents {
+			t.f.dents.forget(d.key)
+		}
 		return err
 	}
-	for _, in := range t.saved {
-		in.pa = in.a
+	for _, sv := range t.saved {
+		sv.in.pa = sv.v
+		sv.in.gen++
+	}
+	for k, es := range t.pages {
+		if len(es) == 0 {
+			t.f.pages.forget(k)
+		} else {
+			t.f.pages.put(k, es)
+		}
+	}
+	for _, d := range t.dents {
+		t.f.dents.set(d.key, d.e)
+		if d.e != nil {
+			t.f.fresh.named(d.dir, d.e.Name)
+		}
 	}
 	return nil
 }
@@ -53,6 +88,9 @@ func (t *txn) commit() error {
 func (t *txn) page(dir uint64, p uint32) ([]pageEntry, error) {
 	k := string(pageKey(dir, p))
 	if es, ok := t.pages[k]; ok {
+		return es, nil
+	}
+	if es, ok := t.f.pages.get(k); ok {
 		return es, nil
 	}
 	v, err := t.f.meta.Get(t.ctx, []byte(k))
@@ -75,6 +113,12 @@ func (t *txn) setPage(dir uint64, p uint32, es []pageEntry) {
 	}
 }
 
+func (t *txn) setDirent(dir uint64, e *dirent) {
+	k := direntKey(dir, e.Name)
+	t.set(k, encodeDirent(e))
+	t.dents = append(t.dents, dentChange{key: string(k), dir: dir, e: e})
+}
+
 // addEntry lists name in dir and writes its entry record.
 func (t *txn) addEntry(dir *inode, name string, ino uint64, typ uint32) error {
 	pe := pageEntry{Name: name, Ino: ino, Type: typ}
@@ -93,7 +137,7 @@ func (t *txn) addEntry(dir *inode, name string, ino uint64, typ uint32) error {
 		dir.a.Pages++
 	}
 	t.setPage(dir.ino, page, append(slices.Clone(es), pe))
-	t.set(direntKey(dir.ino, name), encodeDirent(&dirent{Ino: ino, Type: typ, Page: page, Name: name}))
+	t.setDirent(dir.ino, &dirent{Ino: ino, Type: typ, Page: page, Name: name})
 	dir.a.Entries++
 	return nil
 }
@@ -106,7 +150,9 @@ func (t *txn) removeEntry(dir *inode, e *dirent) error {
 	}
 	es = slices.DeleteFunc(slices.Clone(es), func(p pageEntry) bool { return p.Name == e.Name })
 	t.setPage(dir.ino, e.Page, es)
-	t.del(direntKey(dir.ino, e.Name))
+	k := direntKey(dir.ino, e.Name)
+	t.del(k)
+	t.dents = append(t.dents, dentChange{key: string(k), dir: dir.ino})
 	if dir.a.Entries > 0 {
 		dir.a.Entries--
 	}
@@ -126,7 +172,7 @@ func (t *txn) retarget(dir *inode, e *dirent, ino uint64, typ uint32) error {
 		}
 	}
 	t.setPage(dir.ino, e.Page, es)
-	t.set(direntKey(dir.ino, e.Name), encodeDirent(&dirent{Ino: ino, Type: typ, Page: e.Page, Name: e.Name}))
+	t.setDirent(dir.ino, &dirent{Ino: ino, Type: typ, Page: e.Page, Name: e.Name})
 	return nil
 }
 
@@ -135,48 +181,30 @@ func (f *FS) lookupEntry(ctx context.Context, dir uint64, name string) (*dirent,
 	if len(name) > 255 {
 		return nil, syscall.ENAMETOOLONG
 	}
-	v, err := f.meta.Get(ctx, direntKey(dir, name))
-	if errors.Is(err, ErrNotFound) {
-		return nil, syscall.ENOENT
+	key := direntKey(dir, name)
+	e, ok := f.dents.get(string(key))
+	if !ok && f.fresh.absent(dir, name) {
+		ok = true // a directory of this mount that never held the name
 	}
-	if err != nil {
-		return nil, err
+	if !ok {
+		seq := f.dents.snapshot()
+		v, err := f.meta.Get(ctx, key)
+		switch {
+		case errors.Is(err, ErrNotFound):
+			e = nil
+		case err != nil:
+			return nil, err
+		default:
+			if e, err = decodeDirent(v); err != nil {
+				return nil, err
+			}
+		}
+		f.dents.fill(string(key), e, seq)
 	}
-	e, err := decodeDirent(v)
-	if err != nil {
-		return nil, err
-	}
-	if e.Name != name {
+	if e == nil || e.Name != name {
 		return nil, syscall.ENOENT // hash collision of a long name
 	}
 	return e, nil
-}
-
-// listDir returns all entries of dir, page by page.
-func (f *FS) listDir(ctx context.Context, dir *inode) ([]pageEntry, error) {
-	dir.mu.Lock()
-	n := dir.a.Pages
-	dir.mu.Unlock()
-	keys := make([][]byte, n)
-	for p := range n {
-		keys[p] = pageKey(dir.ino, p)
-	}
-	vs, err := f.meta.GetMany(ctx, keys)
-	if err != nil {
-		return nil, err
-	}
-	var out []pageEntry
-	for _, v := range vs {
-		if v == nil {
-			continue
-		}
-		es, err := decodePage(v)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, es...)
-	}
-	return out, nil
 }
 
 // newAttrs describes a new inode created by caller in dir.
@@ -214,7 +242,7 @@ func (f *FS) create(ctx context.Context, dir *inode, name string, mode, uid, gid
 	if dir.a.Nlink == 0 {
 		return nil, syscall.ENOENT // removed directory
 	}
-	in := &inode{ino: ino, a: newAttrs(dir, mode, uid, gid)}
+	in := &inode{ino: ino, a: newAttrs(dir, mode, uid, gid), xok: true} // no xattrs yet
 	in.a.Rdev = rdev
 	if target != nil {
 		in.a.Data = target
@@ -241,6 +269,9 @@ func (f *FS) create(ctx context.Context, dir *inode, name string, mode, uid, gid
 		dir.a = old
 		return nil, err
 	}
+	if isDir {
+		f.fresh.added(ino)
+	}
 	f.tmu.Lock()
 	f.inodes[ino] = in
 	f.tmu.Unlock()
@@ -265,9 +296,6 @@ func (f *FS) link(ctx context.Context, dir *inode, name string, in *inode) error
 	}
 	if in.gone {
 		return syscall.ENOENT
-	}
-	if err := f.saveLocked(ctx, in); err != nil { // flush data: the record below claims it
-		return err
 	}
 	olddir, oldin := dir.a, in.a
 	t := f.txn(ctx)
@@ -461,12 +489,6 @@ func (f *FS) rename(ctx context.Context, src *inode, name string, dst *inode, ne
 	for _, in := range []*inode{sin, din} {
 		if in == nil || (in == din && flags&renameExchange == 0) {
 			continue
-		}
-		if in.isReg() {
-			if err := f.flushLocked(ctx, in); err != nil {
-				restore()
-				return err
-			}
 		}
 		t.saveInode(in)
 	}

@@ -3,7 +3,9 @@ package zdbfs
 import (
 	"context"
 	"errors"
+	"sync"
 	"syscall"
+	"time"
 )
 
 // File data: fixed-size blocks keyed by inode and block number, holes are
@@ -41,6 +43,248 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 	}
 	f.cache.putClean(b)
 	return b, nil
+}
+
+// read copies file data at off into dest. Blocks missing from the cache
+// are fetched without holding the inode's mutex, all of one request in one
+// pipelined GetMany, so that parallel readers (and the kernel's parallel
+// readahead requests) overlap their round trips to zdb. A fetch is used
+// only if nothing changed the stored blocks meanwhile (in.gen); otherwise
+// it is retried, and finally done under the mutex.
+func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int, error) {
+	in := node.in
+	if off < 0 {
+		return 0, syscall.EINVAL
+	}
+	for attempt := 0; ; attempt++ {
+		in.mu.Lock()
+		size := in.a.Size
+		if uint64(off) >= size {
+			in.mu.Unlock()
+			return 0, nil
+		}
+		n := min(uint64(len(dest)), size-uint64(off))
+		first, last := uint64(off)/BlockSize, (uint64(off)+n-1)/BlockSize
+		got := make(map[uint64]*cblock, last-first+1)
+		var missing []uint64
+		for blk := first; blk <= last; blk++ {
+			if b := f.cache.get(in.ino, blk); b != nil {
+				got[blk] = b
+			} else {
+				missing = append(missing, blk)
+			}
+		}
+		if len(missing) > 0 && attempt >= 2 {
+			// Changes keep racing the fetch: do it under the mutex.
+			k, err := f.readLocked(ctx, in, dest, off)
+			in.mu.Unlock()
+			return k, err
+		}
+		if len(missing) == 0 {
+			f.Stats.CacheHits.Add(last - first + 1)
+			k := copyBlocks(dest[:n], uint64(off), got)
+			f.readaheadLocked(in, uint64(off), n)
+			in.mu.Unlock()
+			f.Stats.BytesRead.Add(uint64(k))
+			return k, nil
+		}
+		gen, pa := in.gen, in.pa
+		in.mu.Unlock()
+
+		f.Stats.CacheMisses.Add(uint64(len(missing)))
+		fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, missing)
+		if err != nil {
+			return 0, err
+		}
+
+		in.mu.Lock()
+		if in.gen != gen || in.a.Size < size {
+			in.mu.Unlock()
+			continue
+		}
+		for _, b := range fetched {
+			if c := f.cache.get(in.ino, b.key.blk); c != nil {
+				got[b.key.blk] = c // written meanwhile: the cache is newer
+				continue
+			}
+			f.cache.putClean(b)
+			got[b.key.blk] = b
+		}
+		k := copyBlocks(dest[:n], uint64(off), got)
+		push := n < BlockSize && in.writers == 0
+		f.readaheadLocked(in, uint64(off), n)
+		in.mu.Unlock()
+		f.Stats.BytesRead.Add(uint64(k))
+		if push {
+			f.push(node, got, uint64(off), n, gen, size)
+		}
+		return k, nil
+	}
+}
+
+// Sequential readahead: once reads of a file follow each other, the
+// blocks ahead of the reader are fetched in the background, raWindow at a
+// time (in chunks fetched in parallel) and again when half of them were
+// read, so that zdb's round trips overlap the reader instead of adding to
+// it.
+const (
+	raWindow   = 256 // blocks: 16 MiB ahead at most
+	raChunk    = 8   // blocks per fetch
+	raParallel = 16  // fetches at once (zdb serves them on separate connections)
+)
+
+// readaheadLocked notes a read of [off, off+n) and starts background
+// fetches when the file is read sequentially. The caller holds in.mu.
+func (f *FS) readaheadLocked(in *inode, off, n uint64) {
+	if off == in.raNext && off != 0 || off == 0 && n >= BlockSize {
+		in.raSeq++
+	} else if off != in.raNext {
+		in.raSeq, in.raBlk = 0, 0
+	}
+	in.raNext = off + n
+	if in.raSeq < 2 || in.pa.Inline {
+		return
+	}
+	cur := (off + n) / BlockSize
+	if in.raBlk > cur+raWindow/2 {
+		return // enough ahead already
+	}
+	end := min(cur+raWindow, blocksFor(in.a.Size))
+	for from := max(in.raBlk, cur); from < end && in.raBusy < raParallel; from += raChunk {
+		to := min(from+raChunk, end)
+		var blks []uint64
+		for blk := from; blk < to; blk++ {
+			if f.cache.get(in.ino, blk) == nil {
+				blks = append(blks, blk)
+			}
+		}
+		in.raBlk = to
+		if len(blks) == 0 {
+			continue
+		}
+		in.raBusy++
+		gen, pa, size := in.gen, in.pa, in.a.Size
+		go func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, blks)
+			in.mu.Lock()
+			defer in.mu.Unlock()
+			in.raBusy--
+			if err != nil || in.gen != gen || in.a.Size != size || in.gone {
+				in.raBlk = 0
+				return
+			}
+			for _, b := range fetched {
+				if f.cache.get(in.ino, b.key.blk) == nil {
+					f.cache.putClean(b)
+				}
+			}
+			f.Stats.Prefetched.Add(uint64(len(fetched)))
+		}()
+	}
+}
+
+// push hands the rest of the blocks a small read fetched to the kernel's
+// page cache (FUSE_NOTIFY_STORE), asynchronously: a 4 KiB random read
+// fetches a whole 64 KiB block from zdb, and its 15 other pages then
+// serve later reads without a request. It is done only for a file nobody
+// has open for writing, and only if nothing changed the file since the
+// fetch; whoever could change it (an open for writing, a truncate, a
+// fallocate) waits for pushes in progress (inode.gate). The pages of the
+// read itself are locked by the kernel until it is answered, so they are
+// left out.
+func (f *FS) push(node *Node, got map[uint64]*cblock, off, n uint64, gen, size uint64) {
+	select {
+	case f.pushes <- struct{}{}:
+	default:
+		return // enough in flight: skip, it is only a cache
+	}
+	go func() {
+		defer func() { <-f.pushes }()
+		in := node.in
+		in.gate.RLock()
+		defer in.gate.RUnlock()
+		in.mu.Lock()
+		ok := in.gen == gen && in.writers == 0 && in.a.Size == size && !in.gone
+		in.mu.Unlock()
+		if !ok {
+			return
+		}
+		const page = 4096
+		lo, hi := off/page*page, (off+n+page-1)/page*page // pages of the read
+		for blk, b := range got {
+			start, end := blk*BlockSize, min((blk+1)*BlockSize, size)
+			for _, r := range [][2]uint64{{start, min(end, lo)}, {max(start, hi), end}} {
+				if r[0] < r[1] {
+					if errno := node.WriteCache(int64(r[0]), b.data[r[0]-start:r[1]-start]); errno != 0 {
+						f.Stats.PushErrors.Add(1)
+						if f.Stats.PushErrors.Load() < 5 {
+							f.log.Warn("page push", "err", errno)
+						}
+					} else {
+						f.Stats.Pushes.Add(1)
+					}
+				}
+			}
+		}
+	}()
+}
+
+func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
+	done := 0
+	for done < len(dest) {
+		pos := off + uint64(done)
+		done += copy(dest[done:], bs[pos/BlockSize].data[pos%BlockSize:])
+	}
+	return done
+}
+
+// fetchBlocks reads blocks of ino from the store as of the persisted
+// attributes pa, for a file of the given size.
+func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64, blks []uint64) ([]*cblock, error) {
+	out := make([]*cblock, len(blks))
+	var keys [][]byte
+	var idx []int
+	for i, blk := range blks {
+		out[i] = &cblock{key: bkey{ino, blk}, data: make([]byte, BlockSize)}
+		switch {
+		case blk*BlockSize >= size:
+		case pa.Inline:
+			if blk == 0 {
+				copy(out[i].data, pa.Data)
+			}
+		case blk < pa.HWM:
+			keys = append(keys, blockKey(ino, blk))
+			idx = append(idx, i)
+		}
+	}
+	switch len(keys) {
+	case 0:
+	case 1:
+		v, err := f.data.Get(ctx, keys[0])
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		copy(out[idx[0]].data, v)
+	default:
+		vs, err := f.data.GetMany(ctx, keys)
+		if err != nil {
+			return nil, err
+		}
+		for j, v := range vs {
+			copy(out[idx[j]].data, v)
+		}
+	}
+	for _, b := range out {
+		start := b.key.blk * BlockSize
+		if start >= size {
+			clear(b.data)
+		} else if end := size - start; end < BlockSize {
+			clear(b.data[end:])
+		}
+	}
+	return out, nil
 }
 
 func (f *FS) readLocked(ctx context.Context, in *inode, dest []byte, off int64) (int, error) {
@@ -106,11 +350,19 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 	done := 0
 	for done < len(data) {
 		pos := uint64(off) + uint64(done)
-		b, err := f.block(ctx, in, pos/BlockSize)
-		if err != nil {
-			return 0, err
+		blk := pos / BlockSize
+		var b *cblock
+		if pos%BlockSize == 0 && len(data)-done >= BlockSize && f.cache.get(in.ino, blk) == nil {
+			// A whole block: no need to read (or zero) what it replaces.
+			b = &cblock{key: bkey{in.ino, blk}, data: append([]byte(nil), data[done:done+BlockSize]...)}
+			done += BlockSize
+		} else {
+			var err error
+			if b, err = f.block(ctx, in, blk); err != nil {
+				return 0, err
+			}
+			done += copy(b.mutable()[pos%BlockSize:], data[done:])
 		}
-		done += copy(b.data[pos%BlockSize:], data[done:])
 		if f.cache.markDirty(b) {
 			pressure = true
 		}
@@ -120,16 +372,139 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 	}
 	t := nowNs()
 	in.a.Mtime, in.a.Ctime = t, t
-	in.a.Mode &^= syscall.S_ISUID // a write drops set-user-id
+	in.a.Mode = killSUIDGID(in.a.Mode) // a write drops set-user-id (see mount.go)
 	in.dirty = true
 	f.Stats.BytesWrite.Add(uint64(len(data)))
 	if pressure {
-		if err := f.flushLocked(ctx, in); err != nil {
+		if err := f.relieveLocked(ctx, in); err != nil {
 			in.werr = nil
 			return 0, err
 		}
 	}
 	return len(data), nil
+}
+
+// relieveLocked handles dirty-data pressure from a writer: a file already
+// out of inline form is flushed in the background (flushAsync) while the
+// writer goes on; the writer waits only when a flush is already running
+// and the cache is nearly full of dirty blocks. Anything else is flushed
+// at once.
+func (f *FS) relieveLocked(ctx context.Context, in *inode) error {
+	if in.pa.Inline || in.a.Size <= InlineMax {
+		return f.flushLocked(ctx, in)
+	}
+	if !in.flushing {
+		f.flushAsync(in)
+		return nil
+	}
+	for in.flushing && f.cache.dirtyBytes() > f.cache.limit*7/8 {
+		in.cond().Wait()
+	}
+	return nil
+}
+
+// cond is in's condition variable on in.mu (flushes in progress).
+func (in *inode) cond() *sync.Cond {
+	if in.fcond == nil {
+		in.fcond = sync.NewCond(&in.mu)
+	}
+	return in.fcond
+}
+
+// quiesce waits until no background flush of in runs. The caller holds
+// in.mu; it is released while waiting.
+func (in *inode) quiesce() {
+	for in.flushing {
+		in.cond().Wait()
+	}
+}
+
+// flushAsync writes in's dirty blocks in the background, with the same
+// order as flushData (raised high-water mark, blocks, then the record),
+// while writers go on: the blocks being written are frozen, and a writer
+// changing one copies it first (cblock.mutable); a block changed meanwhile
+// stays dirty. The caller holds in.mu; in is not inline.
+func (f *FS) flushAsync(in *inode) {
+	dirty := f.cache.dirtyBlocks(in.ino)
+	if len(dirty) == 0 {
+		return
+	}
+	in.flushing = true
+	size := in.a.Size
+	type snap struct {
+		b    *cblock
+		data []byte
+		ver  uint64
+	}
+	snaps := make([]snap, 0, len(dirty))
+	ops := make([]Op, 0, len(dirty))
+	for _, b := range dirty {
+		b.frozen = true
+		snaps = append(snaps, snap{b, b.data, b.ver})
+		start := b.key.blk * BlockSize
+		var v []byte
+		if start < size {
+			v = trimZeros(b.data[:min(BlockSize, size-start)])
+		}
+		if len(v) == 0 {
+			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
+		} else {
+			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
+		}
+	}
+	need := max(in.pa.HWM, dirty[len(dirty)-1].key.blk+1)
+	na := in.a
+	na.Size, na.HWM, na.Inline, na.Data = size, need, false, nil
+	var preErr error
+	ctx := context.Background()
+	if need > in.pa.HWM {
+		pre := in.pa
+		pre.HWM = need
+		if preErr = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); preErr == nil {
+			in.pa = pre
+		}
+	}
+	in.gen++
+	f.Stats.Flushes.Add(1)
+	go func() {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+		defer cancel()
+		err := preErr
+		if err == nil {
+			err = f.mlog.Flush(ctx) // the raised mark is in zdb before the blocks
+		}
+		if err == nil {
+			err = f.data.Apply(ctx, ops)
+		}
+		in.mu.Lock()
+		defer in.mu.Unlock()
+		var clean []*cblock
+		for _, s := range snaps {
+			if &s.b.data[0] == &s.data[0] {
+				s.b.frozen = false
+			}
+			if err == nil && s.b.ver == s.ver {
+				clean = append(clean, s.b)
+			}
+		}
+		if err == nil && !in.gone {
+			err = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na))
+			if err == nil {
+				in.pa = na
+				in.a.HWM, in.a.Inline, in.a.Data = need, false, nil
+				f.cache.markClean(clean)
+				in.gen++
+			}
+		}
+		if err != nil {
+			f.Stats.Errors.Add(1)
+			in.werr = err
+			f.log.Warn("background flush", "ino", in.ino, "err", err)
+		}
+		in.flushing = false
+		in.cond().Broadcast()
+		f.maybeEvict(in)
+	}()
 }
 
 func trimZeros(b []byte) []byte {
@@ -146,6 +521,7 @@ func trimZeros(b []byte) []byte {
 // the record with the new size. On failure the blocks stay dirty, nothing
 // claims them, and the error is kept for the next write, fsync or close.
 func (f *FS) flushLocked(ctx context.Context, in *inode) error {
+	in.quiesce()
 	if in.gone || !in.isReg() {
 		if in.gone || !in.dirty {
 			return nil
@@ -179,6 +555,7 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 	if len(dirty) == 0 && !in.dirty {
 		return nil
 	}
+	in.gen++
 	f.Stats.Flushes.Add(1)
 	na := in.a
 	if inline {
@@ -196,6 +573,10 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 		}
 		in.pa = na
 		if na.HWM > 0 {
+			// The inline record must be in zdb before the blocks go.
+			if err := f.mlog.Flush(ctx); err != nil {
+				return err
+			}
 			if err := f.delBlocks(ctx, in.ino, 0, na.HWM); err != nil {
 				return err
 			}
@@ -218,6 +599,11 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 				return err
 			}
 			in.pa = pre
+			// The raised high-water mark (and every metadata change before
+			// it) must be in zdb before blocks above the old one are.
+			if err := f.mlog.Flush(ctx); err != nil {
+				return err
+			}
 		}
 		ops := make([]Op, 0, len(dirty))
 		for _, b := range dirty {
@@ -255,16 +641,18 @@ func (f *FS) truncateLocked(ctx context.Context, in *inode, size uint64) error {
 	if size > 1<<50 {
 		return syscall.EFBIG
 	}
+	in.quiesce()
 	if size >= in.a.Size {
 		return f.growLocked(ctx, in, size)
 	}
+	in.gen++
 	keep := blocksFor(size)
 	if size%BlockSize != 0 {
 		b, err := f.block(ctx, in, size/BlockSize)
 		if err != nil {
 			return err
 		}
-		clear(b.data[size%BlockSize:])
+		clear(b.mutable()[size%BlockSize:])
 		f.cache.markDirty(b)
 	}
 	f.cache.truncate(in.ino, keep)
@@ -281,7 +669,9 @@ func (f *FS) truncateLocked(ctx context.Context, in *inode, size uint64) error {
 
 // punchLocked zeroes [off, off+n) inside the file.
 func (f *FS) punchLocked(ctx context.Context, in *inode, off, n uint64) error {
+	in.quiesce()
 	end := min(off+n, in.a.Size)
+	in.gen++
 	for pos := off; pos < end; {
 		blk := pos / BlockSize
 		bend := min((blk+1)*BlockSize, end)
@@ -289,7 +679,7 @@ func (f *FS) punchLocked(ctx context.Context, in *inode, off, n uint64) error {
 		if err != nil {
 			return err
 		}
-		clear(b.data[pos%BlockSize : pos%BlockSize+(bend-pos)])
+		clear(b.mutable()[pos%BlockSize : pos%BlockSize+(bend-pos)])
 		f.cache.markDirty(b)
 		pos = bend
 	}

@@ -28,8 +28,15 @@ type Config struct {
 	Meta Store // metadata namespace (inodes, directories, xattrs)
 	Data Store // data namespace (blocks)
 
-	CacheBytes int64         // block cache bound (default 64 MiB)
+	CacheBytes int64         // memory bound of the caches (default 64 MiB): blocks and inodes
+	MaxInodes  int           // inodes kept for the kernel (default CacheBytes/4 at 1 KiB each)
 	FlushAge   time.Duration // dirty data older than this is flushed (default 2 s)
+	// AsyncClose makes close(2) start writing the file's data and the
+	// metadata before it in the background instead of waiting for zdb
+	// (fsync, fdatasync, syncfs and unmount stay durable). Off by
+	// default: a close that returns means the data is in zdb, and a
+	// failure to store it is reported by that close.
+	AsyncClose bool
 	Capacity   uint64        // size reported by statfs (default 10 GiB)
 	LeaseTTL   time.Duration // a lease not renewed for this long is stale (default 30 s)
 	UID, GID   uint32        // owner of a new root directory
@@ -45,12 +52,18 @@ type Stats struct {
 	BytesWrite  atomic.Uint64
 	Errors      atomic.Uint64
 	Flushes     atomic.Uint64
+	Trims       atomic.Uint64 // names the kernel was asked to forget
+	Pushes      atomic.Uint64 // page ranges given to the kernel's cache
+	PushErrors  atomic.Uint64
+	Prefetched  atomic.Uint64 // blocks read ahead
 }
 
 // FS is the filesystem state shared by all FUSE nodes.
 type FS struct {
 	cfg        Config
-	meta, data Store
+	meta, data Store    // meta is mlog: writes are logged (store_wb.go)
+	rawMeta    Store    // the metadata namespace itself (superblock, lease)
+	mlog       *wbStore // the write-behind log of the metadata namespace
 	log        *slog.Logger
 
 	// mu serialises namespace changes (entries, link counts, renames).
@@ -66,11 +79,18 @@ type FS struct {
 	orphans []uint64
 
 	cache *cache
+	dents *direntCache
+	pages pageCache // listing pages, under mu
+	fresh freshDirs // directories created by this mount
 	lease lease
 
-	stopc chan struct{}
-	wg    sync.WaitGroup
-	Stats Stats
+	stopc    chan struct{}
+	wg       sync.WaitGroup
+	trimmed  time.Time
+	pushes   chan struct{} // bounds concurrent page pushes
+	trimKick chan struct{}
+	closeq   chan *inode // AsyncClose: files closed, to flush
+	Stats    Stats
 }
 
 // inode is the in-memory state of one inode, shared by all its names.
@@ -83,11 +103,22 @@ type inode struct {
 	xok bool
 
 	nodes    int   // live FUSE nodes referring to this inode (under FS.tmu)
-	opens    int   // open file handles
-	unlinked bool  // nlink reached 0 while open: purged at last close
-	gone     bool  // purged
-	werr     error // flush error to report at the next write/fsync/close
-	dirty    bool  // attributes changed by writes, not yet persisted
+	node     *Node // the FUSE node (under FS.tmu), for the trimmer
+	lastUse  atomic.Int64
+	opens    int          // open file handles
+	writers  int          // of which opened for writing
+	gate     sync.RWMutex // held shared by page pushes, exclusively by what changes data under them
+	gen      uint64       // bumped whenever stored blocks or pa change (see FS.read)
+	unlinked bool         // nlink reached 0 while open: purged at last close
+	gone     bool         // purged
+	werr     error        // flush error to report at the next write/fsync/close
+	dirty    bool         // attributes changed by writes, not yet persisted
+	flushing bool         // a background flush (flushAsync) runs
+	raNext   uint64       // sequential readahead (readaheadLocked): expected next offset,
+	raSeq    int          // sequential reads in a row,
+	raBlk    uint64       // blocks fetched ahead up to here,
+	raBusy   int          // fetches ahead running
+	fcond    *sync.Cond
 }
 
 func (in *inode) isDir() bool      { return in.a.Mode&syscall.S_IFMT == syscall.S_IFDIR }
@@ -104,6 +135,9 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	if cfg.CacheBytes <= 0 {
 		cfg.CacheBytes = 64 << 20
 	}
+	if cfg.MaxInodes <= 0 {
+		cfg.MaxInodes = max(1024, int(cfg.CacheBytes/4/1024))
+	}
 	if cfg.FlushAge <= 0 {
 		cfg.FlushAge = 2 * time.Second
 	}
@@ -116,36 +150,49 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	mlog := newWBStore(cfg.Meta)
 	f := &FS{
-		cfg:    cfg,
-		meta:   cfg.Meta,
-		data:   cfg.Data,
-		log:    cfg.Logger,
-		inodes: map[uint64]*inode{},
-		stopc:  make(chan struct{}),
+		cfg:      cfg,
+		meta:     mlog,
+		rawMeta:  cfg.Meta,
+		mlog:     mlog,
+		data:     cfg.Data,
+		log:      cfg.Logger,
+		inodes:   map[uint64]*inode{},
+		stopc:    make(chan struct{}),
+		pushes:   make(chan struct{}, 4),
+		trimKick: make(chan struct{}, 1),
+		closeq:   make(chan *inode, 4096),
 	}
-	f.cache = newCache(f, cfg.CacheBytes)
+	f.cache = newCache(f, cfg.CacheBytes-int64(cfg.MaxInodes)*1024) // inodes take ~1 KiB each
+	f.dents = newDirentCache()
 	if err := f.checkSuper(ctx); err != nil {
 		return nil, err
 	}
 	if err := f.takeLease(ctx); err != nil {
 		return nil, err
 	}
-	if err := f.init(ctx); err != nil {
-		f.meta.Del(ctx, keyLease)
+	err := f.init(ctx)
+	if err == nil {
+		err = f.mlog.Flush(ctx)
+	}
+	if err != nil {
+		f.rawMeta.Del(ctx, keyLease)
 		return nil, err
 	}
-	f.wg.Add(2)
+	f.wg.Add(4)
 	go f.flushLoop()
 	go f.leaseLoop()
+	go f.trimLoop()
+	go f.closeLoop()
 	return f, nil
 }
 
 func (f *FS) checkSuper(ctx context.Context) error {
-	v, err := f.meta.Get(ctx, keySuper)
+	v, err := f.rawMeta.Get(ctx, keySuper)
 	if errors.Is(err, ErrNotFound) {
 		s := &super{Version: FormatVersion, BlockSize: BlockSize, Created: nowNs()}
-		if err := f.meta.Set(ctx, keySuper, encodeSuper(s)); err != nil {
+		if err := f.rawMeta.Set(ctx, keySuper, encodeSuper(s)); err != nil {
 			return fmt.Errorf("write superblock: %w", err)
 		}
 		return nil
@@ -172,7 +219,7 @@ var ErrMounted = errors.New("zdbfs: namespaces are mounted elsewhere (lease held
 // host. A lease of a dead local process (kill -9) is taken over.
 func (f *FS) takeLease(ctx context.Context) error {
 	host, _ := os.Hostname()
-	v, err := f.meta.Get(ctx, keyLease)
+	v, err := f.rawMeta.Get(ctx, keyLease)
 	switch {
 	case errors.Is(err, ErrNotFound):
 	case err != nil:
@@ -193,7 +240,7 @@ func (f *FS) takeLease(ctx context.Context) error {
 	}
 	l := lease{PID: uint32(os.Getpid()), Renewed: nowNs(), Host: host}
 	rand.Read(l.Token[:])
-	if err := f.meta.Set(ctx, keyLease, encodeLease(&l)); err != nil {
+	if err := f.rawMeta.Set(ctx, keyLease, encodeLease(&l)); err != nil {
 		return fmt.Errorf("write lease: %w", err)
 	}
 	f.lease = l
@@ -219,7 +266,7 @@ func (f *FS) leaseLoop() {
 		case <-t.C:
 			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 			f.lease.Renewed = nowNs()
-			if err := f.meta.Set(ctx, keyLease, encodeLease(&f.lease)); err != nil {
+			if err := f.rawMeta.Set(ctx, keyLease, encodeLease(&f.lease)); err != nil {
 				f.log.Warn("renew lease", "err", err)
 			}
 			cancel()
@@ -250,6 +297,7 @@ func (f *FS) init(ctx context.Context) error {
 		if err := f.meta.Set(ctx, inodeKey(RootIno), encodeInode(root)); err != nil {
 			return fmt.Errorf("create root: %w", err)
 		}
+		f.fresh.added(RootIno)
 	} else if err != nil {
 		return fmt.Errorf("read root: %w", err)
 	}
@@ -361,7 +409,14 @@ func (f *FS) ref(in *inode) {
 	f.tmu.Lock()
 	in.nodes++
 	f.inodes[in.ino] = in
+	over := len(f.inodes) > f.cfg.MaxInodes+f.cfg.MaxInodes/8
 	f.tmu.Unlock()
+	if over {
+		select {
+		case f.trimKick <- struct{}{}:
+		default:
+		}
+	}
 }
 
 func (f *FS) unref(in *inode) {
@@ -369,6 +424,9 @@ func (f *FS) unref(in *inode) {
 	defer in.mu.Unlock()
 	f.tmu.Lock()
 	in.nodes--
+	if in.nodes <= 0 {
+		in.node = nil
+	}
 	drop := in.nodes <= 0 && in.opens == 0 && !f.cache.hasDirty(in.ino) && !in.dirty
 	if drop && f.inodes[in.ino] == in {
 		delete(f.inodes, in.ino)
@@ -379,20 +437,33 @@ func (f *FS) unref(in *inode) {
 	}
 }
 
-// saveLocked writes in's attributes. For a regular file it flushes the
-// dirty blocks first, so that the record never claims unsaved data. The
-// caller holds in.mu.
+// recordView is the inode record that may be written outside a data
+// flush: the current attributes, but for a regular file the size, block
+// high-water mark and inline data as last written by a flush, so that the
+// record never claims data that is not stored.
+func (in *inode) recordView() attrs {
+	v := in.a
+	if in.isReg() {
+		v.Size, v.HWM, v.Inline, v.Data = in.pa.Size, in.pa.HWM, in.pa.Inline, in.pa.Data
+	}
+	return v
+}
+
+// saveLocked writes in's record as recordView gives it (the data of a
+// regular file is written by flushLocked). The caller holds in.mu.
 func (f *FS) saveLocked(ctx context.Context, in *inode) error {
 	if in.gone {
 		return nil
 	}
-	if in.isReg() {
-		return f.flushLocked(ctx, in)
-	}
-	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a)); err != nil {
+	v := in.recordView()
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&v)); err != nil {
 		return err
 	}
-	in.pa = in.a
+	in.pa = v
+	in.gen++
+	if !in.isReg() || (in.a.Size == v.Size && in.a.Inline == v.Inline && !f.cache.hasDirty(in.ino)) {
+		in.dirty = false
+	}
 	return nil
 }
 
@@ -431,8 +502,15 @@ func (f *FS) removeOrphan(ctx context.Context, ino uint64) error {
 
 // purge deletes an inode with no links left: its blocks, xattrs and record.
 func (f *FS) purge(ctx context.Context, in *inode) error {
+	in.quiesce()
+	in.gen++
 	f.cache.dropInode(in.ino, true)
-	if in.isReg() {
+	if in.isReg() && in.pa.HWM > 0 {
+		// The removal of its last name must be in zdb before its blocks
+		// go, or a crash could bring the name back with zeros.
+		if err := f.mlog.Flush(ctx); err != nil {
+			return err
+		}
 		if err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM); err != nil {
 			return err
 		}
@@ -500,6 +578,9 @@ func (f *FS) SyncAll(ctx context.Context) error {
 			first = err
 		}
 	}
+	if err := f.mlog.Flush(ctx); err != nil && first == nil {
+		first = err
+	}
 	return first
 }
 
@@ -528,10 +609,57 @@ func (f *FS) flushLoop() {
 			in.mu.Lock()
 			if err := f.flushLocked(ctx, in); err != nil {
 				f.log.Warn("background flush", "ino", ino, "err", err)
+			} else {
+				f.maybeEvict(in)
 			}
 			in.mu.Unlock()
 			cancel()
 		}
+		if n, age := f.mlog.pending(); n > wbMaxOps/2 || (n > 0 && age >= f.cfg.FlushAge) {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			if err := f.mlog.Flush(ctx); err != nil {
+				f.log.Warn("background metadata flush", "pending", n, "err", err)
+			}
+			cancel()
+		}
+	}
+}
+
+// closeLoop flushes the files closed with AsyncClose, a batch at a time:
+// each file's data, then one metadata flush for the whole batch.
+func (f *FS) closeLoop() {
+	defer f.wg.Done()
+	for {
+		var batch []*inode
+		select {
+		case <-f.stopc:
+			return
+		case in := <-f.closeq:
+			batch = append(batch, in)
+		}
+	more:
+		for len(batch) < 1024 {
+			select {
+			case in := <-f.closeq:
+				batch = append(batch, in)
+			default:
+				break more
+			}
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		for _, in := range batch {
+			in.mu.Lock()
+			if err := f.flushLocked(ctx, in); err != nil {
+				f.log.Warn("flush after close", "ino", in.ino, "err", err)
+			} else {
+				f.maybeEvict(in)
+			}
+			in.mu.Unlock()
+		}
+		if err := f.mlog.Flush(ctx); err != nil {
+			f.log.Warn("metadata flush after close", "err", err)
+		}
+		cancel()
 	}
 }
 
@@ -541,9 +669,14 @@ func (f *FS) Close(ctx context.Context) error {
 	err := f.SyncAll(ctx)
 	close(f.stopc)
 	f.wg.Wait()
+	st := &f.Stats
+	f.log.Info("zdbfs statistics", "requests", st.Requests.Load(), "cache_hits", st.CacheHits.Load(),
+		"cache_misses", st.CacheMisses.Load(), "bytes_read", st.BytesRead.Load(), "bytes_written", st.BytesWrite.Load(),
+		"errors", st.Errors.Load(), "flushes", st.Flushes.Load(), "metadata_flushes", f.mlog.flushes,
+		"trims", st.Trims.Load(), "page_pushes", st.Pushes.Load(), "push_errors", st.PushErrors.Load(), "prefetched", st.Prefetched.Load())
 	// The lease goes even when the flush failed: this process no longer
 	// serves the namespaces.
-	lerr := f.meta.Del(ctx, keyLease)
+	lerr := f.rawMeta.Del(ctx, keyLease)
 	if err != nil {
 		return fmt.Errorf("final flush: %w", err)
 	}

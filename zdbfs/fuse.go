@@ -59,6 +59,14 @@ func (f *FS) Root(ctx context.Context) (*Node, error) {
 	return &Node{f: f, in: in}, nil
 }
 
+// detach keeps the request's values (the caller's uid and gid) but not
+// its cancellation. The kernel interrupts a request whose caller got a
+// signal — Go programs get SIGURG all the time — and go-fuse then cancels
+// its context; a write to zdb cut short that way would fail with EIO, or
+// leave a half-done operation. Every operation runs to completion
+// instead, bounded by the store's own timeouts.
+func detach(ctx context.Context) context.Context { return context.WithoutCancel(ctx) }
+
 func (f *FS) errno(op string, err error) syscall.Errno {
 	e := toErrno(err)
 	if e == syscall.EIO {
@@ -70,12 +78,18 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 
 // child returns the go-fuse inode for in below parent.
 func (n *Node) child(ctx context.Context, in *inode, out *fuse.EntryOut) *gofs.Inode {
+	ctx = detach(ctx)
 	n.f.ref(in)
 	c := &Node{f: n.f, in: in}
 	ch := n.NewInode(ctx, c, gofs.StableAttr{Mode: in.fileType(), Ino: in.ino})
 	if ch.Operations() != gofs.InodeEmbedder(c) {
 		n.f.unref(in)
+	} else {
+		n.f.tmu.Lock()
+		in.node = c
+		n.f.tmu.Unlock()
 	}
+	in.touch()
 	in.mu.Lock()
 	n.f.fillAttr(in, &out.Attr)
 	in.mu.Unlock()
@@ -99,6 +113,17 @@ func (f *FS) fillAttr(in *inode, out *fuse.Attr) {
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
 
+// killSUIDGID is what a write, a truncate or a chown does to a regular
+// file's mode: set-user-id goes, and set-group-id when the group may
+// execute (without group execute it marks mandatory locking).
+func killSUIDGID(mode uint32) uint32 {
+	mode &^= syscall.S_ISUID
+	if mode&syscall.S_IXGRP != 0 {
+		mode &^= syscall.S_ISGID
+	}
+	return mode
+}
+
 func caller(ctx context.Context) (uint32, uint32) {
 	if c, ok := fuse.FromContext(ctx); ok {
 		return c.Uid, c.Gid
@@ -108,6 +133,7 @@ func caller(ctx context.Context) (uint32, uint32) {
 
 // Lookup implements NodeLookuper.
 func (n *Node) Lookup(ctx context.Context, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	e, err := n.f.lookupEntry(ctx, n.in.ino, name)
 	if err != nil {
@@ -128,7 +154,9 @@ func (n *Node) OnForget() { n.f.unref(n.in) }
 
 // Getattr implements NodeGetattrer.
 func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
+	n.in.touch()
 	n.in.mu.Lock()
 	defer n.in.mu.Unlock()
 	n.f.fillAttr(n.in, &out.Attr)
@@ -138,8 +166,13 @@ func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOu
 
 // Setattr implements NodeSetattrer: chmod, chown, truncate, utimens.
 func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttrIn, out *fuse.AttrOut) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	in := n.in
+	if _, ok := sa.GetSize(); ok {
+		in.gate.Lock() // no page pushes across a size change
+		defer in.gate.Unlock()
+	}
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	old := in.a
@@ -165,6 +198,9 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 		}
 		in.a.Mtime = now
 	}
+	if sa.Valid&fuse.FATTR_KILL_SUIDGID != 0 && in.isReg() {
+		in.a.Mode = killSUIDGID(in.a.Mode)
+	}
 	if t, ok := sa.GetATime(); ok {
 		in.a.Atime = t.UnixNano()
 	}
@@ -172,11 +208,18 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 		in.a.Mtime = t.UnixNano()
 	}
 	in.a.Ctime = now
-	in.dirty = true
-	if err := n.f.saveLocked(ctx, in); err != nil {
-		if _, ok := sa.GetSize(); !ok {
-			in.a = old
+	var err error
+	if _, ok := sa.GetSize(); ok {
+		// A size change is written like data, at once: the blocks past
+		// the new end are already deleted.
+		in.dirty = true
+		if err = n.f.flushLocked(ctx, in); err == nil {
+			err = n.f.mlog.Flush(ctx)
 		}
+	} else if err = n.f.saveLocked(ctx, in); err != nil {
+		in.a = old
+	}
+	if err != nil {
 		return n.f.errno("setattr", err)
 	}
 	n.f.fillAttr(in, &out.Attr)
@@ -185,16 +228,30 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 }
 
 // handle is an open file.
-type handle struct{ in *inode }
-
-func (n *Node) open(h *inode) *handle {
-	h.mu.Lock()
-	h.opens++
-	h.mu.Unlock()
-	return &handle{in: h}
+type handle struct {
+	in    *inode
+	write bool // opened for writing (counted in inode.writers)
 }
 
+func (n *Node) open(h *inode, write bool) *handle {
+	h.touch()
+	if write {
+		h.gate.Lock() // no page pushes while a writer appears (see push)
+		defer h.gate.Unlock()
+	}
+	h.mu.Lock()
+	h.opens++
+	if write {
+		h.writers++
+	}
+	h.mu.Unlock()
+	return &handle{in: h, write: write}
+}
+
+func writeFlags(flags uint32) bool { return flags&syscall.O_ACCMODE != syscall.O_RDONLY }
+
 func (n *Node) newNode(ctx context.Context, name string, mode, rdev uint32, target []byte, out *fuse.EntryOut) (*gofs.Inode, *inode, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	uid, gid := caller(ctx)
 	in, err := n.f.create(ctx, n.in, name, mode, uid, gid, rdev, target)
@@ -206,16 +263,18 @@ func (n *Node) newNode(ctx context.Context, name string, mode, rdev uint32, targ
 
 // Create implements NodeCreater.
 func (n *Node) Create(ctx context.Context, name string, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	ch, in, errno := n.newNode(ctx, name, syscall.S_IFREG|mode&0o7777, 0, nil, out)
 	if errno != 0 {
 		return nil, nil, 0, errno
 	}
-	return ch, n.open(in), 0, 0
+	return ch, n.open(in, true), 0, 0
 }
 
 // Tmpfile implements NodeTmpfiler (O_TMPFILE): an inode in no directory,
 // recorded as an orphan until it is linked.
 func (n *Node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryOut) (*gofs.Inode, gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	f := n.f
 	ino, err := f.allocIno(ctx)
@@ -224,7 +283,7 @@ func (n *Node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 	}
 	uid, gid := caller(ctx)
 	n.in.mu.Lock()
-	in := &inode{ino: ino, a: newAttrs(n.in, syscall.S_IFREG|mode&0o7777, uid, gid)}
+	in := &inode{ino: ino, a: newAttrs(n.in, syscall.S_IFREG|mode&0o7777, uid, gid), xok: true}
 	n.in.mu.Unlock()
 	in.a.Nlink, in.a.Inline, in.unlinked = 0, true, true
 	if err := f.addOrphan(ctx, ino); err != nil {
@@ -237,7 +296,7 @@ func (n *Node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 	f.tmu.Lock()
 	f.inodes[ino] = in
 	f.tmu.Unlock()
-	h := n.open(in)
+	h := n.open(in, true)
 	f.ref(in)
 	c := &Node{f: f, in: in}
 	ch := n.NewInode(ctx, c, gofs.StableAttr{Mode: syscall.S_IFREG, Ino: ino})
@@ -247,24 +306,28 @@ func (n *Node) Tmpfile(ctx context.Context, flags, mode uint32, out *fuse.EntryO
 
 // Mkdir implements NodeMkdirer.
 func (n *Node) Mkdir(ctx context.Context, name string, mode uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = detach(ctx)
 	ch, _, errno := n.newNode(ctx, name, syscall.S_IFDIR|mode&0o7777, 0, nil, out)
 	return ch, errno
 }
 
 // Mknod implements NodeMknoder (devices, fifos, sockets).
 func (n *Node) Mknod(ctx context.Context, name string, mode, dev uint32, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = detach(ctx)
 	ch, _, errno := n.newNode(ctx, name, mode, dev, nil, out)
 	return ch, errno
 }
 
 // Symlink implements NodeSymlinker.
 func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = detach(ctx)
 	ch, _, errno := n.newNode(ctx, name, syscall.S_IFLNK|0o777, 0, []byte(target), out)
 	return ch, errno
 }
 
 // Readlink implements NodeReadlinker.
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
+	ctx = detach(ctx)
 	n.in.mu.Lock()
 	defer n.in.mu.Unlock()
 	if n.in.a.Mode&syscall.S_IFMT != syscall.S_IFLNK {
@@ -275,6 +338,7 @@ func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
 
 // Link implements NodeLinker.
 func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string, out *fuse.EntryOut) (*gofs.Inode, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	t, ok := target.(*Node)
 	if !ok {
@@ -288,18 +352,21 @@ func (n *Node) Link(ctx context.Context, target gofs.InodeEmbedder, name string,
 
 // Unlink implements NodeUnlinker.
 func (n *Node) Unlink(ctx context.Context, name string) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	return n.f.errno("unlink", n.f.remove(ctx, n.in, name, false))
 }
 
 // Rmdir implements NodeRmdirer.
 func (n *Node) Rmdir(ctx context.Context, name string) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	return n.f.errno("rmdir", n.f.remove(ctx, n.in, name, true))
 }
 
 // Rename implements NodeRenamer (RENAME_NOREPLACE, RENAME_EXCHANGE).
 func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbedder, newName string, flags uint32) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	p, ok := newParent.(*Node)
 	if !ok {
@@ -310,30 +377,117 @@ func (n *Node) Rename(ctx context.Context, name string, newParent gofs.InodeEmbe
 
 // Readdir implements NodeReaddirer.
 func (n *Node) Readdir(ctx context.Context) (gofs.DirStream, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
-	es, err := n.f.listDir(ctx, n.in)
-	if err != nil {
+	n.in.mu.Lock()
+	pages := n.in.a.Pages
+	n.in.mu.Unlock()
+	s := &dirStream{f: n.f, ctx: ctx, dir: n.in.ino, pages: pages}
+	if err := s.load(); err != nil {
 		return nil, n.f.errno("readdir", err)
 	}
-	out := make([]fuse.DirEntry, 0, len(es))
-	for _, e := range es {
-		out = append(out, fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Type})
-	}
-	return gofs.NewListDirStream(out), 0
+	return s, 0
 }
+
+// dirStream lists a directory a few listing pages at a time, so that the
+// memory of a listing does not grow with the directory.
+type dirStream struct {
+	f     *FS
+	ctx   context.Context
+	dir   uint64
+	pages uint32 // listing pages when the directory was opened
+	next  uint32 // next page to read
+	buf   []dirPos
+	errno syscall.Errno
+}
+
+// dirPos is an entry with its position: page<<16 | (index in page + 1),
+// the offset the kernel gives back to continue after it.
+type dirPos struct {
+	pageEntry
+	off uint64
+}
+
+const dirBatch = 16 // listing pages per GetMany (up to 4096 names)
+
+func (s *dirStream) load() error {
+	for len(s.buf) == 0 && s.next < s.pages {
+		k := min(dirBatch, s.pages-s.next)
+		keys := make([][]byte, k)
+		for i := range k {
+			keys[i] = pageKey(s.dir, s.next+i)
+		}
+		vs, err := s.f.meta.GetMany(s.ctx, keys)
+		if err != nil {
+			return err
+		}
+		for i, v := range vs {
+			if v == nil {
+				continue // an emptied page
+			}
+			es, err := decodePage(v)
+			if err != nil {
+				return err
+			}
+			for j, e := range es {
+				s.buf = append(s.buf, dirPos{e, uint64(s.next+uint32(i))<<16 | uint64(j+1)})
+			}
+		}
+		s.next += k
+	}
+	return nil
+}
+
+// Seekdir implements gofs.FileSeekdirer: off is 0 or an offset Next gave.
+func (s *dirStream) Seekdir(ctx context.Context, off uint64) syscall.Errno {
+	s.buf, s.errno = nil, 0
+	s.next = uint32(off >> 16)
+	skip := int(off & 0xffff)
+	if err := s.load(); err != nil {
+		return s.f.errno("seekdir", err)
+	}
+	for len(s.buf) > 0 && skip > 0 && s.buf[0].off>>16 == off>>16 {
+		s.buf = s.buf[1:]
+		skip--
+	}
+	return 0
+}
+
+// HasNext implements gofs.DirStream.
+func (s *dirStream) HasNext() bool {
+	if s.errno == 0 {
+		if err := s.load(); err != nil {
+			s.errno = s.f.errno("readdir", err)
+		}
+	}
+	return len(s.buf) > 0 || s.errno != 0
+}
+
+// Next implements gofs.DirStream.
+func (s *dirStream) Next() (fuse.DirEntry, syscall.Errno) {
+	if len(s.buf) == 0 {
+		return fuse.DirEntry{}, s.errno
+	}
+	e := s.buf[0]
+	s.buf = s.buf[1:]
+	return fuse.DirEntry{Name: e.Name, Ino: e.Ino, Mode: e.Type, Off: e.off}, 0
+}
+
+// Close implements gofs.DirStream.
+func (s *dirStream) Close() {}
 
 // Open implements NodeOpener.
 func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
-	return n.open(n.in), 0, 0
+	return n.open(n.in, writeFlags(flags)), 0, 0
 }
 
 // Read implements NodeReader.
 func (n *Node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
-	n.in.mu.Lock()
-	defer n.in.mu.Unlock()
-	k, err := n.f.readLocked(ctx, n.in, dest, off)
+	k, err := n.f.read(ctx, n, dest, off)
 	if err != nil {
 		return nil, n.f.errno("read", err)
 	}
@@ -342,6 +496,7 @@ func (n *Node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off in
 
 // Write implements NodeWriter.
 func (n *Node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off int64) (uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	n.in.mu.Lock()
 	defer n.in.mu.Unlock()
@@ -355,6 +510,7 @@ func (n *Node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 // sync flushes the file's data and record and reports any earlier
 // background flush failure.
 func (n *Node) sync(ctx context.Context, op string) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	in := n.in
 	in.mu.Lock()
@@ -364,25 +520,51 @@ func (n *Node) sync(ctx context.Context, op string) syscall.Errno {
 		err = in.werr
 	}
 	in.werr = nil
+	if err == nil {
+		// Every metadata change made before this returns is in zdb too:
+		// the names leading to the file, its attributes.
+		err = n.f.mlog.Flush(ctx)
+	}
 	return n.f.errno(op, err)
 }
 
 // Flush implements NodeFlusher (close): data is stored before close returns.
 func (n *Node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	ctx = detach(ctx)
+	if n.f.cfg.AsyncClose {
+		// Queued for closeLoop; an earlier failure is still reported.
+		n.in.mu.Lock()
+		err := n.in.werr
+		n.in.werr = nil
+		n.in.mu.Unlock()
+		if err == nil {
+			select {
+			case n.f.closeq <- n.in:
+			default:
+				return n.sync(ctx, "flush") // queue full: flush here
+			}
+		}
+		return n.f.errno("flush", err)
+	}
 	return n.sync(ctx, "flush")
 }
 
 // Fsync implements NodeFsyncer (fsync, fdatasync).
 func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
+	ctx = detach(ctx)
 	return n.sync(ctx, "fsync")
 }
 
 // Release implements NodeReleaser: the last close of an unlinked file
 // deletes it.
 func (n *Node) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
+	ctx = detach(ctx)
 	in := n.in
 	in.mu.Lock()
 	in.opens--
+	if h, ok := fh.(*handle); ok && h.write {
+		in.writers--
+	}
 	purge := in.opens == 0 && in.unlinked && !in.gone
 	var err error
 	if purge {
@@ -399,9 +581,12 @@ func (n *Node) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 // FALLOC_FL_KEEP_SIZE alone is a no-op (blocks are stored when written),
 // FALLOC_FL_PUNCH_HOLE|KEEP_SIZE zeroes the range.
 func (n *Node) Allocate(ctx context.Context, fh gofs.FileHandle, off, size uint64, mode uint32) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	const keepSize, punchHole = 1, 2
 	in := n.in
+	in.gate.Lock()
+	defer in.gate.Unlock()
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	var err error
@@ -428,6 +613,7 @@ func (n *Node) Allocate(ctx context.Context, fh gofs.FileHandle, off, size uint6
 
 // Lseek implements NodeLseeker (SEEK_DATA, SEEK_HOLE).
 func (n *Node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence uint32) (uint64, syscall.Errno) {
+	ctx = detach(ctx)
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -440,6 +626,7 @@ func (n *Node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence
 
 // Statfs implements NodeStatfser: the capacity is the size= option.
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = detach(ctx)
 	const bs = 4096
 	out.Bsize, out.Frsize = bs, bs
 	out.Blocks = n.f.cfg.Capacity / bs
@@ -471,6 +658,7 @@ func (f *FS) xattrsLocked(ctx context.Context, in *inode) (xattrList, error) {
 
 // Getxattr implements NodeGetxattrer.
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -511,6 +699,7 @@ func (f *FS) saveXattrsLocked(ctx context.Context, in *inode, xs xattrList) erro
 
 // Setxattr implements NodeSetxattrer (XATTR_CREATE, XATTR_REPLACE).
 func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uint32) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	if len(attr) == 0 || len(attr) > 255 {
 		return syscall.ERANGE
@@ -545,6 +734,7 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 
 // Removexattr implements NodeRemovexattrer.
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
+	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	in := n.in
 	in.mu.Lock()
@@ -567,6 +757,7 @@ func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 
 // Listxattr implements NodeListxattrer.
 func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errno) {
+	ctx = detach(ctx)
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()

@@ -131,14 +131,15 @@ func (mt *mounted) forceUnmount() {
 	mt.m = nil
 }
 
-// unmount is a clean unmount; it fails the test on error.
+// unmount is a clean unmount; it fails the test on error (and then
+// unmounts by force, so that nothing stays mounted).
 func (mt *mounted) unmount() {
 	mt.t.Helper()
-	m := mt.m
-	mt.m = nil
-	if err := m.Unmount(); err != nil {
+	if err := mt.m.Unmount(); err != nil {
+		mt.forceUnmount()
 		mt.t.Fatalf("unmount: %v", err)
 	}
+	mt.m = nil
 }
 
 func (mt *mounted) path(p string) string { return filepath.Join(mt.Dir, p) }

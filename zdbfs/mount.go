@@ -2,7 +2,10 @@ package zdbfs
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"os"
+	"os/exec"
 	"sync"
 	"syscall"
 	"time"
@@ -29,9 +32,42 @@ type Mount struct {
 	err    error
 }
 
-// MountFS mounts f on dir. default_permissions is always on: the kernel
+// ErrNoFusermount is returned when an unprivileged user has no
+// fusermount3 (or fusermount) helper on PATH to mount with.
+var ErrNoFusermount = errors.New("mounting as a non-root user needs the setuid helper fusermount3 " +
+	"(Debian package fuse3) on PATH, and it was not found")
+
+// CheckMountHelper reports whether this process can mount: root mounts
+// directly; any other user needs fusermount3 (or fusermount) on PATH.
+func CheckMountHelper() error {
+	if os.Geteuid() == 0 {
+		return nil
+	}
+	found := false
+	for _, bin := range []string{"fusermount3", "fusermount"} {
+		if _, err := exec.LookPath(bin); err == nil {
+			found = true
+			break
+		}
+	}
+	if !found {
+		return fmt.Errorf("uid %d: %w", os.Geteuid(), ErrNoFusermount)
+	}
+	// fusermount3 opens /dev/fuse with the user's rights.
+	if err := syscall.Access("/dev/fuse", 6); err != nil {
+		return fmt.Errorf("uid %d: /dev/fuse is not readable and writable by this user (%v): "+
+			"fusermount3 needs it (Debian's default is mode 0666)", os.Geteuid(), err)
+	}
+	return nil
+}
+
+// MountFS mounts f on dir: directly as root, through fusermount3
+// otherwise. default_permissions is always on: the kernel
 // checks permissions against the mode, uid and gid we report.
 func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, error) {
+	if err := CheckMountHelper(); err != nil {
+		return nil, err
+	}
 	root, err := f.Root(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("load root: %w", err)
@@ -54,11 +90,20 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			Name:          "zdbfs",
 			Options:       opts,
 			AllowOther:    mo.AllowOther,
-			DirectMount:   true,
+			DirectMount:   os.Geteuid() == 0, // users go through fusermount3
 			Debug:         mo.Debug,
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 32,
+			// zdbfs clears set-user-id and set-group-id itself (on write,
+			// truncate and chown): the kernel then skips the
+			// security.capability GETXATTR it would send before every write.
+			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			// Plain READDIR: a listing (find, rm -r, ls) then costs one
+			// request per 4 KiB of names instead of an inode load and a
+			// kernel inode per entry, and its memory does not grow with
+			// the directory. ls -l still looks up what it stats.
+			DisableReadDirPlus: true,
 		},
 	})
 	if err != nil {

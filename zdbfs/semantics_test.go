@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 
@@ -289,4 +290,40 @@ func TestSemantics(t *testing.T) {
 			mt.unmount()
 		})
 	}
+}
+
+// TestSignalsDoNotFail: a FUSE request whose caller gets a signal (Go
+// programs get SIGURG all the time: goroutine preemption) is interrupted
+// by the kernel; zdbfs must still complete it, never fail it with EIO.
+func TestSignalsDoNotFail(t *testing.T) {
+	mt := mountOn(t, newBackend(t, "client"), Config{})
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+				syscall.Kill(os.Getpid(), syscall.SIGURG)
+			}
+		}
+	})
+	data := bytes.Repeat([]byte("s"), 3000)
+	for i := range 3000 {
+		p := mt.path(fmt.Sprintf("sig%d", i%300))
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("file %d: %v", i, err)
+		}
+		if _, err := os.ReadFile(p); err != nil {
+			close(stop)
+			wg.Wait()
+			t.Fatalf("read %d: %v", i, err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	mt.unmount()
 }

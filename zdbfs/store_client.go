@@ -3,17 +3,23 @@ package zdbfs
 import (
 	"context"
 	"errors"
+	"sync"
 
 	"qss/zdb/client"
 )
 
 // ClientStore is a Store over the RESP client: any 0-db compatible server.
 type ClientStore struct {
-	c *client.Client
+	c     *client.Client
+	pipes sync.Pool // *client.Pipeline: reused, so their buffers are not regrown per batch
 }
 
 // NewClientStore wraps an open client bound to one namespace.
-func NewClientStore(c *client.Client) *ClientStore { return &ClientStore{c: c} }
+func NewClientStore(c *client.Client) *ClientStore {
+	s := &ClientStore{c: c}
+	s.pipes.New = func() any { return c.Pipeline() }
+	return s
+}
 
 // mapClientErr turns client errors into the Store sentinels.
 func mapClientErr(op string, err error) error {
@@ -81,7 +87,7 @@ func (s *ClientStore) Apply(ctx context.Context, ops []Op) error {
 			bytes += len(ops[n].Value) + len(ops[n].Key)
 			n++
 		}
-		p := s.c.Pipeline()
+		p := s.pipes.Get().(*client.Pipeline)
 		for _, op := range ops[:n] {
 			if op.Del {
 				p.Do([]byte("DEL"), op.Key)
@@ -89,7 +95,8 @@ func (s *ClientStore) Apply(ctx context.Context, ops []Op) error {
 				p.Do([]byte("SET"), op.Key, op.Value)
 			}
 		}
-		replies, err := p.Exec(ctx)
+		replies, err := p.Exec(ctx) // empties p for the next batch
+		s.pipes.Put(p)
 		if err != nil {
 			return mapClientErr("apply", err)
 		}

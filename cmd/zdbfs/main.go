@@ -7,9 +7,13 @@
 // ms= ds= (namespace passwords); mn= dn= (namespace names, default
 // zdbfs-meta and zdbfs-data); size= (capacity reported by statfs, bytes,
 // K/M/G/T suffixes); autons (create missing namespaces); background;
-// cache= (block cache size), flushage= (dirty data age, e.g. 2s); and the
+// cache= (block cache size), flushage= (dirty data age, e.g. 2s),
+// asyncclose (close does not wait for zdb; fsync and unmount still do); and the
 // standard FUSE options (allow_other, ro, fsname=, debug, …), passed to the
 // kernel. SIGINT and SIGTERM flush everything and unmount.
+//
+// ZDBFS_CPUPROFILE=FILE writes a CPU profile of the whole mount (a
+// benchmarking aid).
 package main
 
 import (
@@ -20,6 +24,8 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime/debug"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -37,6 +43,7 @@ type config struct {
 	size       uint64
 	cache      int64
 	flushAge   time.Duration
+	asyncClose bool
 	autons     bool
 	background bool
 	mo         zdbfs.MountOptions
@@ -134,6 +141,8 @@ func parseArgs(args []string) (*config, error) {
 			c.cache = int64(n)
 		case "flushage":
 			c.flushAge, err = time.ParseDuration(v)
+		case "asyncclose":
+			c.asyncClose = true
 		case "autons":
 			c.autons = true
 		case "background":
@@ -197,7 +206,8 @@ func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) 
 		}
 	}
 	c, err := client.New(ctx, client.Options{Addr: s.addr(), Namespace: s.name, Password: s.password,
-		DialTimeout: 3 * time.Second, IOTimeout: 30 * time.Second})
+		DialTimeout: 3 * time.Second, IOTimeout: 30 * time.Second,
+		PoolSize: 16}) // readahead runs up to 16 fetches at once
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s on %s: %w", s.name, s.addr(), err)
 	}
@@ -213,8 +223,30 @@ func run(args []string) error {
 	if err != nil {
 		return err
 	}
+	// Before anything else: a user without the mount helper gets this one
+	// error, not a failure after connecting to zdb.
+	if err := zdbfs.CheckMountHelper(); err != nil {
+		return err
+	}
 	if c.background && os.Getenv(readyEnv) == "" {
 		return daemonize()
+	}
+	if path := os.Getenv("ZDBFS_CPUPROFILE"); path != "" {
+		// A debugging aid for benchmarks: profile the whole mount.
+		if pf, err := os.Create(path); err == nil {
+			pprof.StartCPUProfile(pf)
+			defer pprof.StopCPUProfile()
+		}
+	}
+	if os.Getenv("GOMEMLIMIT") == "" {
+		// A safety net for the Go heap at twice what the caches may hold
+		// (a tighter limit makes the collector run without pause when the
+		// caches are full).
+		cache := c.cache
+		if cache <= 0 {
+			cache = 64 << 20
+		}
+		debug.SetMemoryLimit(2*cache + 64<<20)
 	}
 	ctx := context.Background()
 	meta, err := openStore(ctx, c.meta, c.autons)
@@ -228,7 +260,7 @@ func run(args []string) error {
 	}
 	defer data.Close()
 	f, err := zdbfs.New(ctx, zdbfs.Config{Meta: meta, Data: data, Capacity: c.size, CacheBytes: c.cache,
-		FlushAge: c.flushAge, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Logger: log})
+		FlushAge: c.flushAge, AsyncClose: c.asyncClose, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Logger: log})
 	if err != nil {
 		return err
 	}

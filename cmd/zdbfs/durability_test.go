@@ -1,0 +1,155 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"syscall"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"qss/internal/zdbtest"
+	"qss/zdb/client"
+)
+
+func writeOpen(t *testing.T, p string, data []byte) *os.File {
+	t.Helper()
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	f, err := os.Create(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.Write(data); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	return f
+}
+
+// TestDurabilityPoints: after a kill -9 of zdbfs and a remount, what each
+// durability point covered is there: fdatasync'ed and syncfs'ed files with
+// the directories leading to them, closed files (close stores the data),
+// data and directories older than the flush age in a directory kept busy
+// all along (0-db-fs never wrote a busy directory's inode), and an
+// unlinked-but-open file's blocks are reclaimed (0-db-fs had a temporary
+// namespace that was never reclaimed). The namespace names given by mn=
+// and dn= are the ones used.
+func TestDurabilityPoints(t *testing.T) {
+	bin := buildZdbfs(t)
+	srv := zdbtest.Start(t)
+	mnt := t.TempDir()
+	p := startZdbfs(t, bin, mnt, srv.Port) // flushage=200ms
+	path := func(s string) string { return filepath.Join(mnt, s) }
+	want := map[string][]byte{}
+
+	// fdatasync
+	d1 := bytes.Repeat([]byte("fdatasync;"), 20000)
+	f := writeOpen(t, path("a/b/fdatasync"), d1)
+	if err := unix.Fdatasync(int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+	want["a/b/fdatasync"] = d1
+
+	// syncfs covers files and directories nobody fsync'ed
+	for i := range 5 {
+		d := bytes.Repeat([]byte(fmt.Sprintf("syncfs %d;", i)), 1000*(i+1))
+		writeOpen(t, path(fmt.Sprintf("s/%d/file", i)), d)
+		want[fmt.Sprintf("s/%d/file", i)] = d
+	}
+	if err := unix.Syncfs(int(f.Fd())); err != nil {
+		t.Fatal(err)
+	}
+
+	// close stores the data
+	closed := bytes.Repeat([]byte("closed;"), 30000)
+	if err := os.WriteFile(path("closed"), closed, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want["closed"] = closed
+
+	// unlinked while open: reclaimed after the crash
+	orphanData := bytes.Repeat([]byte("orphan;"), 50000)
+	of := writeOpen(t, path("orphan"), orphanData)
+	if err := of.Sync(); err != nil {
+		t.Fatal(err)
+	}
+	var st syscall.Stat_t
+	if err := syscall.Stat(path("orphan"), &st); err != nil {
+		t.Fatal(err)
+	}
+	orphanIno := st.Ino
+	if err := os.Remove(path("orphan")); err != nil {
+		t.Fatal(err)
+	}
+
+	// a busy directory: data and a directory, written without fsync, then
+	// the directory changes all the time for several flush ages
+	aged := bytes.Repeat([]byte("aged;"), 40000)
+	writeOpen(t, path("busy/aged"), aged) // left open, never fsync'ed
+	want["busy/aged"] = aged
+	if err := os.Mkdir(path("busy/agedir"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for end := time.Now().Add(1500 * time.Millisecond); time.Now().Before(end); {
+		for i := range 20 {
+			n := path(fmt.Sprintf("busy/churn%d", i))
+			os.WriteFile(n, []byte("x"), 0o644)
+			os.Remove(n)
+		}
+	}
+	p.kill9(t)
+
+	startZdbfs(t, bin, mnt, srv.Port)
+	checkTree(t, mnt, want)
+	if fi, err := os.Stat(path("busy/agedir")); err != nil || !fi.IsDir() {
+		t.Fatalf("directory made in a busy directory, older than the flush age: %v", err)
+	}
+	if _, err := os.Stat(path("orphan")); !os.IsNotExist(err) {
+		t.Fatalf("unlinked file came back: %v", err)
+	}
+
+	// What zdb holds: the orphan's inode and blocks are gone, and the
+	// namespaces are the ones named by mn= and dn=.
+	ctx := context.Background()
+	admin, err := client.New(ctx, client.Options{Addr: srv.Addr()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer admin.Close()
+	names, err := admin.NSList(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	has := map[string]bool{}
+	for _, n := range names {
+		has[n] = true
+	}
+	if !has["m1"] || !has["d1"] || has["zdbfs-meta"] || has["zdbfs-data"] {
+		t.Fatalf("namespaces %v: want m1 and d1 (mn=, dn=), not the defaults", names)
+	}
+	for ns, key := range map[string][]byte{"m1": inoKey('i', orphanIno), "d1": append(inoKey('b', orphanIno), 0, 0, 0, 0, 0, 0, 0, 0)} {
+		c, err := client.New(ctx, client.Options{Addr: srv.Addr(), Namespace: ns})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ok, err := c.Exists(ctx, key)
+		c.Close()
+		if err != nil || ok {
+			t.Fatalf("orphan inode %d: key %q in %s still exists after the remount (%v)", orphanIno, key, ns, err)
+		}
+	}
+}
+
+func inoKey(prefix byte, ino uint64) []byte {
+	k := []byte{prefix, 0, 0, 0, 0, 0, 0, 0, 0}
+	for i := 0; i < 8; i++ {
+		k[8-i] = byte(ino >> (8 * i))
+	}
+	return k
+}

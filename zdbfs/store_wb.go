@@ -1,0 +1,199 @@
+package zdbfs
+
+import (
+	"context"
+	"sync"
+	"time"
+)
+
+// wbStore is the metadata namespace seen through a write-behind log.
+// Metadata writes (namespace operations, inode records, xattrs, the
+// allocator and orphan records) are appended, in order, to an in-memory
+// log and answered at once; reads see the pending writes first. The log
+// is written to zdb, in the same order and pipelined, by Flush:
+//
+//   - when a file is closed (flush), fsync'ed or fdatasync'ed, on syncfs
+//     and on unmount — so each of these returns only once every metadata
+//     change made before it is in zdb;
+//   - before file blocks are written above a file's high-water mark, and
+//     before blocks are deleted (the records they depend on must be in
+//     zdb first: see the crash story in docs/zdbfs-format.md);
+//   - in the background when its oldest write is older than the flush age;
+//   - before an append would take it over its bound (so its memory is
+//     bounded, and a failing zdb makes operations fail, not pile up).
+//
+// Because the log is applied in order, zdb holds a prefix of the
+// operations after any crash, which keeps the write-through invariants of
+// the format (no listed name without its inode record).
+type wbStore struct {
+	raw Store
+
+	mu     sync.Mutex
+	ops    []*Op
+	over   map[string]*Op // latest pending write of each key
+	bytes  int
+	oldest time.Time
+
+	fmu sync.Mutex // one flush at a time, in order
+
+	flushes, flushedOps uint64
+}
+
+const (
+	wbMaxOps   = 16384
+	wbMaxBytes = 8 << 20
+)
+
+func newWBStore(raw Store) *wbStore { return &wbStore{raw: raw, over: map[string]*Op{}} }
+
+// lookup returns the pending write of key, if any.
+func (s *wbStore) lookup(key []byte) (*Op, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	op, ok := s.over[string(key)]
+	return op, ok
+}
+
+// Get implements Store.
+func (s *wbStore) Get(ctx context.Context, key []byte) ([]byte, error) {
+	if op, ok := s.lookup(key); ok {
+		if op.Del {
+			return nil, ErrNotFound
+		}
+		return op.Value, nil
+	}
+	return s.raw.Get(ctx, key)
+}
+
+// GetMany implements Store.
+func (s *wbStore) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) {
+	out := make([][]byte, len(keys))
+	var miss [][]byte
+	var idx []int
+	s.mu.Lock()
+	for i, k := range keys {
+		if op, ok := s.over[string(k)]; ok {
+			if !op.Del {
+				out[i] = op.Value
+			}
+			continue
+		}
+		miss = append(miss, k)
+		idx = append(idx, i)
+	}
+	s.mu.Unlock()
+	if len(miss) > 0 {
+		vs, err := s.raw.GetMany(ctx, miss)
+		if err != nil {
+			return nil, err
+		}
+		for j, v := range vs {
+			out[idx[j]] = v
+		}
+	}
+	return out, nil
+}
+
+// Exists implements Store.
+func (s *wbStore) Exists(ctx context.Context, key []byte) (bool, error) {
+	if op, ok := s.lookup(key); ok {
+		return !op.Del, nil
+	}
+	return s.raw.Exists(ctx, key)
+}
+
+// Set implements Store: the write is logged.
+func (s *wbStore) Set(ctx context.Context, key, value []byte) error {
+	return s.Apply(ctx, []Op{{Key: key, Value: value}})
+}
+
+// Del implements Store: the delete is logged.
+func (s *wbStore) Del(ctx context.Context, key []byte) error {
+	return s.Apply(ctx, []Op{{Key: key, Del: true}})
+}
+
+// Apply implements Store: the ops are logged, all or none. When the log
+// is full it is flushed first; if that fails, the error is returned and
+// nothing is logged.
+func (s *wbStore) Apply(ctx context.Context, ops []Op) error {
+	n := 0
+	for _, op := range ops {
+		n += len(op.Key) + len(op.Value) + 16
+	}
+	for {
+		s.mu.Lock()
+		if len(s.ops) == 0 || (len(s.ops)+len(ops) <= wbMaxOps && s.bytes+n <= wbMaxBytes) {
+			break
+		}
+		s.mu.Unlock()
+		if err := s.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	defer s.mu.Unlock()
+	if len(s.ops) == 0 {
+		s.oldest = time.Now()
+	}
+	for i := range ops {
+		op := ops[i]
+		s.ops = append(s.ops, &op)
+		s.over[string(op.Key)] = &op
+	}
+	s.bytes += n
+	return nil
+}
+
+// pending reports the number of logged writes and the age of the oldest.
+func (s *wbStore) pending() (int, time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.ops) == 0 {
+		return 0, 0
+	}
+	return len(s.ops), time.Since(s.oldest)
+}
+
+// Flush writes the log to zdb, in order. On failure the writes stay
+// logged (ahead of any logged meanwhile) and are tried again by the next
+// flush; re-applying ones that did reach zdb is harmless.
+func (s *wbStore) Flush(ctx context.Context) error {
+	s.fmu.Lock()
+	defer s.fmu.Unlock()
+	s.mu.Lock()
+	batch := s.ops
+	bytes := s.bytes
+	s.ops, s.bytes = nil, 0
+	s.mu.Unlock()
+	if len(batch) == 0 {
+		return nil
+	}
+	flat := make([]Op, len(batch))
+	for i, op := range batch {
+		flat[i] = *op
+	}
+	err := s.raw.Apply(ctx, flat)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err != nil {
+		s.ops = append(batch, s.ops...)
+		s.bytes += bytes
+		s.oldest = time.Now().Add(-time.Hour) // overdue: retried at the next tick
+		return err
+	}
+	for _, op := range batch {
+		if s.over[string(op.Key)] == op {
+			delete(s.over, string(op.Key))
+		}
+	}
+	if len(s.ops) > 0 {
+		s.oldest = time.Now()
+	}
+	s.flushes++
+	s.flushedOps += uint64(len(batch))
+	return nil
+}
+
+// Close implements Store; it does not flush (FS.Close does).
+func (s *wbStore) Close() error { return nil }
+
+var _ Store = (*wbStore)(nil)
