@@ -194,13 +194,22 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 }
 
 // validData lists the entries of the active data file that survived
-// recovery: offset<<32 | crc, sorted by offset.
-type validData []uint64
+// recovery, sorted by offset.
+type validData []validEntry
 
-func (v validData) has(off, crc uint32) bool {
-	want := uint64(off)<<32 | uint64(crc)
-	i := sort.Search(len(v), func(i int) bool { return v[i] >= want })
-	return i < len(v) && v[i] == want
+// validEntry is what an index entry must agree with to point at a data
+// entry: its offset, CRC, payload length and key length.
+type validEntry struct {
+	off, crc, length uint32
+	keyLen           uint8
+}
+
+// has reports whether the data entry at off exists and matches crc, length
+// and keyLen. An index entry that disagrees on any of them (a corrupt
+// length, say) would make GET read the wrong bytes, so it is not served.
+func (v validData) has(off, crc, length uint32, keyLen int) bool {
+	i := sort.Search(len(v), func(i int) bool { return v[i].off >= off })
+	return i < len(v) && v[i] == validEntry{off: off, crc: crc, length: length, keyLen: uint8(keyLen)} && keyLen <= 0xff
 }
 
 // recoverDataTail reads the active data file entry by entry, checks each
@@ -265,7 +274,7 @@ func (ns *Namespace) recoverDataTail() (validData, error) {
 			reason = "payload checksum mismatch"
 			break
 		}
-		valid = append(valid, uint64(off)<<32|uint64(h.CRC))
+		valid = append(valid, validEntry{off: uint32(off), crc: h.CRC, length: h.Length, keyLen: uint8(h.KeyLen)})
 		last = uint32(off)
 		off += h.Size()
 	}
@@ -364,7 +373,7 @@ func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
 			ns.log().Warn("ignoring an entry that points outside its data file", "file", path, "offset", off)
 			live = false
 		}
-		if e.DataID == ns.cur && e.Length+uint32(len(e.Key)) > 0 && !valid.has(e.DataOffset, e.CRC) {
+		if e.DataID == ns.cur && e.Length+uint32(len(e.Key)) > 0 && !valid.has(e.DataOffset, e.CRC, e.Length, len(e.Key)) {
 			// The entry points into the active data file at data that did
 			// not survive. Entries and their data are appended in the same
 			// order, so in the active index file this ends the file ...
