@@ -27,33 +27,6 @@ import (
 // These tests run the real zstor binary: `zstor -c CFG monitor` as a
 // process, and the other commands as processes that find it on the socket.
 
-var (
-	dmBinOnce sync.Once
-	dmBinPath string
-	dmBinErr  error
-)
-
-// dmBin builds cmd/zstor once per test process.
-func dmBin(t *testing.T) string {
-	t.Helper()
-	dmBinOnce.Do(func() {
-		dir, err := os.MkdirTemp("", "zstor-daemon-test-")
-		if err != nil {
-			dmBinErr = err
-			return
-		}
-		dmBinPath = filepath.Join(dir, "zstor")
-		out, err := exec.Command("go", "build", "-o", dmBinPath, ".").CombinedOutput()
-		if err != nil {
-			dmBinErr = fmt.Errorf("go build: %v\n%s", err, out)
-		}
-	})
-	if dmBinErr != nil {
-		t.Fatal(dmBinErr)
-	}
-	return dmBinPath
-}
-
 // dmBuf collects a process's output.
 type dmBuf struct {
 	mu sync.Mutex
@@ -82,7 +55,7 @@ type dmMonitor struct {
 func dmStartMonitor(t *testing.T, cfg, socket string) *dmMonitor {
 	t.Helper()
 	m := &dmMonitor{out: &dmBuf{}, done: make(chan struct{})}
-	m.cmd = exec.Command(dmBin(t), "-c", cfg, "monitor")
+	m.cmd = exec.Command(zstorBin, "-c", cfg, "monitor")
 	m.cmd.Stdout, m.cmd.Stderr = m.out, m.out
 	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -123,7 +96,7 @@ func dmStartMonitor(t *testing.T, cfg, socket string) *dmMonitor {
 func dmRun(t *testing.T, args ...string) (string, string, int) {
 	t.Helper()
 	var stdout, stderr bytes.Buffer
-	cmd := exec.Command(dmBin(t), args...)
+	cmd := exec.Command(zstorBin, args...)
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	err := cmd.Run()
 	var ee *exec.ExitError
