@@ -241,18 +241,20 @@ func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
 }
 
 // fetchBlocks reads blocks of ino from the store as of the persisted
-// attributes pa, for a file of the given size.
+// attributes pa, for a file of the given size. A full block read from the
+// store becomes the cached block as it is (values returned by a Store
+// belong to the caller), so a cold read copies each byte once here.
 func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64, blks []uint64) ([]*cblock, error) {
 	out := make([]*cblock, len(blks))
 	var keys [][]byte
 	var idx []int
 	for i, blk := range blks {
-		out[i] = &cblock{key: bkey{ino, blk}, data: make([]byte, BlockSize)}
+		out[i] = &cblock{key: bkey{ino, blk}}
 		switch {
 		case blk*BlockSize >= size:
 		case pa.Inline:
 			if blk == 0 {
-				copy(out[i].data, pa.Data)
+				out[i].data = pa.Data
 			}
 		case blk < pa.HWM:
 			keys = append(keys, blockKey(ino, blk))
@@ -266,17 +268,24 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 		if err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
-		copy(out[idx[0]].data, v)
+		out[idx[0]].data = v
 	default:
 		vs, err := f.data.GetMany(ctx, keys)
 		if err != nil {
 			return nil, err
 		}
 		for j, v := range vs {
-			copy(out[idx[j]].data, v)
+			out[idx[j]].data = v
 		}
 	}
 	for _, b := range out {
+		if len(b.data) != BlockSize {
+			// Short (trailing zeros are not stored), missing, or the
+			// inode's inline bytes (never a whole block): copied.
+			full := make([]byte, BlockSize)
+			copy(full, b.data)
+			b.data = full
+		}
 		start := b.key.blk * BlockSize
 		if start >= size {
 			clear(b.data)

@@ -31,16 +31,19 @@ type Config struct {
 	CacheBytes int64         // memory bound of the caches (default 64 MiB): blocks and inodes
 	MaxInodes  int           // inodes kept for the kernel (default CacheBytes/4 at 1 KiB each)
 	FlushAge   time.Duration // dirty data older than this is flushed (default 2 s)
-	// AsyncClose makes close(2) start writing the file's data and the
-	// metadata before it in the background instead of waiting for zdb
-	// (fsync, fdatasync, syncfs and unmount stay durable). Off by
-	// default: a close that returns means the data is in zdb, and a
-	// failure to store it is reported by that close.
-	AsyncClose bool
-	Capacity   uint64        // size reported by statfs (default 10 GiB)
-	LeaseTTL   time.Duration // a lease not renewed for this long is stale (default 30 s)
-	UID, GID   uint32        // owner of a new root directory
-	Logger     *slog.Logger
+	// SyncClose makes close(2) wait until the file's data and every
+	// metadata change before it are in zdb, and report a failure to store
+	// them. Off by default: as on a local filesystem, the last close of a
+	// file that was written starts storing it in the background (it is in
+	// zdb within FlushAge), and the kernel is told not to send FLUSH at
+	// all, which saves a round trip per close; fsync, fdatasync, syncfs
+	// and unmount are the durability points (spec §2), and a failure to
+	// store is reported by the next write, fsync or close of the file.
+	SyncClose bool
+	Capacity  uint64        // size reported by statfs (default 10 GiB)
+	LeaseTTL  time.Duration // a lease not renewed for this long is stale (default 30 s)
+	UID, GID  uint32        // owner of a new root directory
+	Logger    *slog.Logger
 }
 
 // Stats are counters a monitor can read.
@@ -89,7 +92,7 @@ type FS struct {
 	trimmed  time.Time
 	pushes   chan struct{} // bounds concurrent page pushes
 	trimKick chan struct{}
-	closeq   chan *inode // AsyncClose: files closed, to flush
+	closeq   chan *inode // files last closed after writing, to flush (unless SyncClose)
 	Stats    Stats
 }
 
@@ -625,7 +628,7 @@ func (f *FS) flushLoop() {
 	}
 }
 
-// closeLoop flushes the files closed with AsyncClose, a batch at a time:
+// closeLoop flushes the files closed after writing (unless SyncClose), a batch at a time:
 // each file's data, then one metadata flush for the whole batch.
 func (f *FS) closeLoop() {
 	defer f.wg.Done()

@@ -17,9 +17,12 @@ import (
 // a transport failure), ErrNoSpace (namespace full: ENOSPC), anything else
 // (server down, I/O error: EIO).
 type Store interface {
-	// Get returns the value of key, or ErrNotFound.
+	// Get returns the value of key, or ErrNotFound. The store never
+	// changes or reuses a value it returned, so the caller may keep it
+	// (zdbfs caches full blocks as they come).
 	Get(ctx context.Context, key []byte) ([]byte, error)
-	// GetMany returns the values of keys, nil for a missing key.
+	// GetMany returns the values of keys, nil for a missing key, kept
+	// as Get's.
 	GetMany(ctx context.Context, keys [][]byte) ([][]byte, error)
 	// Exists reports whether key holds a value.
 	Exists(ctx context.Context, key []byte) (bool, error)

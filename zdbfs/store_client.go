@@ -12,6 +12,15 @@ import (
 type ClientStore struct {
 	c     *client.Client
 	pipes sync.Pool // *client.Pipeline: reused, so their buffers are not regrown per batch
+
+	// Parallel is the number of pipelined batches of one Apply in flight
+	// at once (default 1: in order). Only for a namespace whose Apply
+	// calls never need an order among their writes — zdbfs's data
+	// namespace, where a batch is blocks of distinct keys whose order
+	// the crash story does not depend on (the records around them are
+	// written before and after the whole Apply). Batches then travel on
+	// separate connections, so transfer and appends overlap.
+	Parallel int
 }
 
 // NewClientStore wraps an open client bound to one namespace.
@@ -79,37 +88,69 @@ func (s *ClientStore) Del(ctx context.Context, key []byte) error {
 	return err
 }
 
-// Apply implements Store with pipelines of bounded size.
+// Apply implements Store with pipelines of bounded size: in order, or
+// Parallel at a time.
 func (s *ClientStore) Apply(ctx context.Context, ops []Op) error {
+	var batches [][]Op
 	for len(ops) > 0 {
 		n, bytes := 0, 0
 		for n < len(ops) && n < 128 && bytes < 4<<20 {
 			bytes += len(ops[n].Value) + len(ops[n].Key)
 			n++
 		}
-		p := s.pipes.Get().(*client.Pipeline)
-		for _, op := range ops[:n] {
-			if op.Del {
-				p.Do([]byte("DEL"), op.Key)
-			} else {
-				p.Do([]byte("SET"), op.Key, op.Value)
-			}
-		}
-		replies, err := p.Exec(ctx) // empties p for the next batch
-		s.pipes.Put(p)
-		if err != nil {
-			return mapClientErr("apply", err)
-		}
-		for i, r := range replies {
-			err := mapClientErr("apply", client.AsError(r))
-			if ops[i].Del && errors.Is(err, ErrNotFound) {
-				err = nil
-			}
-			if err != nil {
+		batches = append(batches, ops[:n])
+		ops = ops[n:]
+	}
+	if s.Parallel <= 1 || len(batches) == 1 {
+		for _, b := range batches {
+			if err := s.applyBatch(ctx, b); err != nil {
 				return err
 			}
 		}
-		ops = ops[n:]
+		return nil
+	}
+	errs := make([]error, len(batches))
+	sem := make(chan struct{}, s.Parallel)
+	var wg sync.WaitGroup
+	for i, b := range batches {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			errs[i] = s.applyBatch(ctx, b)
+		})
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			return err // the first batch's failure
+		}
+	}
+	return nil
+}
+
+// applyBatch runs ops as one pipeline.
+func (s *ClientStore) applyBatch(ctx context.Context, ops []Op) error {
+	p := s.pipes.Get().(*client.Pipeline)
+	for _, op := range ops {
+		if op.Del {
+			p.Do([]byte("DEL"), op.Key)
+		} else {
+			p.DoRef([]byte("SET"), op.Key, op.Value) // blocks and log values are not changed meanwhile
+		}
+	}
+	replies, err := p.Exec(ctx) // empties p for the next batch
+	s.pipes.Put(p)
+	if err != nil {
+		return mapClientErr("apply", err)
+	}
+	for i, r := range replies {
+		err := mapClientErr("apply", client.AsError(r))
+		if ops[i].Del && errors.Is(err, ErrNotFound) {
+			err = nil
+		}
+		if err != nil {
+			return err
+		}
 	}
 	return nil
 }

@@ -8,7 +8,9 @@
 // zdbfs-meta and zdbfs-data); size= (capacity reported by statfs, bytes,
 // K/M/G/T suffixes); autons (create missing namespaces); background;
 // cache= (block cache size), flushage= (dirty data age, e.g. 2s),
-// asyncclose (close does not wait for zdb; fsync and unmount still do); and the
+// syncclose (close of a written file waits until it is in zdb; by default it
+// is stored in the background, and fsync, syncfs and unmount are the
+// durability points; asyncclose, the default, is accepted); and the
 // standard FUSE options (allow_other, ro, fsname=, debug, …), passed to the
 // kernel. SIGINT and SIGTERM flush everything and unmount.
 //
@@ -43,7 +45,7 @@ type config struct {
 	size       uint64
 	cache      int64
 	flushAge   time.Duration
-	asyncClose bool
+	syncClose  bool
 	autons     bool
 	background bool
 	mo         zdbfs.MountOptions
@@ -141,8 +143,10 @@ func parseArgs(args []string) (*config, error) {
 			c.cache = int64(n)
 		case "flushage":
 			c.flushAge, err = time.ParseDuration(v)
-		case "asyncclose":
-			c.asyncClose = true
+		case "syncclose":
+			c.syncClose = true
+		case "asyncclose": // the default
+			c.syncClose = false
 		case "autons":
 			c.autons = true
 		case "background":
@@ -259,8 +263,11 @@ func run(args []string) error {
 		return err
 	}
 	defer data.Close()
+	if cs, ok := data.(*zdbfs.ClientStore); ok {
+		cs.Parallel = 4 // block batches overlap (see ClientStore.Parallel)
+	}
 	f, err := zdbfs.New(ctx, zdbfs.Config{Meta: meta, Data: data, Capacity: c.size, CacheBytes: c.cache,
-		FlushAge: c.flushAge, AsyncClose: c.asyncClose, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Logger: log})
+		FlushAge: c.flushAge, SyncClose: c.syncClose, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), Logger: log})
 	if err != nil {
 		return err
 	}

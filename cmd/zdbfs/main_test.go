@@ -35,10 +35,14 @@ func isMounted(dir string) bool {
 	return strings.Contains(string(m), " "+dir+" ")
 }
 
-func startZdbfs(t *testing.T, bin, dir string, port int) *proc {
+func startZdbfs(t *testing.T, bin, dir string, port int, extra ...string) *proc {
 	t.Helper()
 	p := &proc{dir: dir, log: &bytes.Buffer{}}
-	p.cmd = exec.Command(bin, "-o", fmt.Sprintf("host=127.0.0.1,port=%d,autons,mn=m1,dn=d1,flushage=200ms", port), dir)
+	opts := fmt.Sprintf("host=127.0.0.1,port=%d,autons,mn=m1,dn=d1,flushage=200ms", port)
+	for _, o := range extra {
+		opts += "," + o // a later option overrides an earlier one
+	}
+	p.cmd = exec.Command(bin, "-o", opts, dir)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -133,12 +137,12 @@ func TestCrash(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
-	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,asyncclose", "/mnt"})
+	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,syncclose", "/mnt"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.meta.addr() != "h:2" || c.data.addr() != "x:1" || c.meta.name != "M" || c.data.name != "D" ||
-		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.asyncClose ||
+		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.syncClose ||
 		len(c.mo.Options) != 1 || c.mountpoint != "/mnt" {
 		t.Fatalf("%+v", c)
 	}

@@ -52,6 +52,13 @@ func (w *Writer) Bulk(b []byte) {
 	w.bw.WriteString("\r\n")
 }
 
+// BulkHeader writes "$n\r\n", the start of a bulk string whose n bytes
+// and closing CRLF the caller sends itself (see CRLF).
+func (w *Writer) BulkHeader(n int) { w.header('$', n) }
+
+// CRLF writes "\r\n".
+func (w *Writer) CRLF() { w.bw.WriteString("\r\n") }
+
 // BulkString writes s as a bulk string.
 func (w *Writer) BulkString(s string) {
 	w.header('$', len(s))

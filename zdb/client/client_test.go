@@ -873,6 +873,60 @@ func TestServerKilled(t *testing.T) {
 	}
 }
 
+// TestPipelineDoRef: arguments sent in place (DoRef) arrive byte for
+// byte, mixed with small and copied ones, at the size limits, and the
+// pipeline is reusable after Exec and after a refused batch.
+func TestPipelineDoRef(t *testing.T) {
+	s := zdbtest.Start(t)
+	c := connect(t, s.Addr(), Options{})
+	ctx := testCtx(t)
+	sizes := []int{0, 1, refMin - 1, refMin, refMin + 1, 64 << 10, 1 << 20, MaxPayload}
+	p := c.Pipeline()
+	for round := range 2 {
+		var keys, vals [][]byte
+		for i, n := range sizes {
+			k := fmt.Appendf(nil, "ref-%d-%d", round, i)
+			v := randBytes(n)
+			keys, vals = append(keys, k), append(vals, v)
+			if i%2 == 0 {
+				p.DoRef([]byte("SET"), k, v)
+			} else {
+				p.Do([]byte("SET"), k, v)
+			}
+		}
+		replies, err := p.Exec(ctx)
+		if err != nil {
+			t.Fatalf("round %d: Exec: %v", round, err)
+		}
+		for i, r := range replies {
+			if err := AsError(r); err != nil {
+				t.Fatalf("round %d: SET of %d bytes: %v", round, sizes[i], err)
+			}
+		}
+		got, err := c.GetMany(ctx, keys)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range keys {
+			if !bytes.Equal(got[i], vals[i]) {
+				t.Fatalf("round %d: value of %d bytes came back as %d bytes, or different", round, sizes[i], len(got[i]))
+			}
+		}
+	}
+	// Over the limit: nothing is sent, and the pipeline works afterwards.
+	p.DoRef([]byte("SET"), []byte("too-big"), make([]byte, MaxPayload+1))
+	if _, err := p.Exec(ctx); err == nil {
+		t.Fatal("an argument over MaxPayload was accepted")
+	}
+	p.DoRef([]byte("SET"), []byte("after"), make([]byte, refMin))
+	if replies, err := p.Exec(ctx); err != nil || AsError(replies[0]) != nil {
+		t.Fatalf("after a refused batch: %v %v", replies, err)
+	}
+	if ok, err := c.Exists(ctx, []byte("too-big")); err != nil || ok {
+		t.Fatalf("refused key exists=%v err=%v", ok, err)
+	}
+}
+
 func TestServerKilledMidPipeline(t *testing.T) {
 	s := zdbtest.Start(t)
 	ctx := testCtx(t)

@@ -100,7 +100,7 @@ func (cn *conn) do(ctx context.Context, ioTimeout time.Duration, args [][]byte) 
 // pipeline writes the encoded requests in buf with one write, while reading
 // n replies, so that neither side can stall the other on full socket
 // buffers.
-func (cn *conn) pipeline(ctx context.Context, ioTimeout time.Duration, buf []byte, n int) ([]resp.Value, error) {
+func (cn *conn) pipeline(ctx context.Context, ioTimeout time.Duration, bufs net.Buffers, n int) ([]resp.Value, error) {
 	out := make([]resp.Value, n)
 	err := cn.guard(ctx, ioTimeout, func(refresh func()) error {
 		var (
@@ -120,7 +120,7 @@ func (cn *conn) pipeline(ctx context.Context, ioTimeout time.Duration, buf []byt
 		wdone := make(chan struct{})
 		go func() {
 			defer close(wdone)
-			if _, err := cn.nc.Write(buf); err != nil {
+			if _, err := bufs.WriteTo(cn.nc); err != nil { // writev
 				fail(err)
 			}
 		}()

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"net"
 
 	"qss/internal/resp"
 )
@@ -13,12 +14,24 @@ import (
 // saves a network round trip per command. A Pipeline is not safe for
 // concurrent use; it may be reused after Exec.
 type Pipeline struct {
-	c   *Client
-	buf bytes.Buffer
-	w   *resp.Writer
-	ops []string
-	err error // a command that cannot be sent
+	c    *Client
+	buf  bytes.Buffer
+	w    *resp.Writer
+	refs []pipeRef // arguments of DoRef sent from the caller's memory
+	ops  []string
+	err  error // a command that cannot be sent
 }
+
+// pipeRef is an argument sent in place: its bytes go right after the
+// first at bytes of the pipeline's buffer.
+type pipeRef struct {
+	at int
+	b  []byte
+}
+
+// refMin is the size from which DoRef sends an argument in place rather
+// than copying it.
+const refMin = 8 << 10
 
 // Pipeline returns an empty pipeline running on c.
 func (c *Client) Pipeline() *Pipeline {
@@ -39,6 +52,30 @@ func (p *Pipeline) Do(args ...[]byte) {
 	p.ops = append(p.ops, opName(args))
 }
 
+// DoRef queues one command like Do, but large arguments are sent from
+// the caller's memory instead of being copied (one copy less per byte for
+// big values): the caller must not change them until Exec or Reset
+// returns.
+func (p *Pipeline) DoRef(args ...[]byte) {
+	for _, a := range args {
+		if len(a) > MaxPayload && p.err == nil {
+			p.err = &BatchError{Index: len(p.ops), Err: &ReplyError{Text: ErrPayloadTooBig.Text}}
+		}
+	}
+	p.w.Array(len(args))
+	for _, a := range args {
+		if len(a) < refMin {
+			p.w.Bulk(a)
+			continue
+		}
+		p.w.BulkHeader(len(a))
+		p.w.Flush() // into p.buf, which cannot fail
+		p.refs = append(p.refs, pipeRef{at: p.buf.Len(), b: a})
+		p.w.CRLF()
+	}
+	p.ops = append(p.ops, opName(args))
+}
+
 // Len returns the number of queued commands.
 func (p *Pipeline) Len() int { return len(p.ops) }
 
@@ -46,6 +83,8 @@ func (p *Pipeline) Len() int { return len(p.ops) }
 func (p *Pipeline) Reset() {
 	p.w.Flush()
 	p.buf.Reset()
+	clear(p.refs) // drop the references to the caller's memory
+	p.refs = p.refs[:0]
 	p.ops = p.ops[:0]
 	p.err = nil
 }
@@ -77,7 +116,15 @@ func (p *Pipeline) Exec(ctx context.Context) ([]resp.Value, error) {
 	if err != nil {
 		return nil, err
 	}
-	out, err := cn.pipeline(ctx, c.opts.IOTimeout, p.buf.Bytes(), n)
+	all := p.buf.Bytes()
+	bufs := make(net.Buffers, 0, 2*len(p.refs)+1)
+	prev := 0
+	for _, r := range p.refs {
+		bufs = append(bufs, all[prev:r.at], r.b)
+		prev = r.at
+	}
+	bufs = append(bufs, all[prev:])
+	out, err := cn.pipeline(ctx, c.opts.IOTimeout, bufs, n)
 	broken := err != nil
 	for _, v := range out {
 		if v.Kind == resp.KindError && fatalReply(string(v.Str)) {
