@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -256,6 +257,23 @@ func TestAsyncClose(t *testing.T) {
 		if err != nil || !bytes.Equal(got, data) {
 			t.Fatalf("%s after remount: %d bytes, %v", name, len(got), err)
 		}
+	}
+	mt.unmount()
+}
+
+// TestReadAheadWindow: as root, the mount's readahead window is set to
+// DefaultReadAhead (FUSE starts at 128 KiB, which caps sequential READs).
+func TestReadAheadWindow(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("setting read_ahead_kb needs root; the test suite runs as root in CI")
+	}
+	mt := mountOn(t, newBackend(t, "engine"), Config{})
+	var st syscall.Stat_t
+	must(t, syscall.Stat(mt.Dir, &st))
+	b, err := os.ReadFile(fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev)))
+	must(t, err)
+	if got, want := strings.TrimSpace(string(b)), fmt.Sprint(DefaultReadAhead>>10); got != want {
+		t.Fatalf("read_ahead_kb = %s, want %s", got, want)
 	}
 	mt.unmount()
 }

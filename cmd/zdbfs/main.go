@@ -8,6 +8,7 @@
 // zdbfs-meta and zdbfs-data); size= (capacity reported by statfs, bytes,
 // K/M/G/T suffixes); autons (create missing namespaces); background;
 // cache= (block cache size), flushage= (dirty data age, e.g. 2s),
+// readahead= (kernel readahead window, default 4M, 0 for the kernel's own; root only),
 // syncclose (close of a written file waits until it is in zdb; by default it
 // is stored in the background, and fsync, syncfs and unmount are the
 // durability points; asyncclose, the default, is accepted); and the
@@ -141,6 +142,13 @@ func parseArgs(args []string) (*config, error) {
 			var n uint64
 			n, err = parseSize(v)
 			c.cache = int64(n)
+		case "readahead":
+			var n uint64
+			n, err = parseSize(v)
+			c.mo.ReadAhead = int(n)
+			if n == 0 {
+				c.mo.ReadAhead = -1 // the kernel's default
+			}
 		case "flushage":
 			c.flushAge, err = time.ParseDuration(v)
 		case "syncclose":

@@ -137,12 +137,12 @@ func TestCrash(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
-	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,syncclose", "/mnt"})
+	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,syncclose,readahead=8M", "/mnt"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.meta.addr() != "h:2" || c.data.addr() != "x:1" || c.meta.name != "M" || c.data.name != "D" ||
-		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.syncClose ||
+		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.syncClose || c.mo.ReadAhead != 8<<20 ||
 		len(c.mo.Options) != 1 || c.mountpoint != "/mnt" {
 		t.Fatalf("%+v", c)
 	}
