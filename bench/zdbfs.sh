@@ -20,6 +20,10 @@
 #                (bench/zdbfsfiles), seconds
 #   untar        tar -xf of a tar of $(go env GOROOT)/src, then sync -f
 #   rm -rf       of that tree, then sync -f
+#   FUSE floor   create, untar and rm -rf also on go-fuse's own example
+#                filesystem (example/loopback, a pass-through to a directory
+#                of the same disk): what any go-fuse filesystem pays in
+#                FUSE round trips on this machine, as a reference row
 #   1M files     1,000,000 empty files in 10 directories (4 creators), then
 #                the RSS of zdbfs and zdb against the configured cache bound
 #
@@ -67,7 +71,7 @@ say() { printf '%s\n' "$*"; RUNLOG+=("$*"); }
 die() { log "zdbfs.sh: $*"; exit 1; }
 
 # ---------------------------------------------------------------- processes
-ZDB_PID= ZDBFS_PID= WORK= MNT=
+ZDB_PID= ZDBFS_PID= WORK= MNT= LB_PID= LBMNT=
 
 is_mounted() { grep -qs " $1 fuse" /proc/self/mounts; }
 
@@ -90,6 +94,10 @@ cleanup() {
 		fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null ||
 			fusermount3 -u -z "$MNT" 2>/dev/null || umount -l "$MNT" 2>/dev/null || true
 	fi
+	if [[ -n $LBMNT ]] && is_mounted "$LBMNT"; then
+		umount "$LBMNT" 2>/dev/null || umount -l "$LBMNT" 2>/dev/null || true
+	fi
+	stop_pid "$LB_PID"
 	stop_pid "$ZDBFS_PID" 60
 	stop_pid "$ZDB_PID"
 	if [[ -n $WORK && -d $WORK ]]; then
@@ -134,7 +142,8 @@ mkdir -p "$MNT" "$DISK" "$WORK/zdb/data" "$WORK/zdb/index"
 
 log "building zdb, zdbfs, zdbfsfiles ..."
 (cd "$ROOT" && go build -o "$WORK/bin/zdb" ./cmd/zdb && go build -o "$WORK/bin/zdbfs" ./cmd/zdbfs &&
-	go build -o "$WORK/bin/zdbfsfiles" ./bench/zdbfsfiles) || die "go build failed"
+	go build -o "$WORK/bin/zdbfsfiles" ./bench/zdbfsfiles &&
+	go build -o "$WORK/bin/loopback" github.com/hanwen/go-fuse/v2/example/loopback) || die "go build failed"
 
 # ------------------------------------------------------------------ servers
 port_busy() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
@@ -269,6 +278,23 @@ for target in disk zdbfs; do
 	say "    $out"
 done
 
+# go-fuse's example loopback filesystem over a directory of the same
+# disk: the FUSE floor for the metadata workloads.
+LBMNT=$WORK/lbmnt
+mkdir -p "$LBMNT" "$WORK/lborig"
+"$WORK/bin/loopback" "$LBMNT" "$WORK/lborig" >"$WORK/loopback.log" 2>&1 &
+LB_PID=$!
+for ((i = 0; i < 100; i++)); do
+	is_mounted "$LBMNT" && break
+	sleep 0.1
+done
+is_mounted "$LBMNT" || die "go-fuse loopback did not mount"
+say "[loopback] create $NFILES files of 1 KiB, then syncfs ..."
+out=$(timeout "$STEP_TIMEOUT" "$WORK/bin/zdbfsfiles" -dir "$LBMNT/files" -n "$NFILES" -size 1024 -dirs 10) ||
+	{ say "    failed: $out"; FAILED=1; }
+R[create,loopback]=$(sed -n 's/.*seconds=\([0-9.]*\).*/\1/p' <<<"$out")
+say "    $out"
+
 # The source tree as one tar on local disk, read once so both untars read
 # it from the page cache.
 if [[ -z ${UNTAR_SRC:-} ]]; then
@@ -280,9 +306,10 @@ tar_bytes=$(stat -c %s "$WORK/src.tar")
 tar_files=$(tar -tf "$WORK/src.tar" | wc -l)
 cat "$WORK/src.tar" >/dev/null
 say "untar source: $UNTAR_SRC, $tar_files entries, $((tar_bytes / 1048576)) MiB"
-for target in disk zdbfs; do
+for target in disk zdbfs loopback; do
 	dir=$DISK
 	[[ $target == zdbfs ]] && dir=$MNT
+	[[ $target == loopback ]] && dir=$LBMNT
 	mkdir -p "$dir/untar"
 	say "[$target] untar, then sync -f ..."
 	t0=$(now)
@@ -296,6 +323,10 @@ for target in disk zdbfs; do
 	R[rm,$target]=$(since "$t0")
 	say "    ${R[rm,$target]} s"
 done
+
+umount "$LBMNT" || umount -l "$LBMNT"
+stop_pid "$LB_PID"
+LB_PID=
 
 # Memory: a million empty files, on a fresh mount.
 umount_zdbfs
@@ -348,6 +379,9 @@ row "cold 4 KiB random read, 4 jobs, ${RUNTIME}s" "${R[rand4,disk]}" "${R[rand4,
 row "create $NFILES × 1 KiB files + syncfs" "${R[create,disk]}" "${R[create,zdbfs]}" s lower 4
 row "untar $(basename "$UNTAR_SRC") ($tar_files entries) + sync" "${R[untar,disk]}" "${R[untar,zdbfs]}" s lower 4
 row "rm -rf of it + sync" "${R[rm,disk]}" "${R[rm,zdbfs]}" s lower ""
+row "FUSE floor: create on go-fuse loopback" "${R[create,disk]}" "${R[create,loopback]}" s lower ""
+row "FUSE floor: untar on go-fuse loopback" "${R[untar,disk]}" "${R[untar,loopback]}" s lower ""
+row "FUSE floor: rm -rf on go-fuse loopback" "${R[rm,disk]}" "${R[rm,loopback]}" s lower ""
 MEMROW="zdbfs RSS after $MILLION files|—|peak $((ZDBFS_HWM2 / 1024)) MiB (idle $((ZDBFS_IDLE_RSS / 1024)) MiB)|—|peak − idle ≤ cache ($CACHE)|$mem_ok"
 ROWS+=("$MEMROW")
 ROWS+=("zdb RSS after $MILLION files|—|$((ZDB_RSS / 1024)) MiB|—|—|—")
