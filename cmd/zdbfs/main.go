@@ -9,6 +9,7 @@
 // K/M/G/T suffixes); autons (create missing namespaces); background;
 // cache= (block cache size), flushage= (dirty data age, e.g. 2s),
 // readahead= (kernel readahead window, default 4M, 0 for the kernel's own; root only),
+// procs= (Go processors; default 1 on a machine of one or two CPUs),
 // syncclose (close of a written file waits until it is in zdb; by default it
 // is stored in the background, and fsync, syncfs and unmount are the
 // durability points; asyncclose, the default, is accepted); and the
@@ -27,6 +28,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"runtime"
 	"runtime/debug"
 	"runtime/pprof"
 	"strconv"
@@ -47,6 +49,7 @@ type config struct {
 	cache      int64
 	flushAge   time.Duration
 	syncClose  bool
+	procs      int
 	autons     bool
 	background bool
 	mo         zdbfs.MountOptions
@@ -149,6 +152,11 @@ func parseArgs(args []string) (*config, error) {
 			if n == 0 {
 				c.mo.ReadAhead = -1 // the kernel's default
 			}
+		case "procs":
+			c.procs, err = strconv.Atoi(v)
+			if err == nil && c.procs < 1 {
+				err = errors.New("must be at least 1")
+			}
 		case "flushage":
 			c.flushAge, err = time.ParseDuration(v)
 		case "syncclose":
@@ -226,6 +234,25 @@ func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) 
 	return zdbfs.NewClientStore(c), nil
 }
 
+// procs is the number of Go processors to run with, 0 to leave the
+// runtime's choice: the procs= option; else, unless GOMAXPROCS is set,
+// one on a machine of one or two CPUs. There a single processor serves
+// FUSE requests one after another on one core — each request then wakes
+// no second thread across CPUs — and leaves the other core to the
+// application and zdb: creating 10,000 files took 1.12-1.15 s instead of
+// 1.69-1.74 s, an untar 3.68-3.76 s instead of 4.12-4.21 s, at the cost
+// of parallel throughput (4-job 4 KiB random reads: 110-210K IOPS
+// instead of 210-315K). Sequential I/O did not change.
+func procs(opt, cpus int, envSet bool) int {
+	switch {
+	case opt > 0:
+		return opt
+	case envSet || cpus > 2:
+		return 0
+	}
+	return 1
+}
+
 // readyFD is the pipe a background child reports its mount on.
 const readyEnv = "ZDBFS_READY_FD"
 
@@ -259,6 +286,9 @@ func run(args []string) error {
 			cache = 64 << 20
 		}
 		debug.SetMemoryLimit(2*cache + 64<<20)
+	}
+	if n := procs(c.procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS") != ""); n > 0 {
+		runtime.GOMAXPROCS(n)
 	}
 	ctx := context.Background()
 	meta, err := openStore(ctx, c.meta, c.autons)

@@ -137,16 +137,30 @@ func TestCrash(t *testing.T) {
 }
 
 func TestParseArgs(t *testing.T) {
-	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,syncclose,readahead=8M", "/mnt"})
+	c, err := parseArgs([]string{"-o", "host=h,port=1,mp=2,dh=x,mn=M,dn=D,ms=pw,size=2G,autons,allow_other,noatime,syncclose,readahead=8M,procs=3", "/mnt"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.meta.addr() != "h:2" || c.data.addr() != "x:1" || c.meta.name != "M" || c.data.name != "D" ||
-		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.syncClose || c.mo.ReadAhead != 8<<20 ||
+		c.meta.password != "pw" || c.size != 2<<30 || !c.autons || !c.mo.AllowOther || !c.syncClose || c.mo.ReadAhead != 8<<20 || c.procs != 3 ||
 		len(c.mo.Options) != 1 || c.mountpoint != "/mnt" {
 		t.Fatalf("%+v", c)
 	}
 	if _, err := parseArgs(nil); err == nil {
 		t.Fatal("no mountpoint accepted")
+	}
+	if _, err := parseArgs([]string{"-o", "procs=0", "/mnt"}); err == nil {
+		t.Fatal("procs=0 accepted")
+	}
+	// Go processors: the option wins; else one on 1-2 CPUs unless
+	// GOMAXPROCS is set; else the runtime's choice (0).
+	for _, tc := range []struct {
+		opt, cpus int
+		env       bool
+		want      int
+	}{{3, 2, false, 3}, {2, 8, true, 2}, {0, 2, false, 1}, {0, 1, false, 1}, {0, 2, true, 0}, {0, 4, false, 0}} {
+		if got := procs(tc.opt, tc.cpus, tc.env); got != tc.want {
+			t.Errorf("procs(%d, %d cpus, env %v) = %d, want %d", tc.opt, tc.cpus, tc.env, got, tc.want)
+		}
 	}
 }
