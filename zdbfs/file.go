@@ -549,6 +549,40 @@ func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	return err
 }
 
+// raiseMarks prepares flushes of many files at once: for each file whose
+// dirty blocks lie above its stored high-water mark, the record with the
+// raised mark is logged (step 1 of flushData), and then the metadata log
+// is flushed once for all of them, instead of once per file — under a
+// stream of metadata changes each of those flushes carries everything
+// logged meanwhile. flushLocked then finds the marks raised and goes
+// straight to the blocks.
+func (f *FS) raiseMarks(ctx context.Context, ins []*inode) error {
+	raised := false
+	for _, in := range ins {
+		in.mu.Lock()
+		in.quiesce()
+		if !in.gone && in.isReg() && in.a.Size > InlineMax {
+			if dirty := f.cache.dirtyBlocks(in.ino); len(dirty) > 0 {
+				if need := dirty[len(dirty)-1].key.blk + 1; need > in.pa.HWM {
+					pre := in.pa
+					pre.HWM = need
+					if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
+						in.mu.Unlock()
+						return err
+					}
+					in.pa = pre
+					raised = true
+				}
+			}
+		}
+		in.mu.Unlock()
+	}
+	if !raised {
+		return nil
+	}
+	return f.mlog.Flush(ctx)
+}
+
 func (f *FS) flushData(ctx context.Context, in *inode) error {
 	size := in.a.Size
 	inline := size <= InlineMax

@@ -2,11 +2,13 @@
 // data live in two zdb namespaces (metadata and data), served over FUSE.
 //
 // The records are described in docs/zdbfs-format.md (zdbfs format v1).
-// Metadata operations are written through: when a create, rename, chmod…
-// returns, its records are in zdb. File data goes through a bounded block
-// cache (cache.go) that is flushed in the background after a bounded age
-// and completely by fsync, flush (close), syncfs and unmount; a file's
-// inode record never claims a size whose blocks are not yet stored.
+// Metadata operations go through an ordered write-behind log (store_wb.go)
+// and file data through a bounded block cache (cache.go); both reach zdb
+// in the background within a bounded age, after the last close of a
+// written file, and completely by fsync, fdatasync, an fsync of the root
+// directory (what syncfs would do; Linux does not send syncfs to FUSE
+// servers) and unmount. A file's inode record never claims a size whose
+// blocks are not yet stored.
 package zdbfs
 
 import (
@@ -36,7 +38,8 @@ type Config struct {
 	// them. Off by default: as on a local filesystem, the last close of a
 	// file that was written starts storing it in the background (it is in
 	// zdb within FlushAge), and the kernel is told not to send FLUSH at
-	// all, which saves a round trip per close; fsync, fdatasync, syncfs
+	// all, which saves a round trip per close; fsync, fdatasync, fsync of
+	// the root directory (syncfs does not reach FUSE servers)
 	// and unmount are the durability points (spec §2), and a failure to
 	// store is reported by the next write, fsync or close of the file.
 	SyncClose bool
@@ -547,16 +550,23 @@ func (f *FS) dropLinkLocked(ctx context.Context, in *inode) error {
 	return f.purge(ctx, in)
 }
 
-// SyncAll flushes every dirty block and inode (syncfs, unmount).
+// SyncAll flushes every dirty block and inode (fsync of the root
+// directory, unmount).
 func (f *FS) SyncAll(ctx context.Context) error {
 	var first error
+	var dirty []*inode
 	for _, ino := range f.cache.dirtyInodes() {
 		f.tmu.Lock()
 		in := f.inodes[ino]
 		f.tmu.Unlock()
-		if in == nil {
-			continue
+		if in != nil {
+			dirty = append(dirty, in)
 		}
+	}
+	if err := f.raiseMarks(ctx, dirty); err != nil {
+		first = err
+	}
+	for _, in := range dirty {
 		in.mu.Lock()
 		err := f.flushLocked(ctx, in)
 		in.mu.Unlock()
@@ -601,21 +611,29 @@ func (f *FS) flushLoop() {
 		case <-t.C:
 		case <-f.cache.kick:
 		}
+		var due []*inode
 		for _, ino := range f.cache.flushCandidates(f.cfg.FlushAge) {
 			f.tmu.Lock()
 			in := f.inodes[ino]
 			f.tmu.Unlock()
-			if in == nil {
-				continue
+			if in != nil {
+				due = append(due, in)
 			}
+		}
+		if len(due) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			in.mu.Lock()
-			if err := f.flushLocked(ctx, in); err != nil {
-				f.log.Warn("background flush", "ino", ino, "err", err)
-			} else {
-				f.maybeEvict(in)
+			if err := f.raiseMarks(ctx, due); err != nil {
+				f.log.Warn("background flush", "files", len(due), "err", err)
 			}
-			in.mu.Unlock()
+			for _, in := range due {
+				in.mu.Lock()
+				if err := f.flushLocked(ctx, in); err != nil {
+					f.log.Warn("background flush", "ino", in.ino, "err", err)
+				} else {
+					f.maybeEvict(in)
+				}
+				in.mu.Unlock()
+			}
 			cancel()
 		}
 		if n, age := f.mlog.pending(); n > wbMaxOps/2 || (n > 0 && age >= f.cfg.FlushAge) {
@@ -650,6 +668,9 @@ func (f *FS) closeLoop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		if err := f.raiseMarks(ctx, batch); err != nil {
+			f.log.Warn("flush after close", "files", len(batch), "err", err)
+		}
 		for _, in := range batch {
 			in.mu.Lock()
 			if err := f.flushLocked(ctx, in); err != nil {

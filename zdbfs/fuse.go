@@ -560,9 +560,18 @@ func (n *Node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 	return n.f.errno("flush", err)
 }
 
-// Fsync implements NodeFsyncer (fsync, fdatasync).
+// Fsync implements NodeFsyncer (fsync, fdatasync, and fsync of a
+// directory). An fsync of the mount's root directory stores everything,
+// as syncfs would: Linux sends FUSE_SYNCFS to virtiofs servers only, so
+// syncfs(2) and sync -f never reach zdbfs, and `sync MOUNTPOINT` (an
+// fsync of the root) is the way to flush the whole filesystem short of
+// unmounting it.
 func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	ctx = detach(ctx)
+	if n.in.ino == RootIno {
+		n.f.Stats.Requests.Add(1)
+		return n.f.errno("sync", n.f.SyncAll(ctx))
+	}
 	return n.sync(ctx, "fsync")
 }
 

@@ -12,9 +12,10 @@ import (
 // log and answered at once; reads see the pending writes first. The log
 // is written to zdb, in the same order and pipelined, by Flush:
 //
-//   - when a file is closed (flush), fsync'ed or fdatasync'ed, on syncfs
-//     and on unmount — so each of these returns only once every metadata
-//     change made before it is in zdb;
+//   - when a file is fsync'ed or fdatasync'ed (or closed, with
+//     SyncClose), when the root directory is fsync'ed, and on unmount —
+//     so each of these returns only once every metadata change made
+//     before it is in zdb; and after the last close of a written file;
 //   - before file blocks are written above a file's high-water mark, and
 //     before blocks are deleted (the records they depend on must be in
 //     zdb first: see the crash story in docs/zdbfs-format.md);

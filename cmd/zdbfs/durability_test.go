@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"syscall"
 	"testing"
@@ -60,6 +61,32 @@ func TestSyncClose(t *testing.T) {
 	checkTree(t, mnt, want)
 }
 
+// TestSyncMountpoint: `sync MOUNTPOINT` (an fsync of the root directory)
+// stores everything — files still open and never fsync'ed, the
+// directories leading to them — as syncfs would if Linux sent it to FUSE
+// servers (it sends FUSE_SYNCFS to virtiofs only: sync -f never reaches
+// zdbfs). The flush age is far longer than the test, so nothing is
+// stored in the background.
+func TestSyncMountpoint(t *testing.T) {
+	bin := buildZdbfs(t)
+	srv := zdbtest.Start(t)
+	mnt := t.TempDir()
+	p := startZdbfs(t, bin, mnt, srv.Port, "flushage=1h")
+	want := map[string][]byte{}
+	for i := range 12 {
+		name := fmt.Sprintf("t/%d/%d/file", i%3, i)
+		data := bytes.Repeat([]byte(fmt.Sprintf("sync %d;", i)), 3000*i) // inline and block files
+		writeOpen(t, filepath.Join(mnt, name), data)                       // left open
+		want[name] = data
+	}
+	if out, err := exec.Command("sync", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("sync %s: %v %s", mnt, err, out)
+	}
+	p.kill9(t)
+	startZdbfs(t, bin, mnt, srv.Port)
+	checkTree(t, mnt, want)
+}
+
 // TestDurabilityPoints: after a kill -9 of zdbfs and a remount, what each
 // durability point covered is there: fdatasync'ed and syncfs'ed files with
 // the directories leading to them, closed files (stored within the flush age),
@@ -84,14 +111,15 @@ func TestDurabilityPoints(t *testing.T) {
 	}
 	want["a/b/fdatasync"] = d1
 
-	// syncfs covers files and directories nobody fsync'ed
+	// sync of the mount point covers files and directories nobody
+	// fsync'ed (syncfs itself never reaches a FUSE server)
 	for i := range 5 {
 		d := bytes.Repeat([]byte(fmt.Sprintf("syncfs %d;", i)), 1000*(i+1))
 		writeOpen(t, path(fmt.Sprintf("s/%d/file", i)), d)
 		want[fmt.Sprintf("s/%d/file", i)] = d
 	}
-	if err := unix.Syncfs(int(f.Fd())); err != nil {
-		t.Fatal(err)
+	if out, err := exec.Command("sync", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("sync %s: %v %s", mnt, err, out)
 	}
 
 	// a closed file is stored in the background, within the flush age
