@@ -25,13 +25,18 @@ import (
 	"time"
 )
 
+// inodeBytes is what one inode the kernel refers to costs in memory: our
+// inode (~1.1 KiB measured with a heap profile while creating files) and
+// go-fuse's node for it (~0.9 KiB).
+const inodeBytes = 2048
+
 // Config configures a filesystem.
 type Config struct {
 	Meta Store // metadata namespace (inodes, directories, xattrs)
 	Data Store // data namespace (blocks)
 
 	CacheBytes int64         // memory bound of the caches (default 64 MiB): blocks and inodes
-	MaxInodes  int           // inodes kept for the kernel (default CacheBytes/4 at 1 KiB each)
+	MaxInodes  int           // inodes kept for the kernel (default CacheBytes/4 at inodeBytes each)
 	FlushAge   time.Duration // dirty data older than this is flushed (default 2 s)
 	// SyncClose makes close(2) wait until the file's data and every
 	// metadata change before it are in zdb, and report a failure to store
@@ -142,7 +147,7 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 		cfg.CacheBytes = 64 << 20
 	}
 	if cfg.MaxInodes <= 0 {
-		cfg.MaxInodes = max(1024, int(cfg.CacheBytes/4/1024))
+		cfg.MaxInodes = max(1024, int(cfg.CacheBytes/4/inodeBytes))
 	}
 	if cfg.FlushAge <= 0 {
 		cfg.FlushAge = 2 * time.Second
@@ -170,7 +175,7 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 		trimKick: make(chan struct{}, 1),
 		closeq:   make(chan *inode, 4096),
 	}
-	f.cache = newCache(f, cfg.CacheBytes-int64(cfg.MaxInodes)*1024) // inodes take ~1 KiB each
+	f.cache = newCache(f, cfg.CacheBytes-int64(cfg.MaxInodes)*inodeBytes)
 	f.dents = newDirentCache()
 	if err := f.checkSuper(ctx); err != nil {
 		return nil, err

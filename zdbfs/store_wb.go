@@ -26,14 +26,27 @@ import (
 // Because the log is applied in order, zdb holds a prefix of the
 // operations after any crash, which keeps the write-through invariants of
 // the format (no listed name without its inode record).
+//
+// One exception keeps the log small: a directory listing page rewritten
+// while an earlier version of it still waits in the log replaces that
+// version — the write moves to the later position. Pages are leaves
+// (nothing written after a page depends on it, except deletes), so moving
+// a page write later only delays names appearing in a listing: a crash
+// can show an entry not listed yet, which the crash story already allows,
+// never a listed name without its entry and inode. A delete is a barrier:
+// a page never moves past a delete logged after it (an unlisting must
+// reach zdb before the entry or inode it unlists goes). Without this,
+// each new file in a directory added a copy of its page (up to 16 KiB)
+// to the log.
 type wbStore struct {
 	raw Store
 
-	mu     sync.Mutex
-	ops    []*Op
-	over   map[string]*Op // latest pending write of each key
-	bytes  int
-	oldest time.Time
+	mu      sync.Mutex
+	ops     []*logOp
+	over    map[string]*logOp // latest pending write of each key
+	bytes   int
+	oldest  time.Time
+	barrier int // ops before this index never move (a delete follows them)
 
 	fmu sync.Mutex // one flush at a time, in order
 
@@ -45,10 +58,23 @@ const (
 	wbMaxBytes = 8 << 20
 )
 
-func newWBStore(raw Store) *wbStore { return &wbStore{raw: raw, over: map[string]*Op{}} }
+// logOp is a write in the log; dead once a later version replaced it.
+type logOp struct {
+	Op
+	idx  int // index in wbStore.ops while pending
+	dead bool
+}
+
+func opBytes(op *Op) int { return len(op.Key) + len(op.Value) + 16 }
+
+// movable reports whether a write of key may be replaced by a later one
+// in the log: directory listing pages only ('p', 8-byte ino, 4-byte page).
+func movable(key []byte) bool { return len(key) == 13 && key[0] == 'p' }
+
+func newWBStore(raw Store) *wbStore { return &wbStore{raw: raw, over: map[string]*logOp{}} }
 
 // lookup returns the pending write of key, if any.
-func (s *wbStore) lookup(key []byte) (*Op, bool) {
+func (s *wbStore) lookup(key []byte) (*logOp, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	op, ok := s.over[string(key)]
@@ -118,8 +144,8 @@ func (s *wbStore) Del(ctx context.Context, key []byte) error {
 // nothing is logged.
 func (s *wbStore) Apply(ctx context.Context, ops []Op) error {
 	n := 0
-	for _, op := range ops {
-		n += len(op.Key) + len(op.Value) + 16
+	for i := range ops {
+		n += opBytes(&ops[i])
 	}
 	for {
 		s.mu.Lock()
@@ -136,9 +162,18 @@ func (s *wbStore) Apply(ctx context.Context, ops []Op) error {
 		s.oldest = time.Now()
 	}
 	for i := range ops {
-		op := ops[i]
-		s.ops = append(s.ops, &op)
-		s.over[string(op.Key)] = &op
+		op := &logOp{Op: ops[i], idx: len(s.ops)}
+		k := string(op.Key)
+		if old, ok := s.over[k]; ok && movable(op.Key) && old.idx >= s.barrier &&
+			old.idx < len(s.ops) && s.ops[old.idx] == old && !old.dead {
+			n -= opBytes(&old.Op)
+			old.dead, old.Value = true, nil // replaced: this later write carries the page
+		}
+		s.ops = append(s.ops, op)
+		s.over[k] = op
+		if op.Del {
+			s.barrier = len(s.ops)
+		}
 	}
 	s.bytes += n
 	return nil
@@ -163,20 +198,28 @@ func (s *wbStore) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	batch := s.ops
 	bytes := s.bytes
-	s.ops, s.bytes = nil, 0
+	s.ops, s.bytes, s.barrier = nil, 0, 0
 	s.mu.Unlock()
 	if len(batch) == 0 {
 		return nil
 	}
-	flat := make([]Op, len(batch))
-	for i, op := range batch {
-		flat[i] = *op
+	flat := make([]Op, 0, len(batch))
+	for _, op := range batch {
+		if !op.dead {
+			flat = append(flat, op.Op)
+		}
 	}
 	err := s.raw.Apply(ctx, flat)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err != nil {
+		// Back in front of what was logged meanwhile, which stays where
+		// it is: nothing logged meanwhile may replace a write in batch.
 		s.ops = append(batch, s.ops...)
+		for i, op := range s.ops {
+			op.idx = i
+		}
+		s.barrier = len(batch)
 		s.bytes += bytes
 		s.oldest = time.Now().Add(-time.Hour) // overdue: retried at the next tick
 		return err

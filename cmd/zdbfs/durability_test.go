@@ -76,7 +76,7 @@ func TestSyncMountpoint(t *testing.T) {
 	for i := range 12 {
 		name := fmt.Sprintf("t/%d/%d/file", i%3, i)
 		data := bytes.Repeat([]byte(fmt.Sprintf("sync %d;", i)), 3000*i) // inline and block files
-		writeOpen(t, filepath.Join(mnt, name), data)                       // left open
+		writeOpen(t, filepath.Join(mnt, name), data)                     // left open
 		want[name] = data
 	}
 	if out, err := exec.Command("sync", mnt).CombinedOutput(); err != nil {

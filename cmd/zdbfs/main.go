@@ -9,7 +9,7 @@
 // K/M/G/T suffixes); autons (create missing namespaces); background;
 // cache= (block cache size), flushage= (dirty data age, e.g. 2s),
 // readahead= (kernel readahead window, default 4M, 0 for the kernel's own; root only),
-// procs= (Go processors; default 1 on a machine of one or two CPUs),
+// procs= (Go processors, default the runtime's; procs=1 trades throughput for latency on 2 CPUs),
 // syncclose (close of a written file waits until it is in zdb; by default it
 // is stored in the background, and fsync, syncfs and unmount are the
 // durability points; asyncclose, the default, is accepted); and the
@@ -235,23 +235,17 @@ func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) 
 }
 
 // procs is the number of Go processors to run with, 0 to leave the
-// runtime's choice: the procs= option; else, unless GOMAXPROCS is set,
-// one on a machine of one or two CPUs. There a single processor serves
-// FUSE requests one after another on one core — each request then wakes
-// no second thread across CPUs — and leaves the other core to the
-// application and zdb: creating 10,000 files took 1.12-1.15 s instead of
-// 1.69-1.74 s, an untar 3.68-3.76 s instead of 4.12-4.21 s, at the cost
-// of parallel throughput (4-job 4 KiB random reads: 110-210K IOPS
-// instead of 210-315K). Sequential I/O did not change.
-func procs(opt, cpus int, envSet bool) int {
-	switch {
-	case opt > 0:
-		return opt
-	case envSet || cpus > 2:
-		return 0
-	}
-	return 1
-}
+// runtime's choice: the procs= option. On a machine of two CPUs, procs=1
+// serves FUSE requests one after another on one core, waking no second
+// thread across CPUs per request, and leaves the other core to the
+// application and zdb: creating 10,000 files took 1.12-1.55 s instead of
+// 1.64-2.00 s, an untar 3.4-3.7 s instead of 4.1-5.2 s. It is not the
+// default because the background work (flushing closed files, trimming
+// the inode table) then shares that one processor with the requests and
+// falls behind under a stream of creates: 200,000 files created by 4
+// processes peaked at 110-190 MiB of RSS instead of 52 MiB with a 64 MiB
+// cache, past the memory bound; and 4-job random reads lose a third.
+func procs(opt int) int { return max(opt, 0) }
 
 // readyFD is the pipe a background child reports its mount on.
 const readyEnv = "ZDBFS_READY_FD"
@@ -287,7 +281,13 @@ func run(args []string) error {
 		}
 		debug.SetMemoryLimit(2*cache + 64<<20)
 	}
-	if n := procs(c.procs, runtime.NumCPU(), os.Getenv("GOMAXPROCS") != ""); n > 0 {
+	if os.Getenv("GOGC") == "" {
+		// The heap may grow to 1.5× what is live instead of 2×: what the
+		// caches hold is most of it, and the cache size is the memory
+		// bound users set.
+		debug.SetGCPercent(50)
+	}
+	if n := procs(c.procs); n > 0 {
 		runtime.GOMAXPROCS(n)
 	}
 	ctx := context.Background()
