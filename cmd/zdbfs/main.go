@@ -239,7 +239,7 @@ func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) 
 // serves FUSE requests one after another on one core, waking no second
 // thread across CPUs per request, and leaves the other core to the
 // application and zdb: creating 10,000 files took 1.12-1.55 s instead of
-// 1.64-2.00 s, an untar 3.4-3.7 s instead of 4.1-5.2 s. It is not the
+// 1.64-2.00 s, an untar 3.4-4.0 s instead of 4.1-5.2 s. It is not the
 // default because the background work (flushing closed files, trimming
 // the inode table) then shares that one processor with the requests and
 // falls behind under a stream of creates: 200,000 files created by 4
