@@ -531,6 +531,9 @@ func trimZeros(b []byte) []byte {
 // claims them, and the error is kept for the next write, fsync or close.
 func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	in.quiesce()
+	if f.stale(in) {
+		return nil // evicted clean while queued; its number has a newer inode
+	}
 	if in.gone || !in.isReg() {
 		if in.gone || !in.dirty {
 			return nil
@@ -557,11 +560,11 @@ func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 // logged meanwhile. flushLocked then finds the marks raised and goes
 // straight to the blocks.
 func (f *FS) raiseMarks(ctx context.Context, ins []*inode) error {
-	raised := false
+	flush := false
 	for _, in := range ins {
 		in.mu.Lock()
 		in.quiesce()
-		if !in.gone && in.isReg() && in.a.Size > InlineMax {
+		if !in.gone && in.isReg() && in.a.Size > InlineMax && !f.stale(in) {
 			if dirty := f.cache.dirtyBlocks(in.ino); len(dirty) > 0 {
 				if need := dirty[len(dirty)-1].key.blk + 1; need > in.pa.HWM {
 					pre := in.pa
@@ -571,16 +574,28 @@ func (f *FS) raiseMarks(ctx context.Context, ins []*inode) error {
 						return err
 					}
 					in.pa = pre
-					raised = true
 				}
+				// Raised now or earlier: its record must be in zdb first
+				// (see flushData).
+				flush = flush || f.mlog.logged(inodeKey(in.ino))
 			}
 		}
 		in.mu.Unlock()
 	}
-	if !raised {
+	if !flush {
 		return nil
 	}
 	return f.mlog.Flush(ctx)
+}
+
+// stale reports whether in is no longer the inode the table holds for its
+// number: it was evicted (clean) while queued for a flush, and whatever is
+// dirty under its number now belongs to a newer object. The caller holds
+// in.mu (eviction does too).
+func (f *FS) stale(in *inode) bool {
+	f.tmu.Lock()
+	defer f.tmu.Unlock()
+	return f.inodes[in.ino] != in
 }
 
 func (f *FS) flushData(ctx context.Context, in *inode) error {
@@ -642,8 +657,13 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 				return err
 			}
 			in.pa = pre
-			// The raised high-water mark (and every metadata change before
-			// it) must be in zdb before blocks above the old one are.
+		}
+		// The raised high-water mark (and every metadata change before it)
+		// must be in zdb before blocks above the old one are. in.pa is
+		// what was last logged: while the inode's record is still in the
+		// log — raised here, raised by raiseMarks, or left there by a
+		// failed flush — flush the log first.
+		if len(dirty) > 0 && f.mlog.logged(inodeKey(in.ino)) {
 			if err := f.mlog.Flush(ctx); err != nil {
 				return err
 			}

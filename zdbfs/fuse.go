@@ -565,7 +565,8 @@ func (n *Node) Flush(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 // as syncfs would: Linux sends FUSE_SYNCFS to virtiofs servers only, so
 // syncfs(2) and sync -f never reach zdbfs, and `sync MOUNTPOINT` (an
 // fsync of the root) is the way to flush the whole filesystem short of
-// unmounting it.
+// unmounting it. The kernel holds the root directory's lock meanwhile, so
+// names in the root cannot change until it returns.
 func (n *Node) Fsync(ctx context.Context, fh gofs.FileHandle, flags uint32) syscall.Errno {
 	ctx = detach(ctx)
 	if n.in.ino == RootIno {
@@ -603,9 +604,12 @@ func (n *Node) Release(ctx context.Context, fh gofs.FileHandle) syscall.Errno {
 		select {
 		case n.f.closeq <- in:
 		default:
-			if e := n.sync(ctx, "release"); e != 0 {
-				return e
-			}
+			// Queue full: flush here. The kernel ignores what RELEASE
+			// answers, so a failure stays with the file (in.werr) for its
+			// next write or fsync.
+			in.mu.Lock()
+			n.f.flushLocked(ctx, in)
+			in.mu.Unlock()
 		}
 	}
 	return n.f.errno("release", err)

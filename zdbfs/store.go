@@ -17,9 +17,11 @@ import (
 // a transport failure), ErrNoSpace (namespace full: ENOSPC), anything else
 // (server down, I/O error: EIO).
 type Store interface {
-	// Get returns the value of key, or ErrNotFound. The store never
-	// changes or reuses a value it returned, so the caller may keep it
-	// (zdbfs caches full blocks as they come).
+	// Get returns the value of key, or ErrNotFound. The value belongs to
+	// the caller, who may keep and change it (zdbfs caches full blocks
+	// of the data namespace as they come). The write-behind log over the
+	// metadata namespace is the exception: what it returns is shared
+	// with the log and must not be changed.
 	Get(ctx context.Context, key []byte) ([]byte, error)
 	// GetMany returns the values of keys, nil for a missing key, kept
 	// as Get's.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 
 	"qss/zdb/client"
 )
@@ -19,7 +20,11 @@ type ClientStore struct {
 	// namespace, where a batch is blocks of distinct keys whose order
 	// the crash story does not depend on (the records around them are
 	// written before and after the whole Apply). Batches then travel on
-	// separate connections, so transfer and appends overlap.
+	// separate connections, so transfer and appends overlap. After a
+	// failure no further batch is sent; the error returned is the one of
+	// the first failing batch in order, and the writes applied are then
+	// some of those sent, not necessarily a prefix — which Apply's
+	// contract allows past the failing write.
 	Parallel int
 }
 
@@ -112,11 +117,19 @@ func (s *ClientStore) Apply(ctx context.Context, ops []Op) error {
 	errs := make([]error, len(batches))
 	sem := make(chan struct{}, s.Parallel)
 	var wg sync.WaitGroup
+	var failed atomic.Bool
 	for i, b := range batches {
 		sem <- struct{}{}
+		if failed.Load() {
+			<-sem
+			errs[i] = errors.New("not sent: an earlier batch failed")
+			continue // a full or broken namespace: send no more
+		}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			errs[i] = s.applyBatch(ctx, b)
+			if errs[i] = s.applyBatch(ctx, b); errs[i] != nil {
+				failed.Store(true)
+			}
 		})
 	}
 	wg.Wait()

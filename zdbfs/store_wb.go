@@ -73,21 +73,32 @@ func movable(key []byte) bool { return len(key) == 13 && key[0] == 'p' }
 
 func newWBStore(raw Store) *wbStore { return &wbStore{raw: raw, over: map[string]*logOp{}} }
 
-// lookup returns the pending write of key, if any.
-func (s *wbStore) lookup(key []byte) (*logOp, bool) {
+// lookup returns the pending write of key, if any: its value (read under
+// the lock: a replaced page's value is dropped) and whether it deletes.
+func (s *wbStore) lookup(key []byte) (value []byte, del, ok bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	op, ok := s.over[string(key)]
-	return op, ok
+	if !ok {
+		return nil, false, false
+	}
+	return op.Value, op.Del, true
+}
+
+// logged reports whether key has a write not yet known to be in zdb
+// (pending, or in a flush still running).
+func (s *wbStore) logged(key []byte) bool {
+	_, _, ok := s.lookup(key)
+	return ok
 }
 
 // Get implements Store.
 func (s *wbStore) Get(ctx context.Context, key []byte) ([]byte, error) {
-	if op, ok := s.lookup(key); ok {
-		if op.Del {
+	if v, del, ok := s.lookup(key); ok {
+		if del {
 			return nil, ErrNotFound
 		}
-		return op.Value, nil
+		return v, nil
 	}
 	return s.raw.Get(ctx, key)
 }
@@ -123,8 +134,8 @@ func (s *wbStore) GetMany(ctx context.Context, keys [][]byte) ([][]byte, error) 
 
 // Exists implements Store.
 func (s *wbStore) Exists(ctx context.Context, key []byte) (bool, error) {
-	if op, ok := s.lookup(key); ok {
-		return !op.Del, nil
+	if _, del, ok := s.lookup(key); ok {
+		return !del, nil
 	}
 	return s.raw.Exists(ctx, key)
 }
@@ -215,11 +226,12 @@ func (s *wbStore) Flush(ctx context.Context) error {
 	if err != nil {
 		// Back in front of what was logged meanwhile, which stays where
 		// it is: nothing logged meanwhile may replace a write in batch.
+		// A delete logged meanwhile keeps its barrier (shifted past batch).
+		s.barrier = len(batch) + s.barrier
 		s.ops = append(batch, s.ops...)
 		for i, op := range s.ops {
 			op.idx = i
 		}
-		s.barrier = len(batch)
 		s.bytes += bytes
 		s.oldest = time.Now().Add(-time.Hour) // overdue: retried at the next tick
 		return err

@@ -85,3 +85,49 @@ func TestWriteBehindLogOrder(t *testing.T) {
 		t.Fatalf("%d writes still pending", n)
 	}
 }
+
+// blockingLog is an applyLog whose next Apply waits for release and then
+// fails: writes logged meanwhile meet a flush in flight.
+type blockingLog struct {
+	applyLog
+	entered, release chan struct{}
+}
+
+func (s *blockingLog) Apply(ctx context.Context, ops []Op) error {
+	if s.entered != nil {
+		close(s.entered)
+		s.entered = nil
+		<-s.release
+		return errors.New("zdb down")
+	}
+	return s.applyLog.Apply(ctx, ops)
+}
+
+// TestWriteBehindLogBarrierSurvivesFailedFlush: a delete logged while a
+// flush is in flight stays a barrier when that flush fails, so a page
+// rewritten afterwards does not move past it (an unlisting must reach zdb
+// before the entry and inode it unlists go).
+func TestWriteBehindLogBarrierSurvivesFailedFlush(t *testing.T) {
+	ctx := context.Background()
+	pg := string(pageKey(7, 0))
+	raw := &blockingLog{entered: make(chan struct{}), release: make(chan struct{})}
+	s := newWBStore(raw)
+	must(t, s.Apply(ctx, []Op{{Key: []byte("i1"), Value: []byte("a")}}))
+	entered := raw.entered
+	done := make(chan error)
+	go func() { done <- s.Flush(ctx) }()
+	<-entered // the flush of i1 is in flight
+	// unlink Y: unlist it, then delete its entry and inode
+	must(t, s.Apply(ctx, []Op{{Key: []byte(pg), Value: []byte("noY")}, {Key: []byte("eY"), Del: true}, {Key: []byte("iY"), Del: true}}))
+	close(raw.release)
+	if err := <-done; err == nil {
+		t.Fatal("flush did not fail")
+	}
+	// create Z in the same directory: the page again
+	must(t, s.Apply(ctx, []Op{{Key: []byte(pg), Value: []byte("noY+Z")}}))
+	must(t, s.Flush(ctx))
+	want := []string{"set i1=a", "set " + pg + "=noY", "del eY", "del iY", "set " + pg + "=noY+Z"}
+	if !slices.Equal(raw.applied, want) {
+		t.Fatalf("applied\n %q\nwant\n %q", raw.applied, want)
+	}
+}

@@ -149,8 +149,12 @@ func parseArgs(args []string) (*config, error) {
 			var n uint64
 			n, err = parseSize(v)
 			c.mo.ReadAhead = int(n)
-			if n == 0 {
+			switch {
+			case err != nil:
+			case n == 0:
 				c.mo.ReadAhead = -1 // the kernel's default
+			case n < 4096:
+				err = errors.New("at least 4K, or 0 for the kernel's default")
 			}
 		case "procs":
 			c.procs, err = strconv.Atoi(v)

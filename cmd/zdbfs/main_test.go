@@ -149,8 +149,10 @@ func TestParseArgs(t *testing.T) {
 	if _, err := parseArgs(nil); err == nil {
 		t.Fatal("no mountpoint accepted")
 	}
-	if _, err := parseArgs([]string{"-o", "procs=0", "/mnt"}); err == nil {
-		t.Fatal("procs=0 accepted")
+	for _, bad := range []string{"procs=0", "readahead=512"} {
+		if _, err := parseArgs([]string{"-o", bad, "/mnt"}); err == nil {
+			t.Fatalf("%s accepted", bad)
+		}
 	}
 	if procs(0) != 0 || procs(3) != 3 {
 		t.Errorf("procs(0) = %d, procs(3) = %d: want the runtime's choice (0) and 3", procs(0), procs(3))

@@ -326,14 +326,20 @@ func (r *ReplyReader) read(depth int) (Value, error) {
 		if n > MaxReply {
 			return Value{}, fmt.Errorf("resp: bulk reply of %d bytes exceeds %d", n, MaxReply)
 		}
-		buf := make([]byte, n+2)
+		// Exactly n bytes: a 64 KiB value stays in a 64 KiB allocation
+		// (callers such as zdbfs keep values as they come).
+		buf := make([]byte, n)
 		if _, err := io.ReadFull(r.br, buf); err != nil {
 			return Value{}, unexpected(err)
 		}
-		if buf[n] != '\r' || buf[n+1] != '\n' {
+		var crlf [2]byte
+		if _, err := io.ReadFull(r.br, crlf[:]); err != nil {
+			return Value{}, unexpected(err)
+		}
+		if crlf != [2]byte{'\r', '\n'} {
 			return Value{}, errors.New("resp: bulk reply not terminated by CRLF")
 		}
-		return Value{Kind: KindBulk, Str: buf[:n:n]}, nil
+		return Value{Kind: KindBulk, Str: buf}, nil
 	case KindArray:
 		n, err := readLength(r.br)
 		if err != nil {
