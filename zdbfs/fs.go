@@ -558,27 +558,7 @@ func (f *FS) dropLinkLocked(ctx context.Context, in *inode) error {
 // SyncAll flushes every dirty block and inode (fsync of the root
 // directory, unmount).
 func (f *FS) SyncAll(ctx context.Context) error {
-	var first error
-	var dirty []*inode
-	for _, ino := range f.cache.dirtyInodes() {
-		f.tmu.Lock()
-		in := f.inodes[ino]
-		f.tmu.Unlock()
-		if in != nil {
-			dirty = append(dirty, in)
-		}
-	}
-	if err := f.raiseMarks(ctx, dirty); err != nil {
-		first = err
-	}
-	for _, in := range dirty {
-		in.mu.Lock()
-		err := f.flushLocked(ctx, in)
-		in.mu.Unlock()
-		if err != nil && first == nil {
-			first = err
-		}
-	}
+	first := f.flushFiles(ctx, f.tableInodes(f.cache.dirtyInodes()), "sync")
 	f.tmu.Lock()
 	var rest []*inode
 	for _, in := range f.inodes {
@@ -602,6 +582,46 @@ func (f *FS) SyncAll(ctx context.Context) error {
 	return first
 }
 
+// tableInodes returns the inodes the table holds for inos (a number
+// whose inode is gone is left out).
+func (f *FS) tableInodes(inos []uint64) []*inode {
+	f.tmu.Lock()
+	defer f.tmu.Unlock()
+	out := make([]*inode, 0, len(inos))
+	for _, ino := range inos {
+		if in := f.inodes[ino]; in != nil {
+			out = append(out, in)
+		}
+	}
+	return out
+}
+
+// flushFiles flushes ins: their high-water marks first, with one flush of
+// the metadata log for all of them (raiseMarks), then each file's data
+// and record. A file flushed cleanly may be evicted; failures are logged
+// as what and the first is returned.
+func (f *FS) flushFiles(ctx context.Context, ins []*inode, what string) error {
+	first := f.raiseMarks(ctx, ins)
+	if first != nil {
+		f.log.Warn(what, "files", len(ins), "err", first)
+	}
+	for _, in := range ins {
+		in.mu.Lock()
+		err := f.flushLocked(ctx, in)
+		if err == nil {
+			f.maybeEvict(in)
+		}
+		in.mu.Unlock()
+		if err != nil {
+			f.log.Warn(what, "ino", in.ino, "err", err)
+			if first == nil {
+				first = err
+			}
+		}
+	}
+	return first
+}
+
 // flushLoop flushes the data of files whose oldest dirty block is older
 // than FlushAge, and more when the cache holds too much dirty data.
 func (f *FS) flushLoop() {
@@ -616,29 +636,9 @@ func (f *FS) flushLoop() {
 		case <-t.C:
 		case <-f.cache.kick:
 		}
-		var due []*inode
-		for _, ino := range f.cache.flushCandidates(f.cfg.FlushAge) {
-			f.tmu.Lock()
-			in := f.inodes[ino]
-			f.tmu.Unlock()
-			if in != nil {
-				due = append(due, in)
-			}
-		}
-		if len(due) > 0 {
+		if due := f.tableInodes(f.cache.flushCandidates(f.cfg.FlushAge)); len(due) > 0 {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-			if err := f.raiseMarks(ctx, due); err != nil {
-				f.log.Warn("background flush", "files", len(due), "err", err)
-			}
-			for _, in := range due {
-				in.mu.Lock()
-				if err := f.flushLocked(ctx, in); err != nil {
-					f.log.Warn("background flush", "ino", in.ino, "err", err)
-				} else {
-					f.maybeEvict(in)
-				}
-				in.mu.Unlock()
-			}
+			f.flushFiles(ctx, due, "background flush")
 			cancel()
 		}
 		if n, age := f.mlog.pending(); n > wbMaxOps/2 || (n > 0 && age >= f.cfg.FlushAge) {
@@ -651,8 +651,9 @@ func (f *FS) flushLoop() {
 	}
 }
 
-// closeLoop flushes the files closed after writing (unless SyncClose), a batch at a time:
-// each file's data, then one metadata flush for the whole batch.
+// closeLoop flushes the files closed after writing (unless SyncClose), a
+// batch at a time: each file's data, then one metadata flush for the
+// whole batch.
 func (f *FS) closeLoop() {
 	defer f.wg.Done()
 	for {
@@ -673,18 +674,7 @@ func (f *FS) closeLoop() {
 			}
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		if err := f.raiseMarks(ctx, batch); err != nil {
-			f.log.Warn("flush after close", "files", len(batch), "err", err)
-		}
-		for _, in := range batch {
-			in.mu.Lock()
-			if err := f.flushLocked(ctx, in); err != nil {
-				f.log.Warn("flush after close", "ino", in.ino, "err", err)
-			} else {
-				f.maybeEvict(in)
-			}
-			in.mu.Unlock()
-		}
+		f.flushFiles(ctx, batch, "flush after close")
 		if err := f.mlog.Flush(ctx); err != nil {
 			f.log.Warn("metadata flush after close", "err", err)
 		}
