@@ -8,6 +8,7 @@
 package zdb
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -42,7 +43,15 @@ type Options struct {
 	// ProtectDefault makes the default namespace read-only unless selected
 	// with this password (--protect with --admin).
 	ProtectDefault string
-	Logger         *slog.Logger
+	// CompactRatio starts a namespace's compaction when the dead share of
+	// its data files passes it (0: DefaultCompactRatio; negative: never).
+	CompactRatio float64
+	// CompactHorizon keeps closed files changed more recently than this
+	// out of compaction, so HISTORY sees every version written within it.
+	CompactHorizon time.Duration
+	// CompactInterval is how often the garbage ratios are checked (10 s).
+	CompactInterval time.Duration
+	Logger          *slog.Logger
 }
 
 // Limits on Options.DataSize.
@@ -109,6 +118,12 @@ func Open(opts Options) (*Engine, error) {
 	}
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if opts.CompactRatio == 0 {
+		opts.CompactRatio = DefaultCompactRatio
+	}
+	if opts.CompactInterval <= 0 {
+		opts.CompactInterval = 10 * time.Second
 	}
 	e := &Engine{opts: opts, log: opts.Logger, spaces: map[string]*Namespace{}, stop: make(chan struct{})}
 	e.hooks = newHookRunner(opts.Hook, opts.InstanceID, opts.Logger)
@@ -339,6 +354,11 @@ func (e *Engine) startLoops() {
 	}
 	if e.opts.Rotate > 0 {
 		e.every(min(e.opts.Rotate, time.Second), func(ns *Namespace) { ns.rotateIfOld(e.opts.Rotate) })
+	}
+	if e.opts.CompactRatio > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		go func() { <-e.stop; cancel() }()
+		e.every(e.opts.CompactInterval, func(ns *Namespace) { ns.autoCompact(ctx) })
 	}
 }
 

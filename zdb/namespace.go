@@ -36,8 +36,10 @@ type Namespace struct {
 	deleted atomic.Bool
 
 	idx       *keyIndex
-	liveBytes uint64 // payload bytes of live keys
-	nextID    uint64 // index slots written so far (seq ids)
+	liveBytes uint64           // payload bytes of live keys
+	liveData  map[uint32]int64 // data entry bytes of live keys, per data file (compaction)
+	gen       uint64           // bumped by every load: compaction stops when it changes
+	nextID    uint64           // index slots written so far (seq ids)
 
 	indexDir, dataDir string
 	cur               uint32              // active file id
@@ -54,6 +56,8 @@ type Namespace struct {
 	seqMax            uint64           // load: one past the highest live seq id
 	seqShifted        bool             // load: a seq id was found off its position
 	closedSizes       map[uint32]int64 // load: sizes of closed data files, -1 if absent
+
+	compactMu sync.Mutex // one compaction at a time
 
 	filesMu   sync.RWMutex
 	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
@@ -131,6 +135,8 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 	ns.dirty = map[uint32]bool{}
 	ns.idx = newKeyIndex()
 	ns.liveBytes, ns.nextID = 0, 0
+	ns.liveData = map[uint32]int64{}
+	ns.gen++
 	ns.idxLast, ns.dataLast = 0, 0
 	ns.lastJump = time.Now()
 
@@ -156,6 +162,13 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 		}
 	}
 
+	// A compaction that crashed while emptying an index file leaves the
+	// new version aside; the old one is still in place and complete.
+	if stale, _ := filepath.Glob(filepath.Join(ns.indexDir, "i*.compact")); len(stale) > 0 {
+		for _, p := range stale {
+			os.Remove(p)
+		}
+	}
 	ids, err := listIDs(ns.indexDir, 'i')
 	if err != nil {
 		return err
@@ -181,8 +194,9 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 	}
 	// New ids never reuse a live one, even when positions shifted.
 	ns.nextID = max(ns.nextID, ns.seqMax)
-	ns.idx.Range(func(_ []byte, l location) bool {
+	ns.idx.Range(func(key []byte, l location) bool {
 		ns.liveBytes += uint64(l.Length)
+		ns.liveAdd(ns.dataKeyLen(key), l)
 		return true
 	})
 	f, err := os.OpenFile(ns.dataPath(ns.cur), os.O_RDWR, 0)
@@ -600,6 +614,7 @@ func (ns *Namespace) close() {
 
 // closeFiles releases files and memory without writing anything buffered.
 func (ns *Namespace) closeFiles() {
+	ns.gen++ // a compaction in progress stops
 	for _, f := range ns.indexFiles {
 		f.Sync()
 		f.Close()
@@ -774,8 +789,10 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 	}
 	if exists {
 		ns.liveBytes -= uint64(old.Length)
+		ns.liveSub(ns.dataKeyLen(key), old)
 	}
 	ns.liveBytes += uint64(len(value))
+	ns.liveAdd(ns.dataKeyLen(key), loc)
 	ns.idx.Put(key, loc)
 	ns.changed = true
 	t := ns.ticket()
@@ -908,6 +925,7 @@ func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	}
 	ns.idx.Delete(key)
 	ns.liveBytes -= uint64(loc.Length)
+	ns.liveSub(ns.dataKeyLen(key), loc)
 	ns.changed = true
 	t := ns.ticket()
 	if ns.pendingBytes() > commitThreshold {

@@ -2,6 +2,7 @@ package zdb
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -116,7 +117,7 @@ func (ns *Namespace) Scan(cursor []byte, reverse bool, max int) ([]ScanItem, []b
 		if err != nil {
 			return nil, nil, ErrInternal
 		}
-		if e.Flags&FlagDeleted == 0 {
+		if e.Flags&FlagDeleted == 0 && ns.isLiveAt(e.Key, pos) {
 			items = append(items, ScanItem{Key: e.Key, Length: e.Length, Timestamp: e.Timestamp})
 			last = encodeCursor(len(e.Key), pos.id, e.Length, pos.off, e.CRC)
 			if time.Now().After(deadline) {
@@ -131,6 +132,21 @@ func (ns *Namespace) Scan(cursor []byte, reverse bool, max int) ([]ScanItem, []b
 		return nil, nil, ErrNoMoreData
 	}
 	return items, last, nil
+}
+
+// isLiveAt reports whether the entry at pos is the live one of key: an
+// unflagged entry that the key index does not point at is a stale original
+// whose flag a compaction (or a crash) has not written yet.
+func (ns *Namespace) isLiveAt(key []byte, pos entryPos) bool {
+	loc, ok := ns.idx.Get(key)
+	return ok && loc.IndexID == pos.id && loc.IndexOffset == pos.off
+}
+
+// compactedAway reports whether pos lies in a closed index file that
+// compaction emptied (only its header is left).
+func (ns *Namespace) compactedAway(pos entryPos) bool {
+	fe, ok := ns.fileEnds[pos.id]
+	return ok && pos.id < ns.cur && fe.end == IndexHeaderSize && int64(pos.off) >= IndexHeaderSize
 }
 
 func (ns *Namespace) firstPos(from uint32) (entryPos, bool) {
@@ -222,6 +238,10 @@ func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
 			return HistoryItem{}, ErrNoMoreHistory
 		}
 	}
+	if ekey != nil && ns.compactedAway(pos) {
+		// The version lived in an index file that compaction emptied.
+		return HistoryItem{}, ErrNoMoreHistory
+	}
 	e, err := ns.readEntry(pos)
 	if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
 		return HistoryItem{}, ErrInvalidArguments
@@ -229,6 +249,10 @@ func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
 	loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
 	payload, err := ns.readPayload(loc, len(e.Key), nil)
 	if err != nil {
+		if ekey != nil && errors.Is(err, errMissingFile) && loc.DataID < ns.cur && ns.liveData[loc.DataID] == 0 {
+			// A seq-mode copy slot whose data file compaction retired.
+			return HistoryItem{}, ErrNoMoreHistory
+		}
 		return HistoryItem{}, ErrInternal
 	}
 	item := HistoryItem{Timestamp: e.Timestamp, Payload: payload}

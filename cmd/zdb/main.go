@@ -27,6 +27,8 @@ type config struct {
 	dualnet, protect, sync, background, verbose, dump, ver  bool
 	datasize, maxsize                                       int64
 	synctime, rotate                                        int
+	compactRatio                                            float64
+	compactHorizon                                          time.Duration
 }
 
 func main() {
@@ -51,6 +53,8 @@ func run(argv []string) int {
 	fs.BoolVar(&c.sync, "sync", false, "fsync every write")
 	fs.IntVar(&c.synctime, "synctime", 0, "fsync every N seconds")
 	fs.IntVar(&c.rotate, "rotate", 0, "rotate changed data files every N seconds")
+	fs.Float64Var(&c.compactRatio, "compact-ratio", zdb.DefaultCompactRatio, "compact a namespace when this share of its data files is dead (0: only on COMPACT)")
+	fs.DurationVar(&c.compactHorizon, "compact-horizon", 0, "never compact files changed within this long (HISTORY keeps every version written within it)")
 	fs.BoolVar(&c.background, "background", false, "run in the background")
 	fs.StringVar(&c.logfile, "logfile", "", "log to this file instead of stderr")
 	fs.BoolVar(&c.verbose, "verbose", false, "debug logging")
@@ -125,6 +129,9 @@ func validate(c *config) error {
 	if c.maxsize < 0 || c.synctime < 0 || c.rotate < 0 {
 		return errors.New("--maxsize, --synctime and --rotate cannot be negative")
 	}
+	if c.compactRatio < 0 || c.compactRatio >= 1 || c.compactHorizon < 0 {
+		return errors.New("--compact-ratio must be in [0, 1) and --compact-horizon not negative")
+	}
 	if c.port <= 0 || c.port > 65535 {
 		return fmt.Errorf("--port %d out of range", c.port)
 	}
@@ -144,6 +151,10 @@ func serve(c config, log *slog.Logger) int {
 		DataDir: c.data, IndexDir: c.index, DataSize: c.datasize, MaxSize: uint64(c.maxsize),
 		Sync: c.sync, SyncTime: time.Duration(c.synctime) * time.Second,
 		Rotate: time.Duration(c.rotate) * time.Second, Hook: c.hook, InstanceID: instance, Logger: log,
+		CompactRatio: c.compactRatio, CompactHorizon: c.compactHorizon,
+	}
+	if c.compactRatio == 0 {
+		opts.CompactRatio = -1 // automatic compaction off
 	}
 	if c.mode != "" {
 		m := zdb.ModeUser

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/hex"
@@ -75,6 +76,7 @@ func init() {
 		"nsinfo":  {handler: cmdNSInfo},
 		"nsset":   {handler: cmdNSSet},
 		"nsjump":  {handler: cmdNSJump},
+		"compact": {handler: cmdCompact},
 		"select":  {handler: cmdSelect},
 		"auth":    {handler: cmdAuth},
 		"wait":    {handler: cmdWait},
@@ -610,6 +612,31 @@ func cmdNSJump(c *session, args [][]byte) {
 		return
 	}
 	c.w.Simple("OK")
+}
+
+// cmdCompact compacts the selected namespace (ours, admin only) and answers
+// once done with what it did, as "key: value" lines.
+func cmdCompact(c *session, args [][]byte) {
+	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+		return
+	}
+	st, err := c.ns.Compact(context.Background())
+	if err != nil {
+		c.replyErr(err)
+		return
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "files_compacted: %d\n", len(st.Victims))
+	fmt.Fprintf(&b, "files_retired: %d\n", len(st.Retired))
+	fmt.Fprintf(&b, "entries_copied: %d\n", st.EntriesCopied)
+	fmt.Fprintf(&b, "bytes_copied: %d\n", st.BytesCopied)
+	fmt.Fprintf(&b, "tombstones_kept: %d\n", st.Tombstones)
+	fmt.Fprintf(&b, "entries_unreadable: %d\n", st.Skipped)
+	fmt.Fprintf(&b, "data_bytes_before: %d\n", st.BytesBefore)
+	fmt.Fprintf(&b, "data_bytes_after: %d\n", st.BytesAfter)
+	fmt.Fprintf(&b, "bytes_reclaimed: %d\n", st.Reclaimed())
+	fmt.Fprintf(&b, "live_bytes: %d\n", st.LiveBytes)
+	c.w.Bulk([]byte(b.String()))
 }
 
 func cmdSelect(c *session, args [][]byte) {
