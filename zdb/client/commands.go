@@ -455,6 +455,23 @@ func (c *Client) NSJump(ctx context.Context) error {
 	return c.ok(ctx, []byte("NSJUMP"))
 }
 
+// Compact reclaims the space of overwritten and deleted entries of the
+// selected namespace (admin; ours, not 0-db's) and returns what it did, as
+// COMPACT's "key: value" lines (files_retired, bytes_reclaimed, …). It
+// returns once the compaction is done, which may take long: ctx bounds it.
+func (c *Client) Compact(ctx context.Context) (map[string]string, error) {
+	// No I/O deadline: the server answers when the work is done.
+	v, err := c.call(ctx, 0, [][]byte{[]byte("COMPACT")})
+	if err != nil {
+		return nil, err
+	}
+	b, err := bulkValue("COMPACT", v)
+	if err != nil {
+		return nil, err
+	}
+	return ParseInfo(b), nil
+}
+
 // Reload makes the server reload a namespace from disk (admin).
 func (c *Client) Reload(ctx context.Context, name string) error {
 	return c.ok(ctx, []byte("RELOAD"), []byte(name))
