@@ -186,7 +186,7 @@ func (ns *Namespace) autoCompact(ctx context.Context) {
 	}
 	_, u := ns.usage()
 	ns.mu.RUnlock()
-	if u.GarbageRatio <= ratio || u.Reclaimable < compactMinGarbage {
+	if u.GarbageRatio <= ratio || u.Reclaimable < min(compactMinGarbage, ns.eng.opts.DataSize/2) {
 		return
 	}
 	st, err := ns.compact(ctx, false)
@@ -674,8 +674,13 @@ func (ns *Namespace) retire(gen uint64, v uint32, mode Mode, st *CompactStats) e
 	}
 
 	compactPoint("index emptied")
+	// The handle map is changed under filesMu with mu held (commitLocked
+	// reads it under mu alone).
+	ns.mu.RLock()
 	ns.closeDataFile(v)
-	if err := os.Remove(ns.dataPath(v)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	err := os.Remove(ns.dataPath(v))
+	ns.mu.RUnlock()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		return err
 	}
 	syncDir(ns.dataDir)

@@ -518,6 +518,9 @@ func TestCompactAutomatic(t *testing.T) {
 	for {
 		u := ns.Usage()
 		if u.GarbageRatio <= 0.5 {
+			if _, err := os.Stat(ns.dataPath(0)); err == nil {
+				t.Fatal("d0 still there")
+			}
 			t.Logf("garbage ratio %.2f (%d data bytes, %d live)", u.GarbageRatio, u.DataBytes, u.LiveBytes)
 			break
 		}
