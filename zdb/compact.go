@@ -121,6 +121,7 @@ type fileUsage struct {
 	id         uint32
 	size, live int64
 	present    bool
+	emptyIndex bool // its index file holds no entry (user mode: retired or never used)
 	mtime      time.Time
 }
 
@@ -135,7 +136,7 @@ func (ns *Namespace) usage() ([]fileUsage, SpaceUsage) {
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	horizon := time.Now().Add(-ns.eng.opts.CompactHorizon)
 	for _, id := range ids {
-		fu := fileUsage{id: id, live: ns.liveData[id]}
+		fu := fileUsage{id: id, live: ns.liveData[id], emptyIndex: ns.fileEnds[id].end <= IndexHeaderSize}
 		if id == ns.cur {
 			fu.size, fu.present, fu.mtime = ns.dataEnd, true, time.Now()
 		} else if st, err := os.Stat(ns.dataPath(id)); err == nil {
@@ -251,7 +252,7 @@ func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error
 	for _, f := range files {
 		if victims[f.id] {
 			keepTombstones[f.id] = olderKept
-		} else if f.id < cur && (!f.present || f.size-DataHeaderSize > f.live) {
+		} else if f.id < cur && !(mode == ModeUser && f.emptyIndex) && (!f.present || f.size-DataHeaderSize > f.live) {
 			olderKept = true
 		}
 	}
