@@ -747,7 +747,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 		}
 	}
 	if err := ns.maybeJump(len(value)); err != nil {
-		return nil, Ticket{}, ErrWrite
+		return nil, Ticket{}, withCause(ErrWrite, err)
 	}
 	if ns.mode == ModeSeq && !exists {
 		key = seqKey(ns.nextID)
@@ -757,7 +757,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 	loc := location{DataID: ns.cur, DataOffset: dataOff, Length: uint32(len(value)), CRC: crc, Timestamp: ts}
 	if ns.mode == ModeSeq && exists {
 		if err := ns.seqUpdate(old, &loc); err != nil {
-			return nil, Ticket{}, ErrWrite
+			return nil, Ticket{}, withCause(ErrWrite, err)
 		}
 	} else {
 		e := IndexEntry{DataOffset: dataOff, Length: loc.Length, DataID: ns.cur, Timestamp: ts, CRC: crc, Key: key}
@@ -768,7 +768,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 		loc.IndexOffset = ns.appendIndex(&e)
 		if exists {
 			if err := ns.flagDeleted(old.IndexID, old.IndexOffset); err != nil {
-				return nil, Ticket{}, ErrWrite
+				return nil, Ticket{}, withCause(ErrWrite, err)
 			}
 		}
 	}
@@ -904,7 +904,7 @@ func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	}
 	ns.appendData(key, nil, 0, FlagDeleted, ts)
 	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
-		return Ticket{}, ErrWrite
+		return Ticket{}, withCause(ErrWrite, err)
 	}
 	ns.idx.Delete(key)
 	ns.liveBytes -= uint64(loc.Length)

@@ -47,7 +47,7 @@ func (ns *Namespace) readEntry(pos entryPos) (IndexEntry, error) {
 	n := min(int64(IndexEntryFixed+MaxKeyLen), fe.end-int64(pos.off))
 	buf := make([]byte, n)
 	if err := ns.readIndexAt(pos.id, buf, int64(pos.off)); err != nil {
-		return IndexEntry{}, ErrInternal
+		return IndexEntry{}, withCause(ErrInternal, err)
 	}
 	e, _, err := ParseIndexEntry(buf)
 	if err != nil {
@@ -288,7 +288,7 @@ func (ns *Namespace) DataRaw(id uint32, offset int64) (RawEntry, error) {
 	}
 	body := make([]byte, int(h.KeyLen)+int(h.Length))
 	if _, err := f.ReadAt(body, offset+DataEntryFixed); err != nil {
-		return RawEntry{}, ErrInternal
+		return RawEntry{}, withCause(ErrInternal, err)
 	}
 	return RawEntry{Key: body[:h.KeyLen], Previous: h.Previous, CRC: h.CRC, Flags: h.Flags,
 		Timestamp: h.Timestamp, Payload: body[h.KeyLen:]}, nil
@@ -404,7 +404,7 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 		}
 		if _, err := ns.indexFiles[ns.cur].WriteAt([]byte{byte(m)}, 28); err != nil {
 			ns.indexIOError(true)
-			return ErrWrite
+			return withCause(ErrWrite, err)
 		}
 		ns.mode = m
 		return nil
@@ -472,7 +472,7 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 	ns.desc = d
 	if err := ns.saveDescriptor(); err != nil {
 		ns.desc = old
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	return nil
 }
@@ -501,14 +501,14 @@ func (ns *Namespace) Flush() error {
 	mode := ns.mode
 	ns.close()
 	if err := removeSegments(ns.indexDir, 'i'); err != nil {
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	if err := removeSegments(ns.dataDir, 'd'); err != nil {
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	if err := ns.load(true, mode); err != nil {
 		ns.log().Error("flush: reopening failed", "err", err)
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	return nil
 }
@@ -538,7 +538,7 @@ func (ns *Namespace) Reload() error {
 	ns.close()
 	if err := ns.load(false, mode); err != nil {
 		ns.log().Error("reload failed", "err", err)
-		return ErrInternal
+		return withCause(ErrInternal, err)
 	}
 	return nil
 }
