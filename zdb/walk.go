@@ -1,6 +1,7 @@
 package zdb
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 	"math/bits"
@@ -197,39 +198,45 @@ type HistoryItem struct {
 
 // History returns the live version of key, or with ekey (u32 index file |
 // u32 offset) the version that ekey names, with a link to the one before.
+// A version in an absent data file is fetched as Get fetches it.
 func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
-	var pos entryPos
-	if ekey == nil {
-		loc, err := ns.lookup(key)
-		if err != nil {
-			return HistoryItem{}, err
+	var e IndexEntry
+	payload, lookupErr, err := ns.readLive(context.Background(), func() (location, int, error) {
+		var pos entryPos
+		if ekey == nil {
+			loc, err := ns.lookup(key)
+			if err != nil {
+				return location{}, 0, err
+			}
+			pos = entryPos{loc.IndexID, loc.IndexOffset}
+		} else {
+			if ns.deleted.Load() {
+				return location{}, 0, ErrNamespaceGone
+			}
+			if err := ns.checkAccess(false); err != nil {
+				return location{}, 0, err
+			}
+			if len(ekey) != 8 {
+				return location{}, 0, ErrInvalidArguments
+			}
+			pos = entryPos{binary.LittleEndian.Uint32(ekey), binary.LittleEndian.Uint32(ekey[4:])}
+			if pos.id == 0 && pos.off == 0 {
+				return location{}, 0, ErrNoMoreHistory
+			}
 		}
-		pos = entryPos{loc.IndexID, loc.IndexOffset}
-	} else {
-		if ns.deleted.Load() {
-			return HistoryItem{}, ErrNamespaceGone
+		var err error
+		e, err = ns.readEntry(pos)
+		if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
+			return location{}, 0, ErrInvalidArguments
 		}
-		if err := ns.checkAccess(false); err != nil {
-			return HistoryItem{}, err
-		}
-		if len(ekey) != 8 {
-			return HistoryItem{}, ErrInvalidArguments
-		}
-		pos = entryPos{binary.LittleEndian.Uint32(ekey), binary.LittleEndian.Uint32(ekey[4:])}
-		if pos.id == 0 && pos.off == 0 {
-			return HistoryItem{}, ErrNoMoreHistory
-		}
+		loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
+		return loc, len(e.Key), nil
+	}, nil)
+	if lookupErr != nil {
+		return HistoryItem{}, lookupErr
 	}
-	e, err := ns.readEntry(pos)
-	if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
-		return HistoryItem{}, ErrInvalidArguments
-	}
-	loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
-	payload, err := ns.readPayload(loc, len(e.Key), nil)
 	if err != nil {
-		return HistoryItem{}, ErrInternal
+		return HistoryItem{}, withCause(ErrInternal, err)
 	}
 	item := HistoryItem{Timestamp: e.Timestamp, Payload: payload}
 	if e.ParentID != 0 || e.ParentOffset != 0 {
@@ -260,15 +267,16 @@ func (ns *Namespace) DataRaw(id uint32, offset int64) (RawEntry, error) {
 	if err := ns.commitLocked(); err != nil {
 		return RawEntry{}, err
 	}
-	f, err := ns.dataFile(id)
+	f, fh, err := ns.dataFile(id)
 	if err != nil {
-		return RawEntry{}, ErrInternal
+		return RawEntry{}, withCause(ErrInternal, err)
 	}
+	defer fh.release()
 	size := ns.dataEnd
 	if id != ns.cur {
 		st, err := f.Stat()
 		if err != nil {
-			return RawEntry{}, ErrInternal
+			return RawEntry{}, withCause(ErrInternal, err)
 		}
 		size = st.Size()
 	}
