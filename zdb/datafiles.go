@@ -81,6 +81,21 @@ type fetchCall struct {
 	waiters int // readers waiting for it, under filesMu (tests watch it)
 }
 
+// errEngineClosed answers a read that needs a fetch once Close began.
+var errEngineClosed = errors.New("zdb: engine closed")
+
+// startFetch counts a fetch goroutine in, or reports false once Close
+// began (Close waits for the fetches counted).
+func (e *Engine) startFetch() bool {
+	e.fetchMu.Lock()
+	defer e.fetchMu.Unlock()
+	if e.fetchStop {
+		return false
+	}
+	e.fetches.Add(1)
+	return true
+}
+
 // rangeKey names a fetched range.
 type rangeKey struct {
 	id  uint32
@@ -283,12 +298,15 @@ func (ns *Namespace) fetchRange(ctx context.Context, id uint32, off int64, n int
 	ns.filesMu.Lock()
 	c := ns.ranges[key]
 	if c == nil {
+		if !ns.eng.startFetch() {
+			ns.filesMu.Unlock()
+			return nil, errEngineClosed
+		}
 		c = &fetchCall{done: make(chan struct{})}
 		if ns.ranges == nil {
 			ns.ranges = map[rangeKey]*fetchCall{}
 		}
 		ns.ranges[key] = c
-		ns.eng.fetches.Add(1)
 		go func() {
 			defer ns.eng.fetches.Done()
 			buf := make([]byte, n)
@@ -311,12 +329,15 @@ func (ns *Namespace) fetchFile(ctx context.Context, id uint32, restore func(cont
 	ns.filesMu.Lock()
 	c := ns.fetching[id]
 	if c == nil {
+		if !ns.eng.startFetch() {
+			ns.filesMu.Unlock()
+			return errEngineClosed
+		}
 		c = &fetchCall{done: make(chan struct{})}
 		if ns.fetching == nil {
 			ns.fetching = map[uint32]*fetchCall{}
 		}
 		ns.fetching[id] = c
-		ns.eng.fetches.Add(1)
 		go func() {
 			defer ns.eng.fetches.Done()
 			err := restore(ns.eng.ctx)

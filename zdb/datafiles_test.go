@@ -598,3 +598,28 @@ func TestCloseReportsFailures(t *testing.T) {
 		}
 	})
 }
+
+// TestCloseCancelsFetches: Engine.Close cancels the context of a fetch in
+// flight, waits for it, and the reader waiting for it gets the error.
+func TestCloseCancelsFetches(t *testing.T) {
+	bf := &backupFetcher{dir: t.TempDir(), gate: make(chan struct{})} // never opened
+	e, ns := evictedEngine(t, bf, nil)
+	errc := make(chan error, 1)
+	go func() {
+		_, err := ns.Get([]byte("a0"), nil)
+		errc <- err
+	}()
+	ra0 := rangeOf(ns, "a0")
+	waitWaiters(t, ns, "range of a0", 1, func() *fetchCall { return ns.ranges[ra0] })
+	within(t, 10*time.Second, "Close with a fetch in flight", func() {
+		if err := e.Close(); err != nil {
+			t.Error(err)
+		}
+	})
+	if err := <-errc; !errors.Is(err, ErrInternal) || !errors.Is(err, context.Canceled) {
+		t.Errorf("GET a0 cut by Close: %v", err)
+	}
+	if _, err := ns.fetchRange(context.Background(), 0, ra0.off, ra0.n); !errors.Is(err, errEngineClosed) {
+		t.Errorf("a fetch after Close: %v", err)
+	}
+}

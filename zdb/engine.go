@@ -70,10 +70,13 @@ type Engine struct {
 	locks []*os.File
 
 	// ctx is given to hooks and fetches; Close cancels it once the last
-	// event was delivered. fetches counts the fetches in flight.
-	ctx     context.Context
-	cancel  context.CancelFunc
-	fetches sync.WaitGroup
+	// event was delivered. fetches counts the fetches in flight; none
+	// starts once fetchStop is set (under fetchMu).
+	ctx       context.Context
+	cancel    context.CancelFunc
+	fetchMu   sync.Mutex
+	fetchStop bool
+	fetches   sync.WaitGroup
 
 	mu     sync.RWMutex
 	spaces map[string]*Namespace
@@ -425,6 +428,9 @@ func (e *Engine) Close() error {
 		ns.mu.Unlock()
 		e.emit(Event{Kind: EventNamespaceClosing, Namespace: ns.name, IndexDir: ns.indexDir, DataDir: ns.dataDir, Dirty: dirty})
 	}
+	e.fetchMu.Lock()
+	e.fetchStop = true
+	e.fetchMu.Unlock()
 	e.cancel()
 	e.fetches.Wait()
 	return e.closeAll()
