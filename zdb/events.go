@@ -18,13 +18,15 @@ import (
 // implementation among others (ExecHooks).
 //
 // Guarantees, relied upon by implementations:
-//   - Handle is called synchronously, in the goroutine that raised the
-//     event, and never while a namespace lock is held: Handle may call any
-//     method of the engine and its namespaces (a write from Handle may even
-//     raise further events; they are delivered after Handle returns).
+//   - Handle is called synchronously and never while a namespace lock is
+//     held: Handle may call any method of the engine and its namespaces (a
+//     write from Handle may even raise further events; they are delivered
+//     after Handle returns).
 //   - Per namespace, the events raised under its lock (EventIndexChanged,
 //     EventFileClosed) are delivered one at a time, in the order they were
-//     raised.
+//     raised, by the goroutine that raised them once it unlocked, or by the
+//     one already delivering that namespace's events. The other events are
+//     delivered by the goroutine that raised them.
 //   - For the blocking kinds (EventKind.Blocking) the error matters as in
 //     0-db: EventReady aborts startup on error, EventIndexChanged resets the
 //     reported dirty index ids on nil, EventMissingData retries the read
