@@ -41,6 +41,7 @@ type pendingWrites struct {
 	seq       uint64 // last ticket issued
 	committed uint64 // last ticket made durable
 	epoch     uint64
+	lost      error // why the last epoch ended (a failed commit)
 }
 
 type patch struct {
@@ -155,7 +156,7 @@ func (ns *Namespace) Commit(t Ticket) error {
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if t.epoch != ns.pend.epoch {
-		return ErrWrite
+		return withCause(ErrWrite, ns.pend.lost)
 	}
 	if t.seq <= ns.pend.committed {
 		return nil
@@ -242,13 +243,14 @@ func (ns *Namespace) resetPending() {
 func (ns *Namespace) failCommit(cause error) error {
 	ns.log().Error("write failed; reloading the namespace from disk", "err", cause)
 	ns.pend.epoch++
+	ns.pend.lost = cause
 	ns.resetPending()
 	mode := ns.mode
 	ns.closeFiles()
 	if err := ns.load(false, mode); err != nil {
 		ns.log().Error("reload after a write failure failed", "err", err)
 	}
-	return ErrWrite
+	return withCause(ErrWrite, cause)
 }
 
 func fdatasync(f *os.File) error {

@@ -207,6 +207,8 @@ var errCompactAborted = errors.New("compaction aborted: the namespace was reload
 func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error) {
 	ns.compactMu.Lock()
 	defer ns.compactMu.Unlock()
+	// Rotations raise events under the lock; they go out after it.
+	defer ns.deliverEvents()
 	var st CompactStats
 
 	ns.mu.Lock()
@@ -402,7 +404,7 @@ func (ns *Namespace) copyLive(ctx context.Context, gen uint64, v uint32, refs []
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		it, ok, err := ns.readLive(gen, v, r)
+		it, ok, err := ns.readForCopy(gen, v, r)
 		if err != nil {
 			return err
 		}
@@ -428,10 +430,10 @@ func (ns *Namespace) copyLive(ctx context.Context, gen uint64, v uint32, refs []
 	return nil
 }
 
-// readLive reads r's payload when r is still the live entry of its key in
+// readForCopy reads r's payload when r is still the live entry of its key in
 // victim v. A payload that cannot be read (a damaged entry, an absent file)
 // comes back nil: the entry stays where it is, and so does its file.
-func (ns *Namespace) readLive(gen uint64, v uint32, r compactRef) (compactItem, bool, error) {
+func (ns *Namespace) readForCopy(gen uint64, v uint32, r compactRef) (compactItem, bool, error) {
 	ns.mu.RLock()
 	defer ns.mu.RUnlock()
 	if ns.gen != gen || ns.deleted.Load() {
@@ -460,6 +462,7 @@ func (ns *Namespace) readLive(gen uint64, v uint32, r compactRef) (compactItem, 
 // entries flagged or the seq slots rewritten.
 func (ns *Namespace) moveBatch(ctx context.Context, gen uint64, batch []compactItem, st *CompactStats) error {
 	start := time.Now()
+	defer ns.deliverEvents() // rotations (maybeJump) queue events
 	type moved struct {
 		it  *compactItem
 		loc location
@@ -580,6 +583,7 @@ func (ns *Namespace) carryTombstones(ctx context.Context, gen uint64, v uint32, 
 	if err != nil {
 		return err
 	}
+	defer ns.deliverEvents() // rotations (maybeJump) queue events
 	sc := newFileScanner(f, DataHeaderSize, fi.Size())
 	var keys [][]byte
 	var stamps []uint32
@@ -675,23 +679,24 @@ func (ns *Namespace) retire(gen uint64, v uint32, mode Mode, st *CompactStats) e
 	}
 
 	compactPoint("index emptied")
-	// The handle map is changed under filesMu with mu held (commitLocked
-	// reads it under mu alone).
+	// No reader can reopen d<v> between closing its handle and removing
+	// it (removeDataFile); the read lock keeps RELOAD and FLUSH away.
 	ns.mu.RLock()
-	ns.closeDataFile(v)
-	err := os.Remove(ns.dataPath(v))
+	err := ns.removeDataFile(v)
 	ns.mu.RUnlock()
-	if err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err != nil {
 		return err
 	}
 	syncDir(ns.dataDir)
 	compactPoint("data file removed")
 	st.Retired = append(st.Retired, v)
 	ns.log().Info("compaction retired a data file", "file", ns.dataPath(v))
+	// A backup layer stores the emptied index file and forgets the data
+	// file.
 	if emptied {
-		ns.eng.hooks.run("jump-index", false, ns.indexPath(v), ns.indexPath(v), dirtyString([]uint32{v}))
+		ns.eng.emit(Event{Kind: EventFileRetired, Namespace: ns.name, FileID: v, Path: ns.indexPath(v), Index: true})
 	}
-	ns.eng.hooks.run("file-retired", false, ns.dataPath(v))
+	ns.eng.emit(Event{Kind: EventFileRetired, Namespace: ns.name, FileID: v, Path: ns.dataPath(v)})
 	return nil
 }
 
@@ -738,16 +743,6 @@ func (ns *Namespace) emptyIndexFile(v uint32) error {
 	ns.fileEnds[v] = fileEnd{end: IndexHeaderSize}
 	ns.dirty[v] = true
 	return nil
-}
-
-// closeDataFile closes and forgets the handle of data file id.
-func (ns *Namespace) closeDataFile(id uint32) {
-	ns.filesMu.Lock()
-	defer ns.filesMu.Unlock()
-	if f := ns.dataFiles[id]; f != nil {
-		f.Close()
-		delete(ns.dataFiles, id)
-	}
 }
 
 // fsyncPath makes a file's written data durable through a handle of its

@@ -560,8 +560,7 @@ func TestCompactCarriesTombstones(t *testing.T) {
 	}
 	ns.Jump() // d1: tombstones of old-*, dead and live new-*
 	// d0 is evicted (backed up elsewhere): it cannot be compacted now.
-	ns.closeDataFile(0)
-	if err := os.Rename(ns.dataPath(0), filepath.Join(dir, "d0.away")); err != nil {
+	if err := e.EvictDataFile(DefaultNamespace, 0); err != nil {
 		t.Fatal(err)
 	}
 	st, err := ns.Compact(context.Background())
@@ -763,4 +762,61 @@ func TestCompactFixture(t *testing.T) {
 			t.Fatalf("%s: 0-db's loader finds %d keys, want %d", name, len(got), len(want.Live))
 		}
 	}
+}
+
+// TestCompactReportsFiles: an embedding backup layer learns from events
+// which files compaction closed (to store) and retired (to forget or
+// replace), and a hook may use the namespace while it runs.
+func TestCompactReportsFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := cpOptions(dir)
+	var mu sync.Mutex
+	var events []Event
+	var ns *Namespace
+	opts.Hooks = HookFunc(func(ctx context.Context, ev Event) error {
+		mu.Lock()
+		events = append(events, ev)
+		mu.Unlock()
+		if ns != nil {
+			ns.Len() // would deadlock if called under the namespace lock
+		}
+		return nil
+	})
+	e := cpOpen(t, opts)
+	defer e.Close()
+	ns = e.Namespace(DefaultNamespace)
+	r := rand.New(rand.NewPCG(14, 15))
+	m := &cpModel{live: map[string][]byte{}, deleted: map[string]bool{}}
+	cpChurn(t, ns, r, m, 200, 5)
+	mu.Lock()
+	events = nil
+	mu.Unlock()
+	st, err := ns.Compact(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	retired := map[string]bool{}
+	closed := 0
+	for _, ev := range events {
+		switch ev.Kind {
+		case EventFileRetired:
+			retired[ev.Path] = true
+		case EventFileClosed:
+			closed++
+		}
+	}
+	for _, v := range st.Retired {
+		if !retired[ns.dataPath(v)] || !retired[ns.indexPath(v)] {
+			t.Errorf("retired d%d/i%d not both reported: %v", v, v, retired)
+		}
+	}
+	if closed == 0 {
+		t.Error("no file-closed event for the files compaction filled")
+	}
+	if len(retired) != 2*len(st.Retired) {
+		t.Errorf("%d retired events for %d files", len(retired), len(st.Retired))
+	}
+	cpCheck(t, ns, m)
 }

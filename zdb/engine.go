@@ -4,7 +4,10 @@
 // rotation, crash recovery and hooks.
 //
 // The engine knows nothing of the network: zdb/server puts the RESP protocol
-// in front of it, and other programs may embed it directly.
+// in front of it, and other programs may embed it directly: they receive
+// its events through Options.Hooks (events.go), bring back evicted data
+// files through Options.Fetcher and evict them with EvictDataFile
+// (datafiles.go). docs/zdb.md, "Embedding the engine", has the contract.
 package zdb
 
 import (
@@ -37,9 +40,15 @@ type Options struct {
 	Sync     bool          // fsync every write
 	SyncTime time.Duration // fsync every interval
 	Rotate   time.Duration // rotate changed namespaces after this long
-	Hook     string        // executable called on events (§8), "" for none
-	// InstanceID is the hook's second argument: tcp://host:port or unix://path.
-	InstanceID string
+	// Hooks receive the engine's events (nil: none). zdb's --hook is
+	// NewExecHooks; MultiHooks combines several.
+	Hooks Hooks
+	// Fetcher brings back closed data files absent from the local disk
+	// (nil: the missing-data event does, as in 0-db).
+	Fetcher Fetcher
+	// MaxOpenDataFiles caps the closed data files kept open per namespace
+	// (DefaultMaxOpenDataFiles when 0 or less).
+	MaxOpenDataFiles int
 	// ProtectDefault makes the default namespace read-only unless selected
 	// with this password (--protect with --admin).
 	ProtectDefault string
@@ -65,8 +74,17 @@ const (
 type Engine struct {
 	opts  Options
 	log   *slog.Logger
-	hooks *hookRunner
+	hooks Hooks // nil without hooks
 	locks []*os.File
+
+	// ctx is given to hooks and fetches; Close cancels it once the last
+	// event was delivered. fetches counts the fetches in flight; none
+	// starts once fetchStop is set (under fetchMu).
+	ctx       context.Context
+	cancel    context.CancelFunc
+	fetchMu   sync.Mutex
+	fetchStop bool
+	fetches   sync.WaitGroup
 
 	mu     sync.RWMutex
 	spaces map[string]*Namespace
@@ -125,8 +143,17 @@ func Open(opts Options) (*Engine, error) {
 	if opts.CompactInterval <= 0 {
 		opts.CompactInterval = 10 * time.Second
 	}
-	e := &Engine{opts: opts, log: opts.Logger, spaces: map[string]*Namespace{}, stop: make(chan struct{})}
-	e.hooks = newHookRunner(opts.Hook, opts.InstanceID, opts.Logger)
+	if opts.MaxOpenDataFiles <= 0 {
+		opts.MaxOpenDataFiles = DefaultMaxOpenDataFiles
+	}
+	e := &Engine{opts: opts, log: opts.Logger, hooks: opts.Hooks, spaces: map[string]*Namespace{}, stop: make(chan struct{})}
+	e.ctx, e.cancel = context.WithCancel(context.Background())
+	opened := false
+	defer func() {
+		if !opened {
+			e.cancel()
+		}
+	}()
 	for _, dir := range []string{opts.IndexDir, opts.DataDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			e.unlock()
@@ -139,7 +166,7 @@ func Open(opts Options) (*Engine, error) {
 		}
 		e.locks = append(e.locks, f)
 	}
-	e.hooks.run("namespaces-init", true, opts.IndexDir, opts.DataDir)
+	e.emit(Event{Kind: EventNamespacesInit, IndexDir: opts.IndexDir, DataDir: opts.DataDir})
 
 	names, err := e.scanNamespaces()
 	if err != nil {
@@ -162,6 +189,7 @@ func Open(opts Options) (*Engine, error) {
 	// to the system now rather than keep it until the heap grows again.
 	debug.FreeOSMemory()
 	e.startLoops()
+	opened = true
 	return e, nil
 }
 
@@ -180,11 +208,15 @@ func lockDir(dir string) (*os.File, error) {
 	return f, nil
 }
 
-func (e *Engine) unlock() {
+func (e *Engine) unlock() error {
+	var first error
 	for _, f := range e.locks {
-		f.Close()
+		if err := f.Close(); err != nil && first == nil {
+			first = err
+		}
 	}
 	e.locks = nil
+	return first
 }
 
 func (e *Engine) scanNamespaces() ([]string, error) {
@@ -290,9 +322,9 @@ func (e *Engine) CreateNamespace(name string) error {
 		delete(e.spaces, name)
 		e.mu.Unlock()
 		e.log.Error("cannot create namespace", "namespace", name, "err", err)
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
-	e.hooks.run("namespace-created", false, name)
+	e.emit(Event{Kind: EventNamespaceCreated, Namespace: name})
 	return nil
 }
 
@@ -322,21 +354,27 @@ func (e *Engine) DeleteNamespace(name string) error {
 	if err := os.RemoveAll(ns.dataDir); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		e.log.Error("cannot remove namespace files", "namespace", name, "err", err)
 	}
-	e.hooks.run("namespace-deleted", false, name)
+	e.emit(Event{Kind: EventNamespaceDeleted, Namespace: name})
 	return nil
 }
 
-// NamespaceUpdated and NamespaceReloaded fire their hooks.
-func (e *Engine) NamespaceUpdated(name string)  { e.hooks.run("namespace-updated", false, name) }
-func (e *Engine) NamespaceReloaded(name string) { e.hooks.run("namespace-reloaded", false, name) }
+// NamespaceUpdated and NamespaceReloaded raise their events (the RESP
+// front calls them after NSSET and RELOAD).
+func (e *Engine) NamespaceUpdated(name string) {
+	e.emit(Event{Kind: EventNamespaceUpdated, Namespace: name})
+}
 
-// Hooks lists hooks started in the last 300 seconds.
-func (e *Engine) Hooks() []HookRun { return e.hooks.recent() }
+func (e *Engine) NamespaceReloaded(name string) {
+	e.emit(Event{Kind: EventNamespaceReloaded, Namespace: name})
+}
 
-// RunHook runs a hook event with the engine's hook (ready, close, crash).
-// It returns the exit status, 0 when no hook is configured.
-func (e *Engine) RunHook(event string, wait bool, args ...string) int {
-	return e.hooks.run(event, wait, args...)
+// Hooks lists the hook runs of the last 300 seconds (HOOKS): those of the
+// configured hooks that record them (ExecHooks, and MultiHooks of it).
+func (e *Engine) Hooks() []HookRun {
+	if r, ok := e.hooks.(interface{ Runs() []HookRun }); ok {
+		return r.Runs()
+	}
+	return nil
 }
 
 // Stats returns the engine's counters.
@@ -393,8 +431,9 @@ func (e *Engine) all() []*Namespace {
 	return out
 }
 
-// Close syncs and closes every namespace, firing namespace-closing hooks,
-// and releases the directory locks.
+// Close syncs and closes every namespace, raising EventNamespaceClosing
+// for each, and releases the directory locks. Fetches still in flight are
+// cancelled. It returns the first failure to write, sync or close a file.
 func (e *Engine) Close() error {
 	if !e.closed.CompareAndSwap(false, true) {
 		return nil
@@ -402,22 +441,32 @@ func (e *Engine) Close() error {
 	close(e.stop)
 	e.wg.Wait()
 	for _, ns := range e.all() {
+		ns.deliverEvents()
 		ns.mu.Lock()
-		dirty := dirtyString(ns.dirtyList())
+		dirty := ns.dirtyList()
 		ns.mu.Unlock()
-		e.hooks.run("namespace-closing", false, ns.name, ns.indexDir, ns.dataDir, dirty)
+		e.emit(Event{Kind: EventNamespaceClosing, Namespace: ns.name, IndexDir: ns.indexDir, DataDir: ns.dataDir, Dirty: dirty})
 	}
-	e.closeAll()
-	e.hooks.wait()
-	return nil
+	e.fetchMu.Lock()
+	e.fetchStop = true
+	e.fetchMu.Unlock()
+	e.cancel()
+	e.fetches.Wait()
+	return e.closeAll()
 }
 
-func (e *Engine) closeAll() {
+func (e *Engine) closeAll() error {
+	var first error
 	for _, ns := range e.all() {
 		ns.mu.Lock()
-		ns.close()
+		if err := ns.close(); err != nil && first == nil {
+			first = err
+		}
 		ns.idx.Release()
 		ns.mu.Unlock()
 	}
-	e.unlock()
+	if err := e.unlock(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }

@@ -1,5 +1,7 @@
 package zdb
 
+import "errors"
+
 // Error is an engine error whose text is exactly the error reply 0-db sends
 // for it (without the leading '-'), so the RESP front can pass it on as is.
 type Error string
@@ -39,3 +41,27 @@ const (
 	ErrInvalidValue      Error = "Invalid value"
 	ErrNamespaceGone     Error = "Your active namespace is not available anymore (probably removed)."
 )
+
+// codeError is an engine error that keeps its cause: errors.Is and
+// errors.As find both the code (an Error, whose text is the 0-db reply)
+// and the cause (the OS error behind it, such as syscall.ENOSPC or
+// fs.ErrNotExist). A RESP front sends the code's text, never Error().
+type codeError struct {
+	code  Error
+	cause error
+}
+
+func (e *codeError) Error() string   { return string(e.code) + ": " + e.cause.Error() }
+func (e *codeError) Unwrap() []error { return []error{e.code, e.cause} }
+
+// withCause returns code wrapping cause, or code alone when cause is nil
+// or already carries code.
+func withCause(code Error, cause error) error {
+	if cause == nil {
+		return code
+	}
+	if errors.Is(cause, code) {
+		return cause
+	}
+	return &codeError{code: code, cause: cause}
+}

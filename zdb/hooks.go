@@ -1,9 +1,12 @@
 package zdb
 
 import (
+	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os/exec"
+	"strconv"
 	"sync"
 	"time"
 )
@@ -18,9 +21,25 @@ type HookRun struct {
 	Status   int
 }
 
-// hookRunner executes the --hook program directly (no shell) with
-// argv = [hook, event, instance id, args...], following 0-db's contract.
-type hookRunner struct {
+// HookExitError is the verdict of a hook program that did not exit 0.
+// Status is -1 when it could not be waited for (killed by a signal, or its
+// context ended).
+type HookExitError struct {
+	Event  string
+	Status int
+}
+
+func (e *HookExitError) Error() string {
+	return "hook " + e.Event + " exited with status " + strconv.Itoa(e.Status)
+}
+
+// ExecHooks is the Hooks of zdb's --hook option, following 0-db's
+// contract: the program is executed directly (no shell) with argv =
+// [program, event, instance id, Event.Args()...]. For a blocking event it
+// waits, and a non-zero exit is the event's error (*HookExitError); for
+// the others it returns once the program started. It keeps the runs of
+// the last 300 seconds for HOOKS.
+type ExecHooks struct {
 	path     string
 	instance string
 	log      *slog.Logger
@@ -32,25 +51,31 @@ type hookRunner struct {
 
 const hookHistory = 300 * time.Second
 
-func newHookRunner(path, instance string, log *slog.Logger) *hookRunner {
-	return &hookRunner{path: path, instance: instance, log: log}
+// NewExecHooks returns the Hooks that run program; instance is the hook's
+// second argument (tcp://host:port or unix://path).
+func NewExecHooks(program, instance string, log *slog.Logger) *ExecHooks {
+	if log == nil {
+		log = slog.Default()
+	}
+	return &ExecHooks{path: program, instance: instance, log: log}
 }
 
-func (h *hookRunner) enabled() bool { return h.path != "" }
-
-// run starts the hook for event. With wait it blocks and returns the exit
-// status (-1 when it could not run); without, it returns 0 at once. With no
-// hook configured it returns 0.
-func (h *hookRunner) run(event string, wait bool, args ...string) int {
-	if h.path == "" {
-		return 0
-	}
+// Handle runs the program for ev. ctx bounds a blocking run: the program
+// is killed when ctx ends. Background runs are never killed.
+func (h *ExecHooks) Handle(ctx context.Context, ev Event) error {
+	event := ev.Kind.String()
+	args := ev.Args()
 	argv := append([]string{event, h.instance}, args...)
-	cmd := exec.Command(h.path, argv...)
-	rec := &HookRun{Event: event, Args: append([]string(nil), args...), Created: time.Now().Unix()}
+	wait := ev.Kind.Blocking()
+	var cmd *exec.Cmd
+	if wait {
+		cmd = exec.CommandContext(ctx, h.path, argv...)
+	} else {
+		cmd = exec.Command(h.path, argv...)
+	}
+	rec := &HookRun{Event: event, Args: args, Created: time.Now().Unix()}
 	if err := cmd.Start(); err != nil {
-		h.log.Error("hook failed to start", "event", event, "err", err)
-		return -1
+		return fmt.Errorf("hook %s: %w", event, err)
 	}
 	rec.PID = cmd.Process.Pid
 	h.mu.Lock()
@@ -70,23 +95,25 @@ func (h *hookRunner) run(event string, wait bool, args ...string) int {
 		rec.Finished = time.Now().Unix()
 		rec.Status = status
 		h.mu.Unlock()
-		if status != 0 {
-			h.log.Warn("hook exited with an error", "event", event, "status", status)
-		}
 		return status
 	}
 	if wait {
-		return finish()
+		if status := finish(); status != 0 {
+			return &HookExitError{Event: event, Status: status}
+		}
+		return nil
 	}
 	h.wg.Add(1)
 	go func() {
 		defer h.wg.Done()
-		finish()
+		if status := finish(); status != 0 {
+			h.log.Warn("hook exited with an error", "event", event, "status", status)
+		}
 	}()
-	return 0
+	return nil
 }
 
-func (h *hookRunner) prune() {
+func (h *ExecHooks) prune() {
 	cut := time.Now().Add(-hookHistory).Unix()
 	keep := h.runs[:0]
 	for _, r := range h.runs {
@@ -97,7 +124,9 @@ func (h *hookRunner) prune() {
 	h.runs = keep
 }
 
-func (h *hookRunner) recent() []HookRun {
+// Runs lists the runs started in the last 300 seconds and those still
+// running (HOOKS).
+func (h *ExecHooks) Runs() []HookRun {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	h.prune()
@@ -108,12 +137,14 @@ func (h *hookRunner) recent() []HookRun {
 	return out
 }
 
-// wait waits for background hooks, at most a few seconds.
-func (h *hookRunner) wait() {
+// Wait waits until the background runs have finished, or ctx ends.
+func (h *ExecHooks) Wait(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() { h.wg.Wait(); close(done) }()
 	select {
 	case <-done:
-	case <-time.After(5 * time.Second):
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }

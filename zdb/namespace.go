@@ -2,6 +2,7 @@ package zdb
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -60,8 +61,14 @@ type Namespace struct {
 	compactMu sync.Mutex // one compaction at a time
 
 	filesMu   sync.RWMutex
-	dataFiles map[uint32]*os.File // opened lazily for reads; d<cur> read-write
+	dataFiles map[uint32]*os.File // d<cur>, read-write
+	open      openData            // closed data files open for reads (datafiles.go)
 	fetching  map[uint32]*fetchCall
+	ranges    map[rangeKey]*fetchCall
+
+	events      eventQueue     // raised under mu, delivered after (events.go)
+	dirtyFlight map[uint32]int // dirty ids reported by jump-index events not yet answered
+	dirtyGen    uint64         // bumped by INDEX DIRTY RESET: answers to older reports are void
 
 	// statistics for NSINFO
 	indexErrors, dataErrors, dataFaults atomic.Uint64
@@ -79,10 +86,6 @@ const (
 type fileEnd struct {
 	end  int64  // size of the index file
 	last uint32 // offset of its last entry, 0 when it has none
-}
-
-type fetchCall struct {
-	done chan struct{}
 }
 
 // Name is the namespace's name.
@@ -602,35 +605,50 @@ func listIDs(dir string, prefix byte) ([]uint32, error) {
 }
 
 // close commits what is buffered, then releases files and memory. The
-// caller holds mu or owns ns.
-func (ns *Namespace) close() {
+// caller holds mu or owns ns. It returns the first failure: of the final
+// commit, or of syncing or closing a file.
+func (ns *Namespace) close() error {
+	var first error
 	if ns.indexFiles != nil {
 		if err := ns.commitLocked(); err != nil {
 			ns.log().Error("final commit failed", "err", err)
+			first = err
 		}
 	}
-	ns.closeFiles()
+	if err := ns.closeFiles(); err != nil && first == nil {
+		first = err
+	}
+	return first
 }
 
 // closeFiles releases files and memory without writing anything buffered.
-func (ns *Namespace) closeFiles() {
+// It returns the first failure to sync or close a file it wrote.
+func (ns *Namespace) closeFiles() error {
 	ns.gen++ // a compaction in progress stops
+	var first error
+	keep := func(err error) { // os errors name their file
+		if err != nil && first == nil {
+			first = err
+		}
+	}
 	for _, f := range ns.indexFiles {
-		f.Sync()
-		f.Close()
+		keep(f.Sync())
+		keep(f.Close())
 	}
 	ns.filesMu.Lock()
 	for _, f := range ns.dataFiles {
-		f.Sync()
-		f.Close()
+		keep(f.Sync())
+		keep(f.Close())
 	}
 	ns.dataFiles = map[uint32]*os.File{}
+	ns.closeOpenData()
 	ns.filesMu.Unlock()
 	ns.indexFiles = map[uint32]*os.File{}
 	if ns.idx != nil {
 		ns.idx.Release()
 		ns.idx = newKeyIndex()
 	}
+	return first
 }
 
 // fileScanner reads a file through a window, for sequential parsing.
@@ -722,6 +740,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 	}
 	crc := CRC(value)
 
+	defer ns.deliverEvents() // after Unlock: a rotation raises events
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.deleted.Load() {
@@ -762,7 +781,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 		}
 	}
 	if err := ns.maybeJump(len(value)); err != nil {
-		return nil, Ticket{}, ErrWrite
+		return nil, Ticket{}, withCause(ErrWrite, err)
 	}
 	if ns.mode == ModeSeq && !exists {
 		key = seqKey(ns.nextID)
@@ -772,7 +791,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 	loc := location{DataID: ns.cur, DataOffset: dataOff, Length: uint32(len(value)), CRC: crc, Timestamp: ts}
 	if ns.mode == ModeSeq && exists {
 		if err := ns.seqUpdate(old, &loc); err != nil {
-			return nil, Ticket{}, ErrWrite
+			return nil, Ticket{}, withCause(ErrWrite, err)
 		}
 	} else {
 		e := IndexEntry{DataOffset: dataOff, Length: loc.Length, DataID: ns.cur, Timestamp: ts, CRC: crc, Key: key}
@@ -783,7 +802,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 		loc.IndexOffset = ns.appendIndex(&e)
 		if exists {
 			if err := ns.flagDeleted(old.IndexID, old.IndexOffset); err != nil {
-				return nil, Ticket{}, ErrWrite
+				return nil, Ticket{}, withCause(ErrWrite, err)
 			}
 		}
 	}
@@ -921,7 +940,7 @@ func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	}
 	ns.appendData(key, nil, 0, FlagDeleted, ts)
 	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
-		return Ticket{}, ErrWrite
+		return Ticket{}, withCause(ErrWrite, err)
 	}
 	ns.idx.Delete(key)
 	ns.liveBytes -= uint64(loc.Length)
@@ -973,53 +992,44 @@ func (ns *Namespace) Stat(key []byte) (EntryInfo, error) {
 }
 
 // Get returns the payload of key, appended to dst. A payload whose CRC does
-// not match is never returned: the read fails with ErrInternal.
+// not match is never returned: the read fails with ErrInternal (wrapping
+// the cause).
 func (ns *Namespace) Get(key, dst []byte) ([]byte, error) {
-	for attempt := 0; ; attempt++ {
-		ns.mu.RLock()
+	return ns.GetContext(context.Background(), key, dst)
+}
+
+// GetContext is Get whose wait for an absent data file (Options.Fetcher,
+// the missing-data event) ends with ctx.
+func (ns *Namespace) GetContext(ctx context.Context, key, dst []byte) ([]byte, error) {
+	out, lookupErr, err := ns.readLive(ctx, func() (location, int, error) {
 		loc, err := ns.lookup(key)
-		if err != nil {
-			ns.mu.RUnlock()
-			return nil, err
-		}
-		out, err := ns.readPayload(loc, len(key), dst)
-		ns.mu.RUnlock()
-		if errors.Is(err, errMissingFile) && attempt == 0 {
-			// Fetch outside the namespace lock: only readers of this file
-			// wait for the missing-data hook.
-			ns.fetchMissing(loc.DataID)
-			continue
-		}
-		if err != nil {
-			return nil, ErrInternal
-		}
-		return out, nil
+		return loc, len(key), err
+	}, dst)
+	if lookupErr != nil {
+		return nil, lookupErr
 	}
+	if err != nil {
+		return nil, withCause(ErrInternal, err)
+	}
+	return out, nil
 }
 
 // Check verifies key's payload against its CRC: 1 match, 0 mismatch, -1
 // unreadable.
 func (ns *Namespace) Check(key []byte) (int, error) {
-	for attempt := 0; ; attempt++ {
-		ns.mu.RLock()
+	_, lookupErr, err := ns.readLive(context.Background(), func() (location, int, error) {
 		loc, err := ns.lookup(key)
-		if err != nil {
-			ns.mu.RUnlock()
-			return 0, err
-		}
-		_, err = ns.readPayload(loc, len(key), nil)
-		ns.mu.RUnlock()
-		switch {
-		case err == nil:
-			return 1, nil
-		case errors.Is(err, errMissingFile) && attempt == 0:
-			ns.fetchMissing(loc.DataID)
-			continue
-		case errors.Is(err, errChecksum):
-			return 0, nil
-		default:
-			return -1, nil
-		}
+		return loc, len(key), err
+	}, nil)
+	switch {
+	case lookupErr != nil:
+		return 0, lookupErr
+	case err == nil:
+		return 1, nil
+	case errors.Is(err, errChecksum):
+		return 0, nil
+	default:
+		return -1, nil
 	}
 }
 
@@ -1027,31 +1037,6 @@ var (
 	errMissingFile = errors.New("data file missing")
 	errChecksum    = errors.New("payload checksum mismatch")
 )
-
-// dataFile returns an open data file, or errMissingFile.
-func (ns *Namespace) dataFile(id uint32) (*os.File, error) {
-	ns.filesMu.RLock()
-	f := ns.dataFiles[id]
-	ns.filesMu.RUnlock()
-	if f != nil {
-		return f, nil
-	}
-	ns.filesMu.Lock()
-	defer ns.filesMu.Unlock()
-	if f := ns.dataFiles[id]; f != nil {
-		return f, nil
-	}
-	f, err := os.Open(ns.dataPath(id))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, errMissingFile
-	}
-	if err != nil {
-		ns.dataIOError(false)
-		return nil, err
-	}
-	ns.dataFiles[id] = f
-	return f, nil
-}
 
 // readPayload reads and verifies the payload at loc. The caller holds mu.
 // keyLen is the length of the key stored in the data entry (the key itself
@@ -1066,10 +1051,11 @@ func (ns *Namespace) readPayload(loc location, keyLen int, dst []byte) ([]byte, 
 		}
 		return dst, nil
 	}
-	f, err := ns.dataFile(loc.DataID)
+	f, h, err := ns.dataFile(loc.DataID)
 	if err != nil {
 		return nil, err
 	}
+	defer h.release()
 	dst = grow(dst, int(loc.Length))
 	n, err := f.ReadAt(dst[start:], at)
 	if n < int(loc.Length) {
@@ -1095,27 +1081,6 @@ func (ns *Namespace) payloadEquals(loc location, keyLen int, value []byte) (bool
 	return bytes.Equal(buf, value), nil
 }
 
-// fetchMissing runs the missing-data hook for data file id once, however
-// many readers need it at the same time; the others wait for that run.
-func (ns *Namespace) fetchMissing(id uint32) {
-	ns.filesMu.Lock()
-	if c, ok := ns.fetching[id]; ok {
-		ns.filesMu.Unlock()
-		<-c.done
-		return
-	}
-	c := &fetchCall{done: make(chan struct{})}
-	ns.fetching[id] = c
-	ns.filesMu.Unlock()
-
-	ns.eng.hooks.run("missing-data", true, ns.dataPath(id))
-
-	ns.filesMu.Lock()
-	delete(ns.fetching, id)
-	ns.filesMu.Unlock()
-	close(c.done)
-}
-
 func grow(b []byte, n int) []byte {
 	if cap(b)-len(b) >= n {
 		return b[:len(b)+n]
@@ -1139,19 +1104,21 @@ func (ns *Namespace) maybeJump(n int) error {
 
 // Jump forces a rotation (NSJUMP).
 func (ns *Namespace) Jump() error {
+	defer ns.deliverEvents()
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.deleted.Load() {
 		return ErrNamespaceGone
 	}
 	if err := ns.jump(); err != nil {
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	return nil
 }
 
 // jump closes the active files (synced, so that the closed data file is
-// complete when the jump-data hook reports it) and starts id+1.
+// complete when EventFileClosed reports it) and starts id+1. Its events
+// are queued: the caller delivers them after unlocking.
 func (ns *Namespace) jump() error {
 	if err := ns.commitLocked(); err != nil {
 		return err
@@ -1180,18 +1147,23 @@ func (ns *Namespace) jump() error {
 	ns.filesMu.Unlock()
 	ns.changed = false
 	ns.lastJump = time.Now()
-	dirty := ns.dirtyList()
-	if code := ns.eng.hooks.run("jump-index", true, ns.indexPath(old), ns.indexPath(ns.cur), dirtyString(dirty)); code == 0 && ns.eng.hooks.enabled() {
-		ns.dirty = map[uint32]bool{}
+	if ns.eng.hooks != nil {
+		ns.queueJumpEvents(old)
 	}
-	ns.eng.hooks.run("jump-data", false, ns.dataPath(old), ns.dataPath(ns.cur))
 	return nil
 }
 
+// dirtyList lists the dirty index ids: changed since the last reset, or
+// reported by a jump-index event not answered yet.
 func (ns *Namespace) dirtyList() []uint32 {
-	ids := make([]uint32, 0, len(ns.dirty))
+	ids := make([]uint32, 0, len(ns.dirty)+len(ns.dirtyFlight))
 	for id := range ns.dirty {
 		ids = append(ids, id)
+	}
+	for id := range ns.dirtyFlight {
+		if !ns.dirty[id] {
+			ids = append(ids, id)
+		}
 	}
 	sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
 	return ids
@@ -1213,6 +1185,8 @@ func (ns *Namespace) DirtyIndexes(reset bool) []uint32 {
 	ids := ns.dirtyList()
 	if reset {
 		ns.dirty = map[uint32]bool{}
+		ns.dirtyFlight = nil
+		ns.dirtyGen++
 	}
 	return ids
 }
@@ -1220,6 +1194,7 @@ func (ns *Namespace) DirtyIndexes(reset bool) []uint32 {
 // rotateIfIdle jumps when the namespace changed and the last jump is older
 // than d (--rotate).
 func (ns *Namespace) rotateIfOld(d time.Duration) {
+	defer ns.deliverEvents()
 	ns.mu.Lock()
 	defer ns.mu.Unlock()
 	if ns.deleted.Load() || !ns.changed || time.Since(ns.lastJump) < d {

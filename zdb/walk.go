@@ -1,9 +1,11 @@
 package zdb
 
 import (
+	"context"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/bits"
 	"os"
 	"strconv"
@@ -48,7 +50,7 @@ func (ns *Namespace) readEntry(pos entryPos) (IndexEntry, error) {
 	n := min(int64(IndexEntryFixed+MaxKeyLen), fe.end-int64(pos.off))
 	buf := make([]byte, n)
 	if err := ns.readIndexAt(pos.id, buf, int64(pos.off)); err != nil {
-		return IndexEntry{}, ErrInternal
+		return IndexEntry{}, withCause(ErrInternal, err)
 	}
 	e, _, err := ParseIndexEntry(buf)
 	if err != nil {
@@ -213,47 +215,55 @@ type HistoryItem struct {
 
 // History returns the live version of key, or with ekey (u32 index file |
 // u32 offset) the version that ekey names, with a link to the one before.
+// A version in an absent data file is fetched as Get fetches it.
 func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
-	ns.mu.RLock()
-	defer ns.mu.RUnlock()
-	var pos entryPos
-	if ekey == nil {
-		loc, err := ns.lookup(key)
-		if err != nil {
-			return HistoryItem{}, err
+	var e IndexEntry
+	retiredData := false
+	payload, lookupErr, err := ns.readLive(context.Background(), func() (location, int, error) {
+		var pos entryPos
+		if ekey == nil {
+			loc, err := ns.lookup(key)
+			if err != nil {
+				return location{}, 0, err
+			}
+			pos = entryPos{loc.IndexID, loc.IndexOffset}
+		} else {
+			if ns.deleted.Load() {
+				return location{}, 0, ErrNamespaceGone
+			}
+			if err := ns.checkAccess(false); err != nil {
+				return location{}, 0, err
+			}
+			if len(ekey) != 8 {
+				return location{}, 0, ErrInvalidArguments
+			}
+			pos = entryPos{binary.LittleEndian.Uint32(ekey), binary.LittleEndian.Uint32(ekey[4:])}
+			if pos.id == 0 && pos.off == 0 {
+				return location{}, 0, ErrNoMoreHistory
+			}
+			if ns.compactedAway(pos) {
+				// The version lived in an index file that compaction emptied.
+				return location{}, 0, ErrNoMoreHistory
+			}
 		}
-		pos = entryPos{loc.IndexID, loc.IndexOffset}
-	} else {
-		if ns.deleted.Load() {
-			return HistoryItem{}, ErrNamespaceGone
+		var err error
+		e, err = ns.readEntry(pos)
+		if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
+			return location{}, 0, ErrInvalidArguments
 		}
-		if err := ns.checkAccess(false); err != nil {
-			return HistoryItem{}, err
-		}
-		if len(ekey) != 8 {
-			return HistoryItem{}, ErrInvalidArguments
-		}
-		pos = entryPos{binary.LittleEndian.Uint32(ekey), binary.LittleEndian.Uint32(ekey[4:])}
-		if pos.id == 0 && pos.off == 0 {
-			return HistoryItem{}, ErrNoMoreHistory
-		}
+		loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
+		retiredData = loc.DataID < ns.cur && ns.liveData[loc.DataID] == 0
+		return loc, len(e.Key), nil
+	}, nil)
+	if lookupErr != nil {
+		return HistoryItem{}, lookupErr
 	}
-	if ekey != nil && ns.compactedAway(pos) {
-		// The version lived in an index file that compaction emptied.
-		return HistoryItem{}, ErrNoMoreHistory
-	}
-	e, err := ns.readEntry(pos)
-	if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
-		return HistoryItem{}, ErrInvalidArguments
-	}
-	loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
-	payload, err := ns.readPayload(loc, len(e.Key), nil)
 	if err != nil {
-		if ekey != nil && errors.Is(err, errMissingFile) && loc.DataID < ns.cur && ns.liveData[loc.DataID] == 0 {
+		if ekey != nil && errors.Is(err, fs.ErrNotExist) && retiredData {
 			// A seq-mode copy slot whose data file compaction retired.
 			return HistoryItem{}, ErrNoMoreHistory
 		}
-		return HistoryItem{}, ErrInternal
+		return HistoryItem{}, withCause(ErrInternal, err)
 	}
 	item := HistoryItem{Timestamp: e.Timestamp, Payload: payload}
 	if e.ParentID != 0 || e.ParentOffset != 0 {
@@ -284,15 +294,16 @@ func (ns *Namespace) DataRaw(id uint32, offset int64) (RawEntry, error) {
 	if err := ns.commitLocked(); err != nil {
 		return RawEntry{}, err
 	}
-	f, err := ns.dataFile(id)
+	f, fh, err := ns.dataFile(id)
 	if err != nil {
-		return RawEntry{}, ErrInternal
+		return RawEntry{}, withCause(ErrInternal, err)
 	}
+	defer fh.release()
 	size := ns.dataEnd
 	if id != ns.cur {
 		st, err := f.Stat()
 		if err != nil {
-			return RawEntry{}, ErrInternal
+			return RawEntry{}, withCause(ErrInternal, err)
 		}
 		size = st.Size()
 	}
@@ -312,7 +323,7 @@ func (ns *Namespace) DataRaw(id uint32, offset int64) (RawEntry, error) {
 	}
 	body := make([]byte, int(h.KeyLen)+int(h.Length))
 	if _, err := f.ReadAt(body, offset+DataEntryFixed); err != nil {
-		return RawEntry{}, ErrInternal
+		return RawEntry{}, withCause(ErrInternal, err)
 	}
 	return RawEntry{Key: body[:h.KeyLen], Previous: h.Previous, CRC: h.CRC, Flags: h.Flags,
 		Timestamp: h.Timestamp, Payload: body[h.KeyLen:]}, nil
@@ -428,7 +439,7 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 		}
 		if _, err := ns.indexFiles[ns.cur].WriteAt([]byte{byte(m)}, 28); err != nil {
 			ns.indexIOError(true)
-			return ErrWrite
+			return withCause(ErrWrite, err)
 		}
 		ns.mode = m
 		return nil
@@ -496,7 +507,7 @@ func (ns *Namespace) SetProperty(prop, value string) error {
 	ns.desc = d
 	if err := ns.saveDescriptor(); err != nil {
 		ns.desc = old
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	return nil
 }
@@ -525,14 +536,14 @@ func (ns *Namespace) Flush() error {
 	mode := ns.mode
 	ns.close()
 	if err := removeSegments(ns.indexDir, 'i'); err != nil {
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	if err := removeSegments(ns.dataDir, 'd'); err != nil {
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	if err := ns.load(true, mode); err != nil {
 		ns.log().Error("flush: reopening failed", "err", err)
-		return ErrWrite
+		return withCause(ErrWrite, err)
 	}
 	return nil
 }
@@ -562,7 +573,7 @@ func (ns *Namespace) Reload() error {
 	ns.close()
 	if err := ns.load(false, mode); err != nil {
 		ns.log().Error("reload failed", "err", err)
-		return ErrInternal
+		return withCause(ErrInternal, err)
 	}
 	return nil
 }

@@ -150,11 +150,23 @@ func serve(c config, log *slog.Logger) int {
 	opts := zdb.Options{
 		DataDir: c.data, IndexDir: c.index, DataSize: c.datasize, MaxSize: uint64(c.maxsize),
 		Sync: c.sync, SyncTime: time.Duration(c.synctime) * time.Second,
-		Rotate: time.Duration(c.rotate) * time.Second, Hook: c.hook, InstanceID: instance, Logger: log,
+		Rotate: time.Duration(c.rotate) * time.Second, Logger: log,
 		CompactRatio: c.compactRatio, CompactHorizon: c.compactHorizon,
 	}
 	if c.compactRatio == 0 {
 		opts.CompactRatio = -1 // automatic compaction off
+	}
+	if c.hook != "" {
+		// 0-db's --hook: the program runs for each event of the engine.
+		hooks := zdb.NewExecHooks(c.hook, instance, log)
+		opts.Hooks = hooks
+		// Runs after eng.Close (deferred below): let the background hooks
+		// of the shutdown (namespace-closing) finish, within reason.
+		defer func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			hooks.Wait(ctx)
+		}()
 	}
 	if c.mode != "" {
 		m := zdb.ModeUser
@@ -171,7 +183,11 @@ func serve(c config, log *slog.Logger) int {
 		log.Error("cannot open the database", "err", err)
 		return 1
 	}
-	defer eng.Close()
+	defer func() {
+		if err := eng.Close(); err != nil {
+			log.Error("closing the database failed", "err", err)
+		}
+	}()
 
 	var listeners []net.Listener
 	if c.socket == "" || c.dualnet {
@@ -205,8 +221,8 @@ func serve(c config, log *slog.Logger) int {
 	for _, l := range listeners {
 		go func(l net.Listener) { errc <- srv.Serve(l) }(l)
 	}
-	if code := eng.RunHook("ready", true); code != 0 {
-		log.Error("ready hook failed, stopping", "status", code)
+	if err := eng.Announce(context.Background(), zdb.EventReady); err != nil {
+		log.Error("ready hook failed, stopping", "err", err)
 		srv.Close(context.Background())
 		return 1
 	}
@@ -226,10 +242,10 @@ func serve(c config, log *slog.Logger) int {
 	select {
 	case s := <-sig:
 		log.Info("signal received, shutting down", "signal", s.String())
-		eng.RunHook("close", true)
+		eng.Announce(context.Background(), zdb.EventClose)
 	case s := <-fatal:
 		log.Error("fatal signal received, shutting down", "signal", s.String())
-		eng.RunHook("crash", false)
+		eng.Announce(context.Background(), zdb.EventCrash)
 		code = 1
 	case <-stop:
 		log.Info("STOP received, shutting down")
