@@ -208,8 +208,13 @@ func fzDataHeader(id uint32) []byte {
 	return DataHeader{Version: DataVersion, Created: 1700000000, Opened: 1700000000, FileID: id}.Marshal()
 }
 
+// fzDamaged is the state of a key SCAN lists whose reads fail: recovery
+// found its entry damaged, or the read found its data entry disagreeing.
+const fzDamaged = "\x00damaged"
+
 // fzState reads every key SCAN serves with its value, and checks that each
-// is readable, that CHECK, LENGTH, RSCAN and Len agree.
+// is readable (or fails loudly: ErrInternal, and CHECK does not say 1),
+// that CHECK, LENGTH, RSCAN and Len agree.
 func fzState(t *testing.T, ns *Namespace) map[string]string {
 	t.Helper()
 	state := map[string]string{}
@@ -229,6 +234,14 @@ func fzState(t *testing.T, ns *Namespace) map[string]string {
 				t.Fatalf("SCAN returned %x twice", k)
 			}
 			v, err := ns.Get(it.Key, nil)
+			if errors.Is(err, ErrInternal) {
+				if c, err := ns.Check(it.Key); c == 1 || err != nil {
+					t.Fatalf("GET %x fails, but CHECK = %d, %v", k, c, err)
+				}
+				state[k] = fzDamaged
+				order = append(order, k)
+				continue
+			}
 			if err != nil {
 				t.Fatalf("SCAN returned %x but GET fails: %v", k, err)
 			}
@@ -280,8 +293,9 @@ func fzState(t *testing.T, ns *Namespace) map[string]string {
 
 // FuzzOpenFiles writes arbitrary bytes as the index and/or data file of the
 // default namespace and opens it. Open must not panic; it may refuse, but
-// if it opens, every key it serves must be readable, it must accept a
-// write, and a close and reopen must show the same keys plus that write.
+// if it opens, every key it lists must be readable or fail loudly (a
+// damaged entry), it must accept a write, and a close and reopen must show
+// the same keys plus that write.
 //
 // flags: bit 0 prepends a valid index header, bit 1 makes that header seq
 // mode, bit 2 prepends a valid data header, bit 3 puts the fuzzed files at

@@ -2,6 +2,7 @@ package zdb
 
 import (
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"math/bits"
 	"os"
@@ -50,9 +51,11 @@ func (ns *Namespace) readEntry(pos entryPos) (IndexEntry, error) {
 		return IndexEntry{}, ErrInternal
 	}
 	e, _, err := ParseIndexEntry(buf)
-	if err != nil {
+	if err != nil && (errors.Is(err, errShort) || len(e.Key) == 0) {
 		return IndexEntry{}, ErrInvalidCursor
 	}
+	// A length over the limit: loading kept such an entry as damaged (its
+	// extent is right), and SCAN steps over it like any other.
 	return e, nil
 }
 
@@ -116,7 +119,7 @@ func (ns *Namespace) Scan(cursor []byte, reverse bool, max int) ([]ScanItem, []b
 		if err != nil {
 			return nil, nil, ErrInternal
 		}
-		if e.Flags&FlagDeleted == 0 {
+		if e.Flags&FlagDeleted == 0 && !ns.isHidden(pos) {
 			items = append(items, ScanItem{Key: e.Key, Length: e.Length, Timestamp: e.Timestamp})
 			last = encodeCursor(len(e.Key), pos.id, e.Length, pos.off, e.CRC)
 			if time.Now().After(deadline) {
@@ -227,7 +230,7 @@ func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
 		return HistoryItem{}, ErrInvalidArguments
 	}
 	loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
-	payload, err := ns.readPayload(loc, len(e.Key), nil)
+	payload, err := ns.readPayload(loc, e.Key, nil)
 	if err != nil {
 		return HistoryItem{}, ErrInternal
 	}
@@ -331,7 +334,7 @@ func (ns *Namespace) Info(admin bool) string {
 	}
 	w("stats_index_io_errors", ns.indexErrors.Load())
 	w("stats_index_io_error_last", ns.indexErrorLast.Load())
-	w("stats_index_faults", 0)
+	w("stats_index_faults", ns.rec.indexFaults.Load())
 	w("stats_data_io_errors", ns.dataErrors.Load())
 	w("stats_data_io_error_last", ns.dataErrorLast.Load())
 	w("stats_data_faults", ns.dataFaults.Load())
