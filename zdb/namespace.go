@@ -617,7 +617,8 @@ func (ns *Namespace) dataIOError(write bool) {
 }
 
 // Del deletes key, durably when it returns: a tombstone is appended to the
-// data file and the index entry is flagged in place.
+// data file (and, in user mode, an index entry for it), and the index entry
+// is flagged in place.
 func (ns *Namespace) Del(key []byte, ts uint32) error {
 	t, err := ns.DelDeferred(key, ts)
 	if err != nil {
@@ -649,7 +650,8 @@ func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	if ns.desc.Worm {
 		return Ticket{}, ErrWormDelete
 	}
-	ns.appendData(key, nil, 0, FlagDeleted, ts)
+	tomb := ns.appendData(key, nil, 0, FlagDeleted, ts)
+	ns.appendTombstoneEntry(key, tomb, ts, loc)
 	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
 		return Ticket{}, ErrWrite
 	}

@@ -1,15 +1,21 @@
 package zdb
 
-// Damage in the middle of the files (docs/zdb-format.md, "Damage"):
+// Damage in the middle of the files (docs/zdb-format.md, "Startup and
+// recovery", "Reads", "Damage that cannot be detected"):
 //
 //   - TestDataDamageMidFile: one corrupt byte in the middle of the active
 //     data file of a real server written with --sync. Only the damaged key
 //     fails (loudly); every later key stays served, and writes made after
 //     the restart survive another restart.
-//   - TestIndexOffsetOntoAnotherKey (index_attack_test.go): an index entry
-//     whose offset moved onto another key's entry.
+//   - TestIndexBitFlips (index_attack_test.go): bits flipped in index
+//     entries of closed and active files.
+//   - TestTombstoneEntries: a user-mode DEL appends a flagged index entry
+//     for its tombstone; a loader that replays the files as 0-db does
+//     reaches the same state; seq mode appends none.
 
 import (
+	"encoding/binary"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -212,5 +218,195 @@ func rtFlip(t testing.TB, path string, off int64, xor byte) {
 	raw[off] ^= xor
 	if err := os.WriteFile(path, raw, 0o600); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// rtRefLoad replays the index files of a namespace the way 0-db's loader
+// does, written apart from the engine: i0, i1, ... in order, each entry
+// sets its key to its location, a flagged one then removes the key. It
+// returns the live keys with their payloads, read from the data files.
+func rtRefLoad(t *testing.T, dir, ns string) map[string]string {
+	t.Helper()
+	type loc struct {
+		file      int
+		off, size uint32
+		keyLen    int
+	}
+	live := map[string]loc{}
+	for id := 0; ; id++ {
+		raw, err := os.ReadFile(filepath.Join(dir, "index", ns, fmt.Sprintf("i%d", id)))
+		if os.IsNotExist(err) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		seq := raw[28] == 1
+		for off := 29; off < len(raw); {
+			kl := int(raw[off])
+			key := string(raw[off+34 : off+34+kl])
+			file := id
+			if seq {
+				file = int(binary.LittleEndian.Uint32(raw[off+14:]))
+			}
+			live[key] = loc{file, binary.LittleEndian.Uint32(raw[off+1:]), binary.LittleEndian.Uint32(raw[off+5:]), kl}
+			if raw[off+13]&1 != 0 && !seq {
+				delete(live, key)
+			}
+			if raw[off+13]&1 != 0 && seq {
+				// seq: a flagged slot is not live
+				if l := live[key]; l.file == file && l.off == binary.LittleEndian.Uint32(raw[off+1:]) {
+					delete(live, key)
+				}
+			}
+			off += 34 + kl
+		}
+	}
+	out := map[string]string{}
+	for k, l := range live {
+		raw, err := os.ReadFile(filepath.Join(dir, "data", ns, fmt.Sprintf("d%d", l.file)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		at := int(l.off) + 18 + l.keyLen
+		out[k] = string(raw[at : at+int(l.size)])
+	}
+	return out
+}
+
+// TestTombstoneEntries: in user mode every DEL appends an index entry,
+// flagged deleted, pointing at its data tombstone, whose parent is the
+// version deleted; the files replayed as 0-db replays them give the state
+// the engine serves, and SCAN, DBSIZE, HISTORY are unchanged. In seq mode
+// a DEL appends no index entry (it would take an id).
+func TestTombstoneEntries(t *testing.T) {
+	dir := t.TempDir()
+	opts := ctOptions(dir, ctLogger(os.Stderr))
+	e, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := e.Namespace(DefaultNamespace)
+	must := func(err error) {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	set := func(k, v string) {
+		t.Helper()
+		_, err := ns.Set([]byte(k), []byte(v), 0)
+		must(err)
+	}
+	set("k1", "one")
+	set("k2", "two")
+	set("k3", "three")
+	cur, _ := ns.KeyCursor([]byte("k1"))
+	must(ns.Del([]byte("k1"), 0))
+	set("k1", "one again")
+	must(ns.Jump())
+	must(ns.Del([]byte("k2"), 0)) // its entry is in the closed i0
+	set("k4", "four")
+	set("k3", "three v2")
+	must(ns.Del([]byte("k4"), 0))
+	want := map[string]string{"k1": "one again", "k3": "three v2"}
+
+	check := func(stage string) {
+		t.Helper()
+		if ns.Len() != len(want) {
+			t.Errorf("%s: DBSIZE %d, want %d", stage, ns.Len(), len(want))
+		}
+		items, _, err := ns.Scan(nil, false, 100)
+		if err != nil || len(items) != len(want) {
+			t.Errorf("%s: SCAN %d items, %v; want %d", stage, len(items), err, len(want))
+		}
+		for k, v := range want {
+			if got, err := ns.Get([]byte(k), nil); err != nil || string(got) != v {
+				t.Errorf("%s: GET %s = %q, %v", stage, k, got, err)
+			}
+		}
+		for _, k := range []string{"k2", "k4"} {
+			if _, err := ns.Get([]byte(k), nil); !errors.Is(err, ErrNotFound) {
+				t.Errorf("%s: GET %s: %v, want missing", stage, k, err)
+			}
+		}
+		// HISTORY of a key set again after a DEL starts over, as in 0-db.
+		if h, err := ns.History([]byte("k1"), nil); err != nil || h.Parent != nil || string(h.Payload) != "one again" {
+			t.Errorf("%s: HISTORY k1 = %+v, %v", stage, h, err)
+		}
+		if h, err := ns.History([]byte("k3"), nil); err != nil || h.Parent == nil {
+			t.Errorf("%s: HISTORY k3 = %+v, %v; want a parent", stage, h, err)
+		} else if h2, err := ns.History([]byte("k3"), h.Parent); err != nil || string(h2.Payload) != "three" {
+			t.Errorf("%s: HISTORY k3 parent = %+v, %v", stage, h2, err)
+		}
+	}
+	check("before a reopen")
+	must(e.Close())
+
+	// The tombstone entry of the first DEL of k1: right after k3's entry
+	// in i0, flagged, length 0, CRC 0, parent = k1's first entry, pointing
+	// at a data tombstone of k1.
+	raw, err := os.ReadFile(iaIndexPath(dir, 0))
+	must(err)
+	var tomb IndexEntry
+	for off := IndexHeaderSize; off < len(raw); {
+		ie, n, err := ParseIndexEntry(raw[off:])
+		must(err)
+		if string(ie.Key) == "k1" && ie.ParentOffset == binary.LittleEndian.Uint32(cur[9:]) {
+			tomb = ie
+		}
+		off += n
+	}
+	if tomb.Key == nil || tomb.Flags != FlagDeleted || tomb.Length != 0 || tomb.CRC != 0 || tomb.ParentID != 0 {
+		t.Fatalf("no tombstone entry for the first DEL of k1 in i0: %+v", tomb)
+	}
+	d0, err := os.ReadFile(filepath.Join(dir, "data", DefaultNamespace, "d0"))
+	must(err)
+	h, err := ParseDataEntryHeader(d0[tomb.DataOffset:])
+	if err != nil || h.Flags != FlagDeleted || string(d0[tomb.DataOffset+DataEntryFixed:tomb.DataOffset+DataEntryFixed+2]) != "k1" {
+		t.Fatalf("the tombstone entry does not point at k1's data tombstone: %+v, %v", h, err)
+	}
+	// Every DEL made one entry: 6 SETs and 3 DELs in all.
+	entries := 0
+	for id := uint32(0); id <= 1; id++ {
+		raw, err := os.ReadFile(iaIndexPath(dir, id))
+		must(err)
+		for off := IndexHeaderSize; off < len(raw); entries++ {
+			_, n, err := ParseIndexEntry(raw[off:])
+			must(err)
+			off += n
+		}
+	}
+	if entries != 9 {
+		t.Errorf("%d index entries, want 9 (6 SETs, 3 DELs)", entries)
+	}
+	// 0-db's replay reaches the state the engine serves.
+	if ref := rtRefLoad(t, dir, DefaultNamespace); fmt.Sprint(ref) != fmt.Sprint(want) {
+		t.Errorf("replayed as 0-db does: %v; want %v", ref, want)
+	}
+	e, err = Open(opts)
+	must(err)
+	defer e.Close()
+	ns = e.Namespace(DefaultNamespace)
+	check("after a reopen")
+
+	// Seq mode: no entry for a DEL; the next id is not consumed.
+	must(e.CreateNamespace("s"))
+	s := e.Namespace("s")
+	must(s.SetProperty("mode", "seq"))
+	k0, err := s.Set(nil, []byte("a"), 0)
+	must(err)
+	must(s.Del(k0, 0))
+	k1, err := s.Set(nil, []byte("b"), 0)
+	must(err)
+	if id := binary.LittleEndian.Uint64(k1); id != 1 {
+		t.Errorf("seq: id after a DEL = %d, want 1", id)
+	}
+	if s.NextID() != 2 {
+		t.Errorf("seq: next id %d, want 2", s.NextID())
+	}
+	must(e.Close())
+	if ref := rtRefLoad(t, dir, "s"); len(ref) != 1 || ref[string(k1)] != "b" {
+		t.Errorf("seq replayed as 0-db does: %q", ref)
 	}
 }

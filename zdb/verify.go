@@ -1,7 +1,8 @@
 package zdb
 
 // The read path's check of a data entry against the index entry that
-// points at it (docs/zdb-format.md, "Reads").
+// points at it (docs/zdb-format.md, "Reads"), and the index entry DEL
+// appends for its tombstone.
 
 import (
 	"bytes"
@@ -100,4 +101,20 @@ func (ns *Namespace) readFault(loc location, key []byte, why string) error {
 			"key", hex.EncodeToString(key), "file", ns.dataPath(loc.DataID), "offset", loc.DataOffset, "reason", why)
 	}
 	return errMismatch
+}
+
+// appendTombstoneEntry appends, in user mode, an index entry for the
+// tombstone a DEL of the key whose live version is at old has just
+// appended at dataOff: flagged deleted, length 0, CRC 0, parent old. The
+// in-place flag on old is then not the only record of the deletion: a
+// damaged flag cannot bring the key back at the next load. 0-db replays a
+// flagged entry as a set then a delete of its key, so it reaches the same
+// state. Not in seq mode, where every index entry takes an id.
+func (ns *Namespace) appendTombstoneEntry(key []byte, dataOff, ts uint32, old location) {
+	if ns.mode != ModeUser {
+		return
+	}
+	e := IndexEntry{DataOffset: dataOff, Flags: FlagDeleted, DataID: ns.cur, Timestamp: ts,
+		ParentID: old.IndexID, ParentOffset: old.IndexOffset, Key: key}
+	ns.appendIndex(&e)
 }
