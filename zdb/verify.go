@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 	"time"
 )
 
@@ -18,6 +19,10 @@ import (
 // nothing at all (past the end of the file). The index entry or the data
 // entry is damaged; the read fails.
 var errMismatch = errors.New("data entry does not match its index entry")
+
+// headPool holds buffers for the header and key of a data entry (preadv
+// makes a stack buffer escape).
+var headPool = sync.Pool{New: func() any { return new([DataEntryFixed + MaxKeyLen]byte) }}
 
 // readPayload reads the data entry at loc in one pread — header, key and
 // payload — and appends the payload to dst once it has checked that the
@@ -48,7 +53,8 @@ func (ns *Namespace) readPayload(loc location, key []byte, dst []byte) ([]byte, 
 	if err != nil {
 		return nil, err
 	}
-	var hb [DataEntryFixed + MaxKeyLen]byte
+	hb := headPool.Get().(*[DataEntryFixed + MaxKeyLen]byte)
+	defer headPool.Put(hb)
 	head := hb[:hl]
 	dst = grow(dst, int(loc.Length))
 	n, err := preadEntry(f, head, dst[start:], int64(loc.DataOffset))
