@@ -409,6 +409,17 @@ func (w *indexWalker) parse(off int64, kl int) (IndexEntry, int, error) {
 	return ParseIndexEntry(b)
 }
 
+// whole reports whether a whole entry, named by the entry after it, is at
+// off.
+func (w *indexWalker) whole(off int64) bool {
+	fixed := w.sc.peek(off, IndexEntryFixed)
+	if fixed == nil {
+		return false
+	}
+	_, n, err := w.parse(off, int(fixed[0]))
+	return err == nil && w.followed(off, n)
+}
+
 func (w *indexWalker) linked(e *IndexEntry) bool {
 	return w.prev < 0 || int64(e.Previous) == w.prev
 }
@@ -458,9 +469,14 @@ func (w *indexWalker) next() (walkedEntry, bool) {
 	// keyLength parsed other entries into the scratch buffer.
 	e, n, _ = w.parse(off, kl)
 	switch {
-	case err == nil && (w.linked(&e) || w.followed(off, n)):
-		// Whole and either linked: the damage is in the next entry, or in
-		// a back link only.
+	case err == nil && w.followed(off, n):
+		// Named by the next entry: only its own back link is damaged.
+		return w.take(off, e, n, "", 0), true
+	case err == nil && w.linked(&e) && w.whole(off+int64(n)):
+		// The next entry is whole and named by the one after it: only
+		// its back link is damaged. (Taking this entry on its link alone
+		// would swallow the entries after it if its key length is wrong.)
+		e, n, _ = w.parse(off, kl)
 		return w.take(off, e, n, "", 0), true
 	case err != nil && !errors.Is(err, errShort) && kl > 0 && (!w.seq || kl == SeqKeyLen) && w.followed(off, n):
 		// A field out of range (a length over the limit): its extent is

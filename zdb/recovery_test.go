@@ -14,11 +14,13 @@ package zdb
 //     reaches the same state; seq mode appends none.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -408,5 +410,84 @@ func TestTombstoneEntries(t *testing.T) {
 	must(e.Close())
 	if ref := rtRefLoad(t, dir, "s"); len(ref) != 1 || ref[string(k1)] != "b" {
 		t.Errorf("seq replayed as 0-db does: %q", ref)
+	}
+}
+
+// TestIndexTailSaved damages two adjacent entries of the active index file
+// so that the walk cannot find where the second one ends (the first one's
+// key length and data offset, the second one's key length): the entries
+// after them cannot be read, and before the file is cut they are saved
+// beside it, so that nothing that agrees with the data file is destroyed.
+func TestIndexTailSaved(t *testing.T) {
+	dir := t.TempDir()
+	var logBuf bytes.Buffer
+	opts := ctOptions(dir, ctLogger(&logBuf))
+	e, err := Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns := e.Namespace(DefaultNamespace)
+	var curs [][]byte
+	for i := 0; i < 8; i++ {
+		k := fmt.Sprintf("key%d", i)
+		if _, err := ns.Set([]byte(k), []byte("value of "+k), 0); err != nil {
+			t.Fatal(err)
+		}
+		c, _ := ns.KeyCursor([]byte(k))
+		curs = append(curs, c)
+	}
+	e.Close()
+	path := iaIndexPath(dir, 0)
+	at := func(i int) int64 { return int64(binary.LittleEndian.Uint32(curs[i][9:])) }
+	rtFlip(t, path, at(3), 0x80)
+	rtFlip(t, path, at(3)+1, 0x01)
+	rtFlip(t, path, at(4), 0x80)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns = e.Namespace(DefaultNamespace)
+	for i := 0; i < 3; i++ {
+		k := fmt.Sprintf("key%d", i)
+		if v, err := ns.Get([]byte(k), nil); err != nil || string(v) != "value of "+k {
+			t.Errorf("GET %s = %q, %v", k, v, err)
+		}
+	}
+	for i := 3; i < 8; i++ {
+		k := fmt.Sprintf("key%d", i)
+		if v, err := ns.Get([]byte(k), nil); err == nil {
+			t.Errorf("GET %s = %q after its entry was lost", k, v)
+		}
+	}
+	saved, _ := filepath.Glob(path + ".dropped-*")
+	if len(saved) != 1 {
+		t.Fatalf("saved tails: %v\nlog:\n%s", saved, logBuf.String())
+	}
+	off, err := strconv.ParseInt(strings.TrimPrefix(saved[0], path+".dropped-"), 10, 64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tail, err := os.ReadFile(saved[0])
+	if err != nil || !bytes.Equal(tail, before[off:]) || off > at(5) {
+		t.Errorf("saved %d bytes from %d (%v); the file had %d, entries lost from %d", len(tail), off, err, len(before), at(3))
+	}
+	if !strings.Contains(logBuf.String(), "saved_in") {
+		t.Errorf("nothing logged about the saved tail:\n%s", logBuf.String())
+	}
+	if _, err := ns.Set([]byte("after"), []byte("written after"), 0); err != nil {
+		t.Fatal(err)
+	}
+	e.Close()
+	e, err = Open(opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
+	if v, err := e.Namespace(DefaultNamespace).Get([]byte("after"), nil); err != nil || string(v) != "written after" {
+		t.Errorf("GET after = %q, %v after a reopen", v, err)
 	}
 }
