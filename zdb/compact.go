@@ -290,6 +290,7 @@ type compactRef struct {
 	key          []byte
 	parentID     uint32
 	parentOff    uint32
+	dataOff      uint32
 }
 
 // compactItem is a live entry read for copying.
@@ -328,7 +329,7 @@ func (ns *Namespace) readIndexRefs(id uint32, match func(e IndexEntry) bool) ([]
 		}
 		if match(e) {
 			refs = append(refs, compactRef{indexID: id, off: uint32(off), key: append([]byte(nil), e.Key...),
-				parentID: e.ParentID, parentOff: e.ParentOffset})
+				parentID: e.ParentID, parentOff: e.ParentOffset, dataOff: e.DataOffset})
 		}
 		off += int64(n)
 	}
@@ -444,7 +445,7 @@ func (ns *Namespace) readForCopy(gen uint64, v uint32, r compactRef) (compactIte
 		return compactItem{}, false, nil
 	}
 	it := compactItem{ref: r, old: loc}
-	payload, err := ns.readPayload(loc, ns.dataKeyLen(r.key), nil)
+	payload, err := ns.readPayload(loc, r.key, nil)
 	if err != nil {
 		ns.log().Warn("compaction: cannot read a live entry; its file is kept", "file", ns.dataPath(v),
 			"offset", loc.DataOffset, "err", err)
@@ -572,8 +573,18 @@ func (ns *Namespace) moveBatch(ctx context.Context, gen uint64, batch []compactI
 }
 
 // carryTombstones re-appends the tombstones of victim v whose key is not
-// live (an older kept file may hold a copy they shadow).
+// live (an older kept file may hold a copy they shadow): the data tombstone,
+// and its index entry naming the same deleted version (see
+// appendTombstoneEntry), so that replay still applies the deletion.
 func (ns *Namespace) carryTombstones(ctx context.Context, gen uint64, v uint32, st *CompactStats) error {
+	entries, err := ns.readIndexRefs(v, func(e IndexEntry) bool { return e.Flags&FlagDeleted != 0 && e.Length == 0 })
+	if err != nil {
+		return err
+	}
+	parents := map[uint32]location{}
+	for _, r := range entries {
+		parents[r.dataOff] = location{IndexID: r.parentID, IndexOffset: r.parentOff}
+	}
 	f, err := os.Open(ns.dataPath(v))
 	if err != nil {
 		return err
@@ -587,6 +598,7 @@ func (ns *Namespace) carryTombstones(ctx context.Context, gen uint64, v uint32, 
 	sc := newFileScanner(f, DataHeaderSize, fi.Size())
 	var keys [][]byte
 	var stamps []uint32
+	var offs []uint32
 	for off := int64(DataHeaderSize); off < fi.Size(); {
 		h, err := ParseDataEntryHeader(sc.peek(off, DataEntryFixed))
 		if err != nil || off+h.Size() > fi.Size() {
@@ -595,6 +607,7 @@ func (ns *Namespace) carryTombstones(ctx context.Context, gen uint64, v uint32, 
 		if h.Flags&FlagDeleted != 0 && h.KeyLen > 0 {
 			keys = append(keys, append([]byte(nil), sc.peek(off+DataEntryFixed, int(h.KeyLen))...))
 			stamps = append(stamps, h.Timestamp)
+			offs = append(offs, uint32(off))
 		}
 		off += h.Size()
 	}
@@ -618,7 +631,8 @@ func (ns *Namespace) carryTombstones(ctx context.Context, gen uint64, v uint32, 
 				ns.mu.Unlock()
 				return ErrWrite
 			}
-			ns.appendData(keys[j], nil, 0, FlagDeleted, stamps[j])
+			off := ns.appendData(keys[j], nil, 0, FlagDeleted, stamps[j])
+			ns.appendTombstoneEntry(keys[j], off, stamps[j], parents[offs[j]])
 			st.Tombstones++
 		}
 		err := ns.commitLocked()

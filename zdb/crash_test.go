@@ -9,7 +9,8 @@ package zdb
 //     and DEL must be there, nothing else.
 //   - TestTornFiles: copies of a data directory whose active index and/or
 //     data files are cut at many offsets, or have a payload byte flipped,
-//     must open, serve exactly what survived, and keep working.
+//     must open, serve exactly what survived (a flipped entry's key fails;
+//     the entries after it stay), and keep working.
 //   - TestSecondServerRefused: the .lockfile flock keeps a second server off
 //     the same directories.
 
@@ -856,6 +857,9 @@ func ctBuildBaseIn(t testing.TB, dir string) *ctBase {
 type ctWant struct {
 	ver  int  // the version it must have; 0: it must be absent
 	lost bool // its last write was cut: absent, or (leniently) an older version
+	// damaged: its data entry is damaged; SCAN lists it, reads fail
+	// (ErrInternal) and CHECK says 0. Version -1 in the maps of versions.
+	damaged bool
 }
 
 // ctCut describes a damaged copy: the active files of one namespace cut at
@@ -999,9 +1003,17 @@ func ctCheckNS(t *testing.T, e *Engine, name string, seq bool, want map[string]c
 				continue
 			}
 			v, err := ns.Get(it.Key, nil)
+			if err != nil && want[k].damaged && errors.Is(err, ErrInternal) {
+				if c, err := ns.Check(it.Key); err != nil || c != 0 {
+					t.Errorf("%s: CHECK %x (damaged) = %d, %v", name, k, c, err)
+				}
+				got[k] = -1
+				order = append(order, k)
+				continue
+			}
 			if err != nil {
 				t.Errorf("%s: SCAN returned %x, but GET fails: %v", name, k, err)
-				got[k] = -1
+				got[k] = -2
 				continue
 			}
 			tag := k
@@ -1011,7 +1023,7 @@ func ctCheckNS(t *testing.T, e *Engine, name string, seq bool, want map[string]c
 			vk, ver, ok := ctParseValue(v)
 			if !ok || vk != tag {
 				t.Errorf("%s: key %x holds a garbage value (%d bytes)", name, k, len(v))
-				got[k] = -1
+				got[k] = -2
 				continue
 			}
 			if int(it.Length) != len(v) {
@@ -1062,6 +1074,10 @@ func ctCheckNS(t *testing.T, e *Engine, name string, seq bool, want map[string]c
 		switch {
 		case !known:
 			t.Errorf("%s: SCAN returned %x, a key never written (garbage)", name, k)
+		case w.damaged:
+			if ver != -1 {
+				t.Errorf("%s: %x is served (v%d), but its data entry is damaged", name, k, ver)
+			}
 		case safety:
 			if w.ver == 0 && !w.lost {
 				t.Errorf("%s: %x is served (v%d) but was deleted", name, k, ver)
@@ -1141,7 +1157,11 @@ type ctDamage struct {
 	ns     int   // which namespace log: 0 user, 1 seq
 	cut    ctCut // on the active files; also the expectation
 	oldIdx int64 // >= 0: cut the index file before the active one here (safety checks only)
-	flip   int64 // >= 0: flip a byte of the active data file here (expectation: cut.dat)
+	flip   int64 // >= 0: flip a byte of the active data file here
+	// flipKey: the key whose live version the flipped entry holds ("" if
+	// superseded or the entry is the torn last one, then cut says what
+	// survives).
+	flipKey string
 }
 
 func (d ctDamage) apply(t testing.TB, b *ctBase, dir string) {
@@ -1233,6 +1253,10 @@ func ctDamages(t testing.TB, b *ctBase, r *rand.Rand) []ctDamage {
 			}
 			add(fmt.Sprintf("%s: active index cut at %d of %d and data at %d of %d", l.name, x, idxSize, y, datSize), ctCut{x, y})
 		}
+		// A flipped payload byte: the entry's key fails if the entry holds
+		// its live version, and every other entry stays; unless nothing
+		// valid follows the entry, which is then a torn tail and cut.
+		final, _ := l.ctExpect(ctCut{-1, -1})
 		for _, op := range l.ops {
 			if op.file != l.cur || op.kind == 'd' {
 				continue
@@ -1242,12 +1266,18 @@ func ctDamages(t testing.TB, b *ctBase, r *rand.Rand) []ctDamage {
 			if payload <= 0 {
 				continue
 			}
+			cut, flipKey := ctCut{-1, -1}, ""
+			if op.datA == datSize {
+				cut = ctCut{-1, op.datB}
+			} else if final[op.key].ver == op.ver {
+				flipKey = op.key
+			}
 			for _, at := range []int64{0, payload / 2, payload - 1} {
 				ds = append(ds, ctDamage{
 					cat:  l.name + "/payload-flip",
 					desc: fmt.Sprintf("%s: byte %d of the payload of the data entry at %d (v%d) flipped", l.name, at, op.datB, op.ver),
-					ns:   n, cut: ctCut{-1, op.datB}, oldIdx: -1,
-					flip: op.datB + DataEntryFixed + keyLen + at,
+					ns:   n, cut: cut, oldIdx: -1,
+					flip: op.datB + DataEntryFixed + keyLen + at, flipKey: flipKey,
 				})
 			}
 		}
@@ -1317,7 +1347,7 @@ func ctExact(l *ctNSLog, vers map[string]int) map[string]ctWant {
 	}
 	want["after-recovery"] = ctWant{}
 	for k, v := range vers {
-		want[k] = ctWant{ver: v}
+		want[k] = ctWant{ver: v, damaged: v < 0}
 	}
 	return want
 }
@@ -1383,12 +1413,21 @@ func ctTornCase(t *testing.T, b *ctBase, d ctDamage, dir string) {
 			cut = d.cut
 		}
 		want, nextID := l.ctExpect(cut)
+		if n == d.ns && d.flipKey != "" {
+			w := want[d.flipKey]
+			w.damaged = true
+			want[d.flipKey] = w
+		}
 		safety := n == d.ns && d.oldIdx >= 0
 		got := ctCheckNS(t, e, l.name, l.seq, want, safety)
 		if t.Failed() {
 			t.Fatalf("%s: wrong state after recovery (namespace %s)\nlog:\n%s", d.desc, l.name, logBuf.String())
 		}
 		after[n] = ctAfterWrites(t, e, l, got, nextID, !safety)
+	}
+	// Damage in the middle of the data file is reported.
+	if d.flip >= 0 && d.cut.dat < 0 && !strings.Contains(logBuf.String(), "damaged data entry") {
+		t.Errorf("%s: nothing logged about the damaged entry:\n%s", d.desc, logBuf.String())
 	}
 	// A cut in the middle of an entry is reported.
 	if x := d.cut.idx; x > IndexHeaderSize && d.flip < 0 && !ctOnBoundary(b.logs[d.ns], x, true) &&

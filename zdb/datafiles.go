@@ -228,25 +228,25 @@ func (e *Engine) EvictDataFile(namespace string, fileID uint32) error {
 }
 
 // readLive runs find under the read lock and reads the payload it names
-// (find returns the location and the length of the key stored in the data
-// entry). When the data file is absent, the lock is released and the
+// (find returns the location and the key stored in the data entry: the
+// key itself, or the 8-byte id in seq mode). When the data file is absent, the lock is released and the
 // payload fetched (Fetcher.FetchRange), or the file restored
 // (Fetcher.FetchFile, or the missing-data event) and the read retried
 // once. lookupErr is find's error; readErr a failure to read the payload.
-func (ns *Namespace) readLive(ctx context.Context, find func() (location, int, error), dst []byte) (out []byte, lookupErr, readErr error) {
+func (ns *Namespace) readLive(ctx context.Context, find func() (location, []byte, error), dst []byte) (out []byte, lookupErr, readErr error) {
 	for attempt := 0; ; attempt++ {
 		ns.mu.RLock()
-		loc, keyLen, err := find()
+		loc, key, err := find()
 		if err != nil {
 			ns.mu.RUnlock()
 			return nil, err, nil
 		}
-		out, err := ns.readPayload(loc, keyLen, dst)
+		out, err := ns.readPayload(loc, key, dst)
 		ns.mu.RUnlock()
 		if err == nil || attempt > 0 || !errors.Is(err, errMissingFile) {
 			return out, nil, err
 		}
-		out, retry, err := ns.fetchPayload(ctx, loc, keyLen, dst, err)
+		out, retry, err := ns.fetchPayload(ctx, loc, len(key), dst, err)
 		if !retry {
 			return out, nil, err
 		}

@@ -321,7 +321,9 @@ func TestIndexChangedResetsOnlyReported(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	dirty(0) // changed after the report: not reset
+	// Changed after the report: not reset (i0: k's flag; i1: the DEL's
+	// tombstone entry).
+	dirty(0, 1)
 
 	// An error puts the reported ids back.
 	set("x") // i1

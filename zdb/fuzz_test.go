@@ -200,6 +200,61 @@ func fzFiles(mode Mode, fileID uint32, first uint64) (idx, dat []byte) {
 	return idx, dat
 }
 
+// fzEntryOffsets are where an entry of the files fzEngineFiles returns
+// starts, in the index and in the data bytes (without their headers).
+type fzEntryOffsets struct{ idx, dat int }
+
+// fzEngineFiles writes a namespace with the engine — sets, overwrites and
+// deletes — and returns its index and data entries without the headers,
+// with where each index entry and the data entry it points at start.
+func fzEngineFiles(f *testing.F, mode Mode) (idx, dat []byte, offs []fzEntryOffsets) {
+	dir := f.TempDir()
+	e, err := Open(Options{DataDir: filepath.Join(dir, "data"), IndexDir: filepath.Join(dir, "index"),
+		DataSize: MinDataSize, Logger: ctLogger(io.Discard)})
+	if err != nil {
+		f.Fatal(err)
+	}
+	ns := e.Namespace(DefaultNamespace)
+	if mode == ModeSeq {
+		if err := ns.SetProperty("mode", "seq"); err != nil {
+			f.Fatal(err)
+		}
+		for i := 0; i < 6; i++ {
+			ns.Set(nil, []byte(fmt.Sprintf("seq value %d", i)), 0)
+		}
+		ns.Set(seqKey(1), []byte("seq value 1 again"), 0)
+		ns.Del(seqKey(3), 0)
+		ns.Set(nil, []byte("seq value 6"), 0)
+	} else {
+		for i := 0; i < 6; i++ {
+			ns.Set([]byte(fmt.Sprintf("key%d", i)), []byte(fmt.Sprintf("value %d", i)), 0)
+		}
+		ns.Set([]byte("key1"), []byte("value 1 again"), 0)
+		ns.Del([]byte("key3"), 0)
+		ns.Set([]byte("key6"), []byte("value 6"), 0)
+	}
+	if err := e.Close(); err != nil {
+		f.Fatal(err)
+	}
+	ri, err := os.ReadFile(filepath.Join(dir, "index", DefaultNamespace, "i0"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	rd, err := os.ReadFile(filepath.Join(dir, "data", DefaultNamespace, "d0"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for off := IndexHeaderSize; off < len(ri); {
+		ie, n, err := ParseIndexEntry(ri[off:])
+		if err != nil {
+			f.Fatal(err)
+		}
+		offs = append(offs, fzEntryOffsets{idx: off - IndexHeaderSize, dat: int(ie.DataOffset) - DataHeaderSize})
+		off += n
+	}
+	return ri[IndexHeaderSize:], rd[DataHeaderSize:], offs
+}
+
 func fzIndexHeader(mode Mode, id uint32) []byte {
 	return IndexHeader{Version: IndexVersion, Created: 1700000000, Opened: 1700000000, FileID: id, Mode: mode}.Marshal()
 }
@@ -208,8 +263,13 @@ func fzDataHeader(id uint32) []byte {
 	return DataHeader{Version: DataVersion, Created: 1700000000, Opened: 1700000000, FileID: id}.Marshal()
 }
 
+// fzDamaged is the state of a key SCAN lists whose reads fail: recovery
+// found its entry damaged, or the read found its data entry disagreeing.
+const fzDamaged = "\x00damaged"
+
 // fzState reads every key SCAN serves with its value, and checks that each
-// is readable, that CHECK, LENGTH, RSCAN and Len agree.
+// is readable (or fails loudly: ErrInternal, and CHECK does not say 1),
+// that CHECK, LENGTH, RSCAN and Len agree.
 func fzState(t *testing.T, ns *Namespace) map[string]string {
 	t.Helper()
 	state := map[string]string{}
@@ -229,6 +289,14 @@ func fzState(t *testing.T, ns *Namespace) map[string]string {
 				t.Fatalf("SCAN returned %x twice", k)
 			}
 			v, err := ns.Get(it.Key, nil)
+			if errors.Is(err, ErrInternal) {
+				if c, err := ns.Check(it.Key); c == 1 || err != nil {
+					t.Fatalf("GET %x fails, but CHECK = %d, %v", k, c, err)
+				}
+				state[k] = fzDamaged
+				order = append(order, k)
+				continue
+			}
 			if err != nil {
 				t.Fatalf("SCAN returned %x but GET fails: %v", k, err)
 			}
@@ -280,8 +348,9 @@ func fzState(t *testing.T, ns *Namespace) map[string]string {
 
 // FuzzOpenFiles writes arbitrary bytes as the index and/or data file of the
 // default namespace and opens it. Open must not panic; it may refuse, but
-// if it opens, every key it serves must be readable, it must accept a
-// write, and a close and reopen must show the same keys plus that write.
+// if it opens, every key it lists must be readable or fail loudly (a
+// damaged entry), it must accept a write, and a close and reopen must show
+// the same keys plus that write.
 //
 // flags: bit 0 prepends a valid index header, bit 1 makes that header seq
 // mode, bit 2 prepends a valid data header, bit 3 puts the fuzzed files at
@@ -307,6 +376,37 @@ func FuzzOpenFiles(f *testing.F) {
 	f.Add(uint8(0), []byte("IDX"), []byte("DAT0"))
 	f.Add(uint8(1|4|16), []byte{}, []byte{1, 2, 3})
 	f.Add(uint8(5), []byte{0}, []byte{})
+	// Files written by the engine (user mode: a DEL's tombstone index
+	// entry), and damage in their middle: resynchronisation over a data
+	// entry, the key length repair, an index length over the limit, an
+	// offset moved onto another key's entry.
+	for _, mode := range []Mode{ModeUser, ModeSeq} {
+		m := uint8(mode) << 1
+		idx, dat, offs := fzEngineFiles(f, mode)
+		f.Add(m|1|4, idx, dat)
+		mid := offs[len(offs)/2]
+		for _, at := range []int{0, 1, 4, 9, 13} {
+			d := bytes.Clone(dat)
+			d[mid.dat+at] ^= 0x41
+			f.Add(m|1|4, idx, d)
+		}
+		d := bytes.Clone(dat)
+		d[mid.dat+1] ^= 0x40
+		d[offs[len(offs)/2+1].dat+1] ^= 0x40
+		f.Add(m|1|4, idx, d)
+		for _, at := range []int{0, 1, 8, 9, 13, IndexEntryFixed} {
+			i := bytes.Clone(idx)
+			i[mid.idx+at] ^= 0x81
+			f.Add(m|1|4, i, dat)
+		}
+		i := bytes.Clone(idx)
+		copy(i[mid.idx+1:mid.idx+5], i[offs[0].idx+1:offs[0].idx+5])
+		f.Add(m|1|4, i, dat)
+		last := offs[len(offs)-1]
+		i = bytes.Clone(idx)
+		i[last.idx] ^= 0x03
+		f.Add(m|1|4, i, dat)
+	}
 	f.Fuzz(func(t *testing.T, flags uint8, idx, dat []byte) {
 		if len(idx)+len(dat) > 1<<20 {
 			return

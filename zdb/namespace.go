@@ -57,6 +57,7 @@ type Namespace struct {
 	seqMax            uint64           // load: one past the highest live seq id
 	seqShifted        bool             // load: a seq id was found off its position
 	closedSizes       map[uint32]int64 // load: sizes of closed data files, -1 if absent
+	rec               recoveryState    // damage found by load (recover.go)
 
 	compactMu sync.Mutex // one compaction at a time
 
@@ -129,7 +130,8 @@ func (ns *Namespace) log() *slog.Logger { return ns.eng.log.With("namespace", ns
 // loading and recovery
 
 // load opens the namespace's files and rebuilds the key index. It trims a
-// torn or corrupt tail from the active index and data files.
+// torn tail from the active index and data files, and keeps damaged
+// entries without serving them (recover.go).
 func (ns *Namespace) load(create bool, mode Mode) error {
 	ns.indexFiles = map[uint32]*os.File{}
 	ns.fileEnds = map[uint32]fileEnd{}
@@ -142,6 +144,7 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 	ns.gen++
 	ns.idxLast, ns.dataLast = 0, 0
 	ns.lastJump = time.Now()
+	ns.rec.reset()
 
 	if err := os.MkdirAll(ns.indexDir, 0o700); err != nil {
 		return err
@@ -207,267 +210,6 @@ func (ns *Namespace) load(create bool, mode Mode) error {
 		return err
 	}
 	ns.dataFiles[ns.cur] = f
-	return nil
-}
-
-// validData lists the entries of the active data file that survived
-// recovery, sorted by offset.
-type validData []validEntry
-
-// validEntry is what an index entry must agree with to point at a data
-// entry: its offset, CRC, payload length and key length.
-type validEntry struct {
-	off, crc, length uint32
-	keyLen           uint8
-}
-
-// has reports whether the data entry at off exists and matches crc, length
-// and keyLen. An index entry that disagrees on any of them (a corrupt
-// length, say) would make GET read the wrong bytes, so it is not served.
-func (v validData) has(off, crc, length uint32, keyLen int) bool {
-	i := sort.Search(len(v), func(i int) bool { return v[i].off >= off })
-	return i < len(v) && v[i] == validEntry{off: off, crc: crc, length: length, keyLen: uint8(keyLen)} && keyLen <= 0xff
-}
-
-// recoverDataTail reads the active data file entry by entry, checks each
-// CRC, and truncates the file after the last whole, valid entry.
-func (ns *Namespace) recoverDataTail() (validData, error) {
-	path := ns.dataPath(ns.cur)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if errors.Is(err, fs.ErrNotExist) {
-		// A crash between creating i<N> and d<N>.
-		ns.log().Warn("active data file missing, creating it", "file", path)
-		if err := writeNewFile(path, DataHeader{Version: DataVersion, Created: uint64(time.Now().Unix()), FileID: ns.cur}.Marshal()); err != nil {
-			return nil, err
-		}
-		ns.dataEnd, ns.dataLast = DataHeaderSize, 0
-		return nil, nil
-	}
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	size := st.Size()
-	hdr := make([]byte, DataHeaderSize)
-	if _, err := f.ReadAt(hdr, 0); err != nil || !bytes.Equal(hdr[:4], []byte(DataMagic)) {
-		if size > DataHeaderSize {
-			return nil, fmt.Errorf("%s: unreadable data header", path)
-		}
-		ns.log().Warn("torn data file header, rewriting it", "file", path, "size", size)
-		if err := writeNewFile(path, DataHeader{Version: DataVersion, Created: uint64(time.Now().Unix()), FileID: ns.cur}.Marshal()); err != nil {
-			return nil, err
-		}
-		ns.dataEnd, ns.dataLast = DataHeaderSize, 0
-		return nil, nil
-	}
-	if _, err := ParseDataHeader(hdr); err != nil {
-		return nil, fmt.Errorf("%s: %w", path, err)
-	}
-	var valid validData
-	r := newFileScanner(f, DataHeaderSize, size)
-	off := int64(DataHeaderSize)
-	last := uint32(0)
-	reason := ""
-	for off < size {
-		h, err := ParseDataEntryHeader(r.peek(off, DataEntryFixed))
-		if err != nil {
-			reason = "entry header: " + err.Error()
-			break
-		}
-		if h.KeyLen == 0 && h.Flags&FlagDeleted == 0 {
-			reason = "entry without a key"
-			break
-		}
-		if off+h.Size() > size {
-			reason = "entry cut short"
-			break
-		}
-		payload := r.peek(off+DataEntryFixed+int64(h.KeyLen), int(h.Length))
-		if payload == nil || CRC(payload) != h.CRC {
-			reason = "payload checksum mismatch"
-			break
-		}
-		valid = append(valid, validEntry{off: uint32(off), crc: h.CRC, length: h.Length, keyLen: uint8(h.KeyLen)})
-		last = uint32(off)
-		off += h.Size()
-	}
-	if r.err != nil {
-		return nil, fmt.Errorf("%s: %w", path, r.err)
-	}
-	if off < size {
-		ns.log().Warn("dropping torn or corrupt tail of data file", "file", path,
-			"offset", off, "dropped_bytes", size-off, "reason", reason)
-		if err := f.Truncate(off); err != nil {
-			return nil, err
-		}
-	}
-	ns.dataEnd, ns.dataLast = off, last
-	return valid, nil
-}
-
-// replayIndex applies one index file to the key index. In the active file
-// (last), an entry that points at data that did not survive ends the file:
-// it and everything after it are truncated.
-func (ns *Namespace) replayIndex(id uint32, last bool, valid validData) error {
-	path := ns.indexPath(id)
-	f, err := os.OpenFile(path, os.O_RDWR, 0)
-	if err != nil {
-		return err
-	}
-	ns.indexFiles[id] = f
-	st, err := f.Stat()
-	if err != nil {
-		return err
-	}
-	size := st.Size()
-	// The file is read through a window, so that loading millions of
-	// entries needs no more memory than the key index itself.
-	sc := newFileScanner(f, 0, size)
-	h, err := ParseIndexHeader(sc.peek(0, min(IndexHeaderSize, int(size))))
-	if err != nil {
-		head := sc.peek(0, int(min(size, 4)))
-		if last && size < IndexHeaderSize && bytes.HasPrefix([]byte(IndexMagic), head) {
-			ns.log().Warn("torn index file header, rewriting it", "file", path, "size", size)
-			if id == 0 {
-				h.Mode = ns.eng.defaultMode()
-			} else {
-				h.Mode = ns.mode
-			}
-			hb := IndexHeader{Version: IndexVersion, Created: uint64(time.Now().Unix()), FileID: id, Mode: h.Mode}.Marshal()
-			if _, err := f.WriteAt(hb, 0); err != nil {
-				return err
-			}
-			if err := f.Truncate(IndexHeaderSize); err != nil {
-				return err
-			}
-			size = IndexHeaderSize
-		} else {
-			return fmt.Errorf("%s: %w", path, err)
-		}
-	}
-	if id == ns.firstID() {
-		ns.mode = h.Mode
-	} else if h.Mode != ns.mode {
-		return fmt.Errorf("%s: mode %s differs from the namespace's %s", path, h.Mode, ns.mode)
-	}
-
-	off := int64(IndexHeaderSize)
-	lastEntry := uint32(0)
-	reason := ""
-	for off < size {
-		fixed := sc.peek(off, IndexEntryFixed)
-		if fixed == nil {
-			reason = errShort.Error()
-			break
-		}
-		raw := sc.peek(off, IndexEntryFixed+int(fixed[0]))
-		if raw == nil {
-			reason = errShort.Error()
-			break
-		}
-		e, n, err := ParseIndexEntry(raw)
-		if err != nil {
-			reason = err.Error()
-			break
-		}
-		if ns.mode == ModeSeq && len(e.Key) != SeqKeyLen {
-			reason = "sequential entry with a key of " + strconv.Itoa(len(e.Key)) + " bytes"
-			break
-		}
-		e.DataID = ns.entryDataID(id, e)
-		live := e.Flags&FlagDeleted == 0
-		if live && e.DataID != ns.cur && !ns.fitsClosedData(id, e) {
-			// Points past the end of a closed data file, or at a data file
-			// that cannot exist: corrupt. Never served.
-			if last {
-				reason = "entry points outside its data file"
-				break
-			}
-			ns.log().Warn("ignoring an entry that points outside its data file", "file", path, "offset", off)
-			live = false
-		}
-		if e.DataID == ns.cur && e.Length+uint32(len(e.Key)) > 0 && !valid.has(e.DataOffset, e.CRC, e.Length, len(e.Key)) {
-			// The entry points into the active data file at data that did
-			// not survive. Entries and their data are appended in the same
-			// order, so in the active index file this ends the file ...
-			// (A rewritten slot's parent is the copy appended after it;
-			// it may have been flagged by an earlier recovery.)
-			rewritten := ns.mode == ModeSeq &&
-				(e.ParentID > id || e.ParentID == id && int64(e.ParentOffset) > off)
-			if last && !rewritten {
-				reason = "entry points at data that is missing or corrupt"
-				break
-			}
-			// ... except for a seq slot rewritten in place by an update:
-			// keep the slot (it holds an id) but flag it deleted, so that
-			// neither GET nor SCAN serves it.
-			if live {
-				ns.log().Warn("dropping key whose data did not survive", "file", path, "offset", off)
-				live = false
-				if _, err := f.WriteAt([]byte{e.Flags | FlagDeleted}, off+idxOffFlags); err != nil {
-					return fmt.Errorf("%s: flagging a lost slot: %w", path, err)
-				}
-			}
-		}
-		// A seq id is its slot's position, and 0-db stores it as the key of
-		// live slots. The stored key is what counts: if an older index
-		// file lost entries, positions shift but keys do not.
-		key := e.Key
-		if ns.mode == ModeSeq && live {
-			id := binary.LittleEndian.Uint64(e.Key)
-			if id != ns.nextID && !ns.seqShifted {
-				ns.seqShifted = true
-				ns.log().Warn("sequential ids are not at their positions; an index file lost entries", "file", path, "offset", off)
-			}
-			ns.seqMax = max(ns.seqMax, id+1)
-		}
-		if ns.mode == ModeUser {
-			// A key live in memory has its entry unflagged on disk. A later
-			// entry for it means a crash came between appending that entry
-			// and flagging the old one: finish that write, so that SCAN
-			// does not see the key twice (or a deleted key at all).
-			if prev, ok := ns.idx.Get(key); ok {
-				pf := ns.indexFiles[prev.IndexID]
-				if _, err := pf.WriteAt([]byte{FlagDeleted}, int64(prev.IndexOffset)+idxOffFlags); err != nil {
-					return fmt.Errorf("%s: flagging a superseded entry: %w", path, err)
-				}
-			}
-		}
-		if live {
-			ns.idx.Put(key, location{
-				IndexID: id, IndexOffset: uint32(off), DataID: e.DataID, DataOffset: e.DataOffset,
-				Length: e.Length, CRC: e.CRC, Timestamp: e.Timestamp,
-			})
-		} else if ns.mode == ModeUser {
-			ns.idx.Delete(key)
-		}
-		ns.nextID++
-		lastEntry = uint32(off)
-		off += int64(n)
-	}
-	if sc.err != nil {
-		return fmt.Errorf("%s: %w", path, sc.err)
-	}
-	if off < size {
-		if !last {
-			ns.log().Error("index file has an unreadable entry; ignoring the rest of it",
-				"file", path, "offset", off, "ignored_bytes", size-off, "reason", reason)
-		} else {
-			ns.log().Warn("dropping torn or corrupt tail of index file", "file", path,
-				"offset", off, "dropped_bytes", size-off, "reason", reason)
-			if err := f.Truncate(off); err != nil {
-				return err
-			}
-		}
-	}
-	ns.fileEnds[id] = fileEnd{end: off, last: lastEntry}
-	if lastEntry != 0 {
-		ns.idxLast = lastEntry
-	}
 	return nil
 }
 
@@ -775,7 +517,7 @@ func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, 
 	if exists && old.Length == uint32(len(value)) && old.CRC == crc {
 		// 0-db trusts the CRC alone; we compare the bytes, so that a CRC
 		// collision never drops a write.
-		same, err := ns.payloadEquals(old, len(key), value)
+		same, err := ns.payloadEquals(old, key, value)
 		if err == nil && same {
 			return nil, Ticket{}, nil
 		}
@@ -835,11 +577,16 @@ func (ns *Namespace) seqUpdate(old location, loc *location) error {
 		return err
 	}
 	prev, _, err := ParseIndexEntry(slot)
-	if err != nil {
+	if err != nil && (errors.Is(err, errShort) || len(prev.Key) == 0) {
 		return err
 	}
 	cp := prev
 	cp.Flags |= FlagDeleted
+	if err != nil {
+		// A damaged slot (a length over the limit, see recover.go): the
+		// update replaces it; its copy keeps no length.
+		cp.Length, cp.CRC = 0, 0
+	}
 	cpOff := ns.appendIndex(&cp)
 	upd := prev
 	upd.DataOffset, upd.Length, upd.DataID = loc.DataOffset, loc.Length, loc.DataID
@@ -906,7 +653,8 @@ func (ns *Namespace) dataIOError(write bool) {
 }
 
 // Del deletes key, durably when it returns: a tombstone is appended to the
-// data file and the index entry is flagged in place.
+// data file (and, in user mode, an index entry for it), and the index entry
+// is flagged in place.
 func (ns *Namespace) Del(key []byte, ts uint32) error {
 	t, err := ns.DelDeferred(key, ts)
 	if err != nil {
@@ -938,7 +686,8 @@ func (ns *Namespace) DelDeferred(key []byte, ts uint32) (Ticket, error) {
 	if ns.desc.Worm {
 		return Ticket{}, ErrWormDelete
 	}
-	ns.appendData(key, nil, 0, FlagDeleted, ts)
+	tomb := ns.appendData(key, nil, 0, FlagDeleted, ts)
+	ns.appendTombstoneEntry(key, tomb, ts, loc)
 	if err := ns.flagDeleted(loc.IndexID, loc.IndexOffset); err != nil {
 		return Ticket{}, withCause(ErrWrite, err)
 	}
@@ -969,6 +718,9 @@ func (ns *Namespace) lookup(key []byte) (location, error) {
 	loc, ok := ns.idx.Get(key)
 	if !ok {
 		return location{}, ErrNotFound
+	}
+	if ns.isDamaged(loc) {
+		return location{}, ErrInternal
 	}
 	return loc, nil
 }
@@ -1001,9 +753,9 @@ func (ns *Namespace) Get(key, dst []byte) ([]byte, error) {
 // GetContext is Get whose wait for an absent data file (Options.Fetcher,
 // the missing-data event) ends with ctx.
 func (ns *Namespace) GetContext(ctx context.Context, key, dst []byte) ([]byte, error) {
-	out, lookupErr, err := ns.readLive(ctx, func() (location, int, error) {
+	out, lookupErr, err := ns.readLive(ctx, func() (location, []byte, error) {
 		loc, err := ns.lookup(key)
-		return loc, len(key), err
+		return loc, key, err
 	}, dst)
 	if lookupErr != nil {
 		return nil, lookupErr
@@ -1017,16 +769,18 @@ func (ns *Namespace) GetContext(ctx context.Context, key, dst []byte) ([]byte, e
 // Check verifies key's payload against its CRC: 1 match, 0 mismatch, -1
 // unreadable.
 func (ns *Namespace) Check(key []byte) (int, error) {
-	_, lookupErr, err := ns.readLive(context.Background(), func() (location, int, error) {
+	_, lookupErr, err := ns.readLive(context.Background(), func() (location, []byte, error) {
 		loc, err := ns.lookup(key)
-		return loc, len(key), err
+		return loc, key, err
 	}, nil)
 	switch {
+	case lookupErr == ErrInternal: // a damaged entry (lookup)
+		return 0, nil
 	case lookupErr != nil:
 		return 0, lookupErr
 	case err == nil:
 		return 1, nil
-	case errors.Is(err, errChecksum):
+	case errors.Is(err, errChecksum), errors.Is(err, errMismatch):
 		return 0, nil
 	default:
 		return -1, nil
@@ -1038,43 +792,8 @@ var (
 	errChecksum    = errors.New("payload checksum mismatch")
 )
 
-// readPayload reads and verifies the payload at loc. The caller holds mu.
-// keyLen is the length of the key stored in the data entry (the key itself
-// in user mode, 8 in seq mode).
-func (ns *Namespace) readPayload(loc location, keyLen int, dst []byte) ([]byte, error) {
-	start := len(dst)
-	at := int64(loc.DataOffset) + DataEntryFixed + int64(keyLen)
-	if buf := ns.pendingData(loc.DataID, at); buf != nil {
-		dst = append(dst, buf[:loc.Length]...)
-		if CRC(dst[start:]) != loc.CRC {
-			return nil, errChecksum
-		}
-		return dst, nil
-	}
-	f, h, err := ns.dataFile(loc.DataID)
-	if err != nil {
-		return nil, err
-	}
-	defer h.release()
-	dst = grow(dst, int(loc.Length))
-	n, err := f.ReadAt(dst[start:], at)
-	if n < int(loc.Length) {
-		ns.dataIOError(false)
-		if err == nil {
-			err = io.ErrUnexpectedEOF
-		}
-		return nil, err
-	}
-	ns.eng.stats.dataRead.Add(uint64(loc.Length))
-	if CRC(dst[start:]) != loc.CRC {
-		ns.dataFaults.Add(1)
-		return nil, errChecksum
-	}
-	return dst, nil
-}
-
-func (ns *Namespace) payloadEquals(loc location, keyLen int, value []byte) (bool, error) {
-	buf, err := ns.readPayload(loc, keyLen, nil)
+func (ns *Namespace) payloadEquals(loc location, key, value []byte) (bool, error) {
+	buf, err := ns.readPayload(loc, key, nil)
 	if err != nil {
 		return false, err
 	}

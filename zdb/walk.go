@@ -53,9 +53,11 @@ func (ns *Namespace) readEntry(pos entryPos) (IndexEntry, error) {
 		return IndexEntry{}, withCause(ErrInternal, err)
 	}
 	e, _, err := ParseIndexEntry(buf)
-	if err != nil {
+	if err != nil && (errors.Is(err, errShort) || len(e.Key) == 0) {
 		return IndexEntry{}, ErrInvalidCursor
 	}
+	// A length over the limit: loading kept such an entry as damaged (its
+	// extent is right), and SCAN steps over it like any other.
 	return e, nil
 }
 
@@ -119,7 +121,7 @@ func (ns *Namespace) Scan(cursor []byte, reverse bool, max int) ([]ScanItem, []b
 		if err != nil {
 			return nil, nil, ErrInternal
 		}
-		if e.Flags&FlagDeleted == 0 && ns.isLiveAt(e.Key, pos) {
+		if e.Flags&FlagDeleted == 0 && !ns.isHidden(pos) && ns.isLiveAt(e.Key, pos) {
 			items = append(items, ScanItem{Key: e.Key, Length: e.Length, Timestamp: e.Timestamp})
 			last = encodeCursor(len(e.Key), pos.id, e.Length, pos.off, e.CRC)
 			if time.Now().After(deadline) {
@@ -219,41 +221,41 @@ type HistoryItem struct {
 func (ns *Namespace) History(key, ekey []byte) (HistoryItem, error) {
 	var e IndexEntry
 	retiredData := false
-	payload, lookupErr, err := ns.readLive(context.Background(), func() (location, int, error) {
+	payload, lookupErr, err := ns.readLive(context.Background(), func() (location, []byte, error) {
 		var pos entryPos
 		if ekey == nil {
 			loc, err := ns.lookup(key)
 			if err != nil {
-				return location{}, 0, err
+				return location{}, nil, err
 			}
 			pos = entryPos{loc.IndexID, loc.IndexOffset}
 		} else {
 			if ns.deleted.Load() {
-				return location{}, 0, ErrNamespaceGone
+				return location{}, nil, ErrNamespaceGone
 			}
 			if err := ns.checkAccess(false); err != nil {
-				return location{}, 0, err
+				return location{}, nil, err
 			}
 			if len(ekey) != 8 {
-				return location{}, 0, ErrInvalidArguments
+				return location{}, nil, ErrInvalidArguments
 			}
 			pos = entryPos{binary.LittleEndian.Uint32(ekey), binary.LittleEndian.Uint32(ekey[4:])}
 			if pos.id == 0 && pos.off == 0 {
-				return location{}, 0, ErrNoMoreHistory
+				return location{}, nil, ErrNoMoreHistory
 			}
 			if ns.compactedAway(pos) {
 				// The version lived in an index file that compaction emptied.
-				return location{}, 0, ErrNoMoreHistory
+				return location{}, nil, ErrNoMoreHistory
 			}
 		}
 		var err error
 		e, err = ns.readEntry(pos)
 		if err != nil || string(e.Key) != string(key) && ns.mode == ModeUser {
-			return location{}, 0, ErrInvalidArguments
+			return location{}, nil, ErrInvalidArguments
 		}
 		loc := location{DataID: ns.entryDataID(pos.id, e), DataOffset: e.DataOffset, Length: e.Length, CRC: e.CRC}
 		retiredData = loc.DataID < ns.cur && ns.liveData[loc.DataID] == 0
-		return loc, len(e.Key), nil
+		return loc, e.Key, nil
 	}, nil)
 	if lookupErr != nil {
 		return HistoryItem{}, lookupErr
@@ -366,7 +368,7 @@ func (ns *Namespace) Info(admin bool) string {
 	}
 	w("stats_index_io_errors", ns.indexErrors.Load())
 	w("stats_index_io_error_last", ns.indexErrorLast.Load())
-	w("stats_index_faults", 0)
+	w("stats_index_faults", ns.rec.indexFaults.Load())
 	w("stats_data_io_errors", ns.dataErrors.Load())
 	w("stats_data_io_error_last", ns.dataErrorLast.Load())
 	w("stats_data_faults", ns.dataFaults.Load())
