@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/internal/zdbtest"
 )
 
@@ -125,6 +126,7 @@ func TestMountAsUser(t *testing.T) {
 			c.Wait()
 			exec.Command(fm, "-u", "-z", mnt).Run()
 			exec.Command("umount", "-l", mnt).Run()
+			racetest.Check(t, "zdbfs as a user", log.String())
 		})
 		for i := 0; i < 200 && !isMounted(mnt); i++ {
 			time.Sleep(50 * time.Millisecond)
