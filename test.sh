@@ -5,6 +5,27 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
+# apt_get runs apt-get and waits up to 10 minutes for another apt-get or
+# dpkg (another checkout's test run, an unattended upgrade) to let go of its
+# lock instead of failing. DPkg::Lock::Timeout makes install wait for the
+# dpkg lock; apt-get update (apt 2.6) ignores it and fails at once on the
+# package lists' lock, so a failure over a lock is retried until the same
+# deadline.
+apt_get() {
+	local deadline=$((SECONDS + 600)) out
+	while :; do
+		if out=$(LC_ALL=C DEBIAN_FRONTEND=noninteractive apt-get -o DPkg::Lock::Timeout=600 "$@" 2>&1); then
+			return 0
+		fi
+		if [[ $out != *"Could not get lock"* ]] || [ $SECONDS -ge $deadline ]; then
+			printf '%s\n' "$out" >&2
+			return 1
+		fi
+		echo "apt-get $*: another package manager holds its lock; waiting ..." >&2
+		sleep 5
+	done
+}
+
 need_pkgs=()
 command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)   # zdb: redis-cli compatibility
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)        # zstor: the etcd metadata store
@@ -12,7 +33,8 @@ command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)       # zdbfs: moun
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)                 # zdbfs: untar a source tree
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 	echo "installing ${need_pkgs[*]} ..." >&2
-	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need_pkgs[@]}" >/dev/null
+	apt_get update -qq
+	apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 
 go vet ./...
