@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The whole test suite. Works on a fresh Debian machine with Go, as root:
-# it installs the Debian packages the tests need, then runs vet, the tests
-# (real zdb processes on loopback) and a short fuzz run.
+# it installs the Debian packages the tests need and staticcheck, then runs
+# vet, gofmt, staticcheck, the tests (real zdb processes on loopback), the
+# race detector (over all but two long tests), and a short fuzz run.
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -37,13 +38,31 @@ if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 	apt_get install -y -qq --no-install-recommends "${need_pkgs[@]}"
 fi
 
+# staticcheck, from the Go module proxy; a version that knows this Go.
+staticcheck_version=v0.8.2 # staticcheck 2026.2.2
+staticcheck="$(go env GOPATH)/bin/staticcheck"
+if ! "$staticcheck" -version 2>/dev/null | grep -qF "(${staticcheck_version#v})"; then
+	echo "installing staticcheck $staticcheck_version ..." >&2
+	GOBIN="$(dirname "$staticcheck")" go install "honnef.co/go/tools/cmd/staticcheck@$staticcheck_version"
+fi
+
 go vet ./...
 unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
 if [ -n "$unformatted" ]; then
 	echo "gofmt would change: $unformatted" >&2
 	exit 1
 fi
+"$staticcheck" ./...
 go test -count=1 -timeout 20m ./...
+# The race detector, over every package: the helper processes the tests
+# start (zdb, zstor, zdbfs, the daemon) are race-built too, and a race that
+# one of them reports fails its test (internal/racetest). Two tests that
+# only push volume through one process are left out, as together they
+# would add about two minutes: zdbfs TestUntarSourceTree (72 s under -race;
+# 12.8k files) and cmd/zstor TestBigFile (55 s; 1 GiB); their
+# code paths run, smaller, in the other tests. Measured on 2 cores: 116 s
+# with a warm build cache, 198 s with a cold one (a new machine).
+go test -race -count=1 -timeout 20m -skip '^(TestUntarSourceTree|TestBigFile)$' ./...
 if [ -x .ci/fuzz.sh ] || [ -f .ci/fuzz.sh ]; then
 	bash .ci/fuzz.sh
 fi
