@@ -83,11 +83,9 @@ func (c *direntCache) forget(key string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.seq++
-	if _, ok := c.m[key]; ok {
-		// Stays in the FIFO; a later put of the key reuses the slot
-		// accounting harmlessly (the map is what bounds memory).
-		delete(c.m, key)
-	}
+	// The key stays in the FIFO; a later put of the key reuses the slot
+	// accounting harmlessly (the map is what bounds memory).
+	delete(c.m, key)
 }
 
 // pageCache holds listing pages by key; only used under FS.mu.
@@ -207,11 +205,4 @@ func (d *freshDirs) absent(dir uint64, name string) bool {
 		}
 	}
 	return false
-}
-
-// forgetDir drops a removed directory.
-func (d *freshDirs) forgetDir(dir uint64) {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	delete(d.dirs, dir)
 }

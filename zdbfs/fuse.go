@@ -154,7 +154,6 @@ func (n *Node) OnForget() { n.f.unref(n.in) }
 
 // Getattr implements NodeGetattrer.
 func (n *Node) Getattr(ctx context.Context, fh gofs.FileHandle, out *fuse.AttrOut) syscall.Errno {
-	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	n.in.touch()
 	n.in.mu.Lock()
@@ -327,7 +326,6 @@ func (n *Node) Symlink(ctx context.Context, target, name string, out *fuse.Entry
 
 // Readlink implements NodeReadlinker.
 func (n *Node) Readlink(ctx context.Context) ([]byte, syscall.Errno) {
-	ctx = detach(ctx)
 	n.in.mu.Lock()
 	defer n.in.mu.Unlock()
 	if n.in.a.Mode&syscall.S_IFMT != syscall.S_IFLNK {
@@ -478,7 +476,6 @@ func (s *dirStream) Close() {}
 
 // Open implements NodeOpener.
 func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32, syscall.Errno) {
-	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
 	w := writeFlags(flags)
 	return n.open(n.in, w), n.openFlags(w), 0
@@ -664,7 +661,6 @@ func (n *Node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence
 
 // Statfs implements NodeStatfser: the capacity is the size= option.
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
-	ctx = detach(ctx)
 	const bs = 4096
 	out.Bsize, out.Frsize = bs, bs
 	out.Blocks = n.f.cfg.Capacity / bs

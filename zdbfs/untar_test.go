@@ -9,7 +9,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strings"
 	"syscall"
@@ -162,10 +161,11 @@ func TestUntarSourceTree(t *testing.T) {
 	if _, err := exec.LookPath("tar"); err != nil {
 		t.Fatal("the tar command is needed (Debian package tar)")
 	}
-	goroot := runtime.GOROOT()
-	if out, err := exec.Command("go", "env", "GOROOT").Output(); err == nil {
-		goroot = strings.TrimSpace(string(out))
+	out, err := exec.Command("go", "env", "GOROOT").Output()
+	if err != nil {
+		t.Fatalf("go env GOROOT: %v", err)
 	}
+	goroot := strings.TrimSpace(string(out))
 	src := filepath.Join(goroot, "src")
 	if _, err := os.Stat(filepath.Join(src, "go", "build")); err != nil {
 		t.Fatalf("Go source tree not found at %s: %v", src, err)

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/zdb/client"
 	"qss/zstor"
 	"qss/zstor/backend"
 	"qss/zstor/config"
@@ -277,5 +278,58 @@ func TestReviewStoreUndoDoesNotRestoreStaleRecord(t *testing.T) {
 	}
 	if got, _ := os.ReadFile(p); !bytes.Equal(got, v1) && !bytes.Equal(got, v2) {
 		t.Fatalf("retrieved neither of the two newer versions (first store: %v)", storeErr)
+	}
+}
+
+// A store whose metadata commit fails frees its new shards only once the
+// previous record is back in place. When writing the previous record back
+// fails too, the new record may still be on some metadata backends (or
+// land there later, and spread by read repair), so the new shards must be
+// kept: freeing them could leave a record naming freed shards. Here every
+// metadata namespace is read-only (NSSET lock), so both the commit and the
+// write-back are refused while reads still work.
+func TestStoreUndoFailureKeepsNewShards(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	c := open(t, cl, zstortest.TestKey, "")
+	ctx := zstortest.Ctx(t)
+
+	v0 := zstortest.RandomBytes(2 * cl.ChunkSize)
+	p := cl.WriteFile("w.bin", v0)
+	if _, err := c.Store(ctx, p, zstor.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := totalEntries(t, c)
+
+	setMetaLock := func(on string) {
+		t.Helper()
+		for _, s := range cl.Meta {
+			admin, err := client.New(ctx, client.Options{Addr: s.Addr()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = admin.NSSet(ctx, zstortest.MetaNS, "lock", on)
+			admin.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	setMetaLock("1")
+	cl.WriteFile("w.bin", zstortest.RandomBytes(cl.ChunkSize+5)) // 2 chunks, 6 shards each
+	if _, err := c.Store(ctx, p, zstor.StoreOptions{}); err == nil {
+		t.Fatal("store succeeded with every metadata namespace read-only")
+	}
+	if after, want := totalEntries(t, c), before+2*6; after != want {
+		t.Fatalf("after a failed commit whose undo also failed the data backends hold %d entries, want %d (the new shards kept)", after, want)
+	}
+
+	// The previous version is still what the record names, and readable.
+	setMetaLock("0")
+	os.Remove(p)
+	if _, err := c.Retrieve(ctx, p, zstor.RetrieveOptions{}); err != nil {
+		t.Fatalf("previous version unreadable after the failed store: %v", err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, v0) {
+		t.Fatalf("retrieved %d bytes, not the previous version", len(got))
 	}
 }

@@ -202,7 +202,10 @@ func (c *Client) undoCommit(ctx context.Context, key, mk string, old *Record, ob
 	case err != nil:
 		return keep(err.Error())
 	default:
-		cur, err := c.openRecord(mk, sealed)
+		// Not :=, which would shadow err and so hide a failed
+		// write-back of old below (its shards would then be freed).
+		var cur *Record
+		cur, err = c.openRecord(mk, sealed)
 		switch {
 		case err != nil:
 			return keep(err.Error())

@@ -11,13 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/internal/zdbtest"
 )
 
 func buildZdbfs(t *testing.T) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "zdbfs")
-	out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput()
+	args := append(append([]string{"build"}, racetest.BuildFlags()...), "-o", bin, ".")
+	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		t.Fatalf("build: %v\n%s", err, out)
 	}
@@ -49,8 +51,10 @@ func startZdbfs(t *testing.T, bin, dir string, port int, extra ...string) *proc 
 	}
 	t.Cleanup(func() {
 		p.cmd.Process.Kill()
+		p.cmd.Wait() // also for the output: nothing writes p.log after it
 		exec.Command("fusermount3", "-u", "-z", dir).Run()
 		exec.Command("umount", "-l", dir).Run()
+		racetest.Check(t, "zdbfs on "+dir, p.log.String())
 	})
 	for i := 0; i < 100; i++ {
 		if isMounted(dir) {

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/internal/zdbtest"
 )
 
@@ -31,10 +32,7 @@ func ensureFusermount3(t *testing.T) string {
 	t.Log("fusermount3 missing: apt-get install fuse3")
 	var log bytes.Buffer
 	for _, args := range [][]string{{"update", "-qq"}, {"install", "-y", "-qq", "--no-install-recommends", "fuse3"}} {
-		cmd := exec.Command("apt-get", args...)
-		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive")
-		cmd.Stdout, cmd.Stderr = &log, &log
-		if err := cmd.Run(); err != nil {
+		if err := aptGet(&log, args...); err != nil {
 			t.Fatalf("fusermount3 is missing and apt-get %s failed: %v\n%s", args[0], err, log.String())
 		}
 	}
@@ -43,6 +41,26 @@ func ensureFusermount3(t *testing.T) string {
 		t.Fatalf("fusermount3 still missing after apt-get install fuse3: %v\n%s", err, log.String())
 	}
 	return p
+}
+
+// aptGet runs apt-get and, like test.sh, waits up to 10 minutes for
+// another apt-get or dpkg to let go of its lock: install waits for the dpkg
+// lock by itself (DPkg::Lock::Timeout), update fails at once on the package
+// lists' lock and is tried again.
+func aptGet(log *bytes.Buffer, args ...string) error {
+	deadline := time.Now().Add(10 * time.Minute)
+	for {
+		var out bytes.Buffer
+		cmd := exec.Command("apt-get", append([]string{"-o", "DPkg::Lock::Timeout=600"}, args...)...)
+		cmd.Env = append(os.Environ(), "DEBIAN_FRONTEND=noninteractive", "LC_ALL=C")
+		cmd.Stdout, cmd.Stderr = &out, &out
+		err := cmd.Run()
+		log.Write(out.Bytes())
+		if err == nil || !strings.Contains(out.String(), "Could not get lock") || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(5 * time.Second)
+	}
 }
 
 // asUser is how the test runs commands as the unprivileged user.
@@ -125,6 +143,7 @@ func TestMountAsUser(t *testing.T) {
 			c.Wait()
 			exec.Command(fm, "-u", "-z", mnt).Run()
 			exec.Command("umount", "-l", mnt).Run()
+			racetest.Check(t, "zdbfs as a user", log.String())
 		})
 		for i := 0; i < 200 && !isMounted(mnt); i++ {
 			time.Sleep(50 * time.Millisecond)

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"qss/internal/etcdtest"
+	"qss/internal/racetest"
 	"qss/zstor"
 	"qss/zstor/zstortest"
 )
@@ -515,6 +516,7 @@ func TestBigFile(t *testing.T) {
 	}
 	cmd.Process.Signal(os.Interrupt)
 	err := cmd.Wait()
+	racetest.Check(t, "zstor store (interrupted)", stderr.String())
 	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || strings.Count(stderr.String(), "\n") != 1 ||
 		!strings.Contains(stderr.String(), "(interrupted)") {
 		t.Fatalf("store interrupted: %v, stderr %q", err, stderr.String())

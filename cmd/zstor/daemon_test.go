@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/internal/zdbtest"
 	"qss/zstor"
 	"qss/zstor/daemon"
@@ -64,6 +65,7 @@ func dmStartMonitor(t *testing.T, cfg, socket string) *dmMonitor {
 	t.Cleanup(func() {
 		m.cmd.Process.Kill()
 		<-m.done
+		racetest.Check(t, "zstor monitor", m.out.String())
 		if t.Failed() {
 			t.Logf("monitor output:\n%s", m.out)
 		}
@@ -103,6 +105,7 @@ func dmRun(t *testing.T, args ...string) (string, string, int) {
 	if err != nil && !errors.As(err, &ee) {
 		t.Fatal(err)
 	}
+	racetest.Check(t, "zstor "+strings.Join(args, " "), stderr.String())
 	return stdout.String(), stderr.String(), cmd.ProcessState.ExitCode()
 }
 

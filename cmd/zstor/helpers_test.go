@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/zstor"
 	"qss/zstor/backend"
 	"qss/zstor/config"
@@ -40,7 +41,8 @@ func TestMain(m *testing.M) {
 	zstorBin = filepath.Join(dir, "zstor")
 	workDir = filepath.Join(dir, "work")
 	os.Mkdir(workDir, 0o755)
-	out, err := exec.Command("go", "build", "-o", zstorBin, ".").CombinedOutput()
+	args := append(append([]string{"build"}, racetest.BuildFlags()...), "-o", zstorBin, ".")
+	out, err := exec.Command("go", args...).CombinedOutput()
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "go build ./cmd/zstor: %v\n%s", err, out)
 		os.RemoveAll(dir)
@@ -82,6 +84,7 @@ func zstorRun(t *testing.T, cfg string, args ...string) result {
 		t.Fatalf("zstor %s: %v", r.args, err)
 	}
 	t.Logf("zstor %s: exit %d in %v\n%s%s", r.args, r.code, time.Since(start).Round(time.Millisecond), r.stdout, r.stderr)
+	racetest.Check(t, "zstor "+r.args, r.stderr)
 	for _, bad := range []string{"panic:", "goroutine ", "runtime error"} {
 		if strings.Contains(r.stderr, bad) {
 			t.Fatalf("zstor %s: stderr looks like a crash:\n%s", r.args, r.stderr)

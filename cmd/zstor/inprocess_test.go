@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -30,35 +29,6 @@ func runHere(t *testing.T, ctx context.Context, args ...string) (int, string, st
 	code := run(ctx, args, &out, &errb)
 	t.Logf("zstor %s: exit %d\n%s%s", strings.Join(args, " "), code, out.String(), errb.String())
 	return code, out.String(), errb.String()
-}
-
-// offlineConfig writes a valid config whose backends do not exist, with
-// extra top-level keys, and returns its path and root.
-func offlineConfig(t *testing.T, extra string) (string, string) {
-	root := t.TempDir()
-	text := fmt.Sprintf(`minimal_shards = 1
-expected_shards = 1
-root = %q
-%s
-[encryption]
-key = %q
-
-[meta]
-type = "zdb"
-
-[meta.config]
-[[meta.config.backends]]
-address = "127.0.0.1:1"
-
-[[groups]]
-[[groups.backends]]
-address = "127.0.0.1:2"
-`, root, extra, zstortest.TestKey)
-	p := filepath.Join(t.TempDir(), "zstor_config.toml")
-	if err := os.WriteFile(p, []byte(text), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	return p, root
 }
 
 // TestMonitor: monitor runs the daemon hook with the config's absolute

@@ -1,6 +1,8 @@
 // Package zdbtest starts real zdb server processes for tests: the binary is
 // built once per test process from ./cmd/zdb and each server listens on a
-// free loopback port with its own data and index directories.
+// free loopback port with its own data and index directories. Under
+// go test -race the binary has the race detector too, and a server that
+// reports a data race fails the test.
 package zdbtest
 
 import (
@@ -17,6 +19,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"qss/internal/racetest"
 )
 
 var (
@@ -25,7 +29,8 @@ var (
 	buildErr  error
 )
 
-// Binary builds cmd/zdb (once per test process) and returns its path.
+// Binary builds cmd/zdb (once per test process, with -race when the test
+// binary has it) and returns its path.
 func Binary(t testing.TB) string {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -37,7 +42,8 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "zdb")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/zdb")
+		args := append(append([]string{"build"}, racetest.BuildFlags()...), "-o", binPath, "./cmd/zdb")
+		cmd := exec.Command("go", args...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -76,6 +82,7 @@ func StartIn(t testing.TB, dir string, args ...string) *Server {
 	t.Helper()
 	s := &Server{t: t, Dir: dir, Args: args}
 	s.start()
+	t.Cleanup(s.checkRace) // after Stop: cleanups run last-registered first
 	t.Cleanup(s.Stop)
 	return s
 }
@@ -105,8 +112,16 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	return w.b.Write(p)
 }
 
+// checkRace fails the test when the server's output holds a race report.
+func (s *Server) checkRace() {
+	if s.log != nil {
+		racetest.Check(s.t, "zdb on "+s.Addr(), s.Log())
+	}
+}
+
 func (s *Server) start() {
 	s.t.Helper()
+	s.checkRace() // a restart replaces the log of the previous process
 	bin := Binary(s.t)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/internal/resp"
 	"qss/internal/zdbtest"
 )
@@ -246,6 +247,7 @@ func runZdb(t *testing.T, dir string, flags ...string) (int, string) {
 		"--data", dir + "/data", "--index", dir + "/index"}, flags...)
 	cmd := exec.CommandContext(ctx, zdbtest.Binary(t), argv...)
 	out, err := cmd.CombinedOutput()
+	racetest.Check(t, "zdb "+strings.Join(flags, " "), string(out))
 	if ctx.Err() != nil {
 		return -1, string(out)
 	}

@@ -358,7 +358,7 @@ func (r rawBackend) resolve(key string) (Backend, error) {
 	if len(r.Password) > maxPasswordLen {
 		return Backend{}, invalid(key+".password", "%d bytes, at most %d", len(r.Password), maxPasswordLen)
 	}
-	return Backend{Address: r.Address, Namespace: r.Namespace, Password: r.Password}, nil
+	return Backend(r), nil
 }
 
 // zdb's limits on namespace names and passwords.

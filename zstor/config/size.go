@@ -20,7 +20,7 @@ func parseSize(v any) (int, error) {
 		return int(v), nil
 	case string:
 		s := strings.TrimSpace(v)
-		num := strings.TrimRight(s, "BKMGiB ")
+		num := strings.TrimRight(s, "BKMGi ")
 		unit := strings.TrimSpace(s[len(num):])
 		mult, ok := map[string]int64{"": 1, "B": 1, "KiB": 1 << 10, "MiB": 1 << 20, "GiB": 1 << 30}[unit]
 		n, err := strconv.ParseInt(strings.TrimSpace(num), 10, 64)

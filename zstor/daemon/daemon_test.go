@@ -245,6 +245,8 @@ func TestKill9QueuedStores(t *testing.T) {
 	}
 
 	d2 := startChild(t, cfg, sock, o)
+	// The daemon serves its socket before it logs that it is ready.
+	waitLog(t, d2.log, "zstor daemon ready", 10*time.Second)
 	m := readyQueued.FindStringSubmatch(d2.log.String())
 	if m == nil {
 		t.Fatalf("no ready line with the queue length:\n%s", d2.log)

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/internal/racetest"
 	"qss/zstor"
 	"qss/zstor/backend"
 	"qss/zstor/config"
@@ -197,6 +198,7 @@ func startChild(t *testing.T, cfg, socket string, o Options) *child {
 	t.Cleanup(func() {
 		c.cmd.Process.Kill()
 		<-c.done
+		racetest.Check(t, fmt.Sprintf("daemon (pid %d)", c.cmd.Process.Pid), c.log.String())
 		if t.Failed() {
 			t.Logf("daemon (pid %d) log:\n%s", c.cmd.Process.Pid, c.log)
 		}
