@@ -34,9 +34,12 @@ func (e *ProtocolError) Error() string { return e.Text }
 
 // The request errors of 0-db v2, with their exact reply texts.
 var (
-	ErrInline        = &ProtocolError{Text: "Malformed request, array expected", Fatal: true}
-	ErrMissingArgs   = &ProtocolError{Text: "Missing arguments"}
-	ErrTooManyArgs   = &ProtocolError{Text: "Too many arguments"}
+	ErrInline      = &ProtocolError{Text: "Malformed request, array expected", Fatal: true}
+	ErrMissingArgs = &ProtocolError{Text: "Missing arguments"}
+	// 0-db never reads another request on that connection: the arguments
+	// stay in its buffer, every later packet gets the same reply, and the
+	// connection is dropped once its buffer is full. Ours closes at once.
+	ErrTooManyArgs   = &ProtocolError{Text: "Too many arguments", Fatal: true}
 	ErrMalformed     = &ProtocolError{Text: "Malformed query string", Fatal: true}
 	ErrPayloadTooBig = &ProtocolError{Text: "Payload too big", Fatal: true}
 )
@@ -77,13 +80,8 @@ func (rr *RequestReader) ReadRequest() ([][]byte, error) {
 		return nil, ErrMissingArgs
 	}
 	if n > MaxArgs {
-		// Drain the arguments so the connection stays usable, without
-		// keeping them.
-		for i := int64(0); i < n; i++ {
-			if _, err := rr.readBulk(true); err != nil {
-				return nil, err
-			}
-		}
+		// Answered at once, before any argument is read (0-db's own test
+		// suite sends the header alone and waits for this reply).
 		return nil, ErrTooManyArgs
 	}
 	rr.args = rr.args[:0]

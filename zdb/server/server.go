@@ -268,6 +268,7 @@ func (c *session) serve() {
 				c.w.Error(pe.Text)
 				c.flush()
 				if pe.Fatal {
+					lingerClose(c.conn)
 					return
 				}
 				continue
@@ -286,4 +287,17 @@ func (c *session) serve() {
 		}
 	}
 	c.flush()
+}
+
+// lingerClose ends a connection after a fatal protocol error without losing
+// the error reply: closing a socket with unread input makes the kernel
+// send a reset, which can discard the reply before the client reads it.
+// The write side is shut first, then the input is drained for a moment.
+func lingerClose(nc net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := nc.(closeWriter); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.CopyN(io.Discard, nc, 1<<20)
+	}
+	nc.Close()
 }
