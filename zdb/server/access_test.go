@@ -27,7 +27,6 @@ func TestPrecedence(t *testing.T) {
 		c.expectErr("Invalid argument", "NSSET", "", "a", "b")
 		c.expectErr("Invalid argument", "NSSET", "x", "a", "")
 		c.expectErr("Permission denied", "NSSET", "x", "a", "b")
-		c.expectErr("Unexpected arguments", "NSJUMP", "x")
 		c.expectErr("Unexpected arguments", "DATA", "RAW")
 		c.expectErr("Unexpected arguments", "RELOAD")
 		c.expectErr("Invalid argument", "RELOAD", "")

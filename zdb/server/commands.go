@@ -38,55 +38,102 @@ const (
 	errTimeout         = "Timeout"
 	errFlushPublic     = "Flushing public namespace denied"
 	errCurrentNS       = "Cannot remove namespace you're currently using."
+	errUnknownWatch    = "Unknown command to watch"
 )
 
-// command describes one protocol command.
+// command is one entry of the command table.
 type command struct {
+	name    string // upper case, as WAIT reports it
 	handler func(c *session, args [][]byte)
-	// key marks commands that act on the selected namespace's keys; WAIT
-	// listens for those.
-	key bool
 }
 
-var commands map[string]command
+// commands is 0-db's command table, in its order: a command name matches
+// the first entry it is a case-insensitive prefix of (G is GET, DE is DEL,
+// NSL is NSLIST), as 0-db's strncasecmp loop does. The order is that of
+// zdbd/commands.c; DATA, KEYTIME, LENGTH and NSJUMP were added in 0-db
+// after the newest source we could read, and sit after INDEX, KEYCUR,
+// KEYTIME and NSINFO (this decides only the bare prefixes D, which is
+// DATA, and KEY, which is KEYCUR). MIRROR, MASTER and KSCAN are 0-db
+// commands we do not implement: they stay in the table so that M and K
+// resolve as in 0-db, and answer -Command not supported. Our own
+// commands come last, so that they never shadow a 0-db prefix.
+var commands []command
 
 func init() {
-	commands = map[string]command{
-		"ping":    {handler: cmdPing},
-		"time":    {handler: cmdTime},
-		"set":     {handler: cmdSet, key: true},
-		"setx":    {handler: cmdSet, key: true},
-		"get":     {handler: cmdGet, key: true},
-		"mget":    {handler: cmdMGet, key: true},
-		"del":     {handler: cmdDel, key: true},
-		"exists":  {handler: cmdExists, key: true},
-		"check":   {handler: cmdCheck, key: true},
-		"length":  {handler: cmdLength, key: true},
-		"keytime": {handler: cmdKeyTime, key: true},
-		"keycur":  {handler: cmdKeyCur, key: true},
-		"scan":    {handler: cmdScan, key: true},
-		"scanx":   {handler: cmdScan, key: true},
-		"rscan":   {handler: cmdRScan, key: true},
-		"history": {handler: cmdHistory, key: true},
-		"dbsize":  {handler: cmdDBSize},
-		"info":    {handler: cmdInfo},
-		"nsnew":   {handler: cmdNSNew},
-		"nsdel":   {handler: cmdNSDel},
-		"nslist":  {handler: cmdNSList},
-		"nsinfo":  {handler: cmdNSInfo},
-		"nsset":   {handler: cmdNSSet},
-		"nsjump":  {handler: cmdNSJump},
-		"compact": {handler: cmdCompact},
-		"select":  {handler: cmdSelect},
-		"auth":    {handler: cmdAuth},
-		"wait":    {handler: cmdWait},
-		"flush":   {handler: cmdFlush, key: true},
-		"hooks":   {handler: cmdHooks},
-		"index":   {handler: cmdIndex},
-		"data":    {handler: cmdData},
-		"reload":  {handler: cmdReload},
-		"stop":    {handler: cmdStop},
+	commands = []command{
+		{"*", cmdAsterisk},
+		{"WAIT", cmdWait},
+		{"MIRROR", nil},
+		{"MASTER", nil},
+		{"PING", cmdPing},
+		{"TIME", cmdTime},
+		{"AUTH", cmdAuth},
+		{"HOOKS", cmdHooks},
+		{"INDEX", cmdIndex},
+		{"DATA", cmdData},
+		{"SET", cmdSet},
+		{"SETX", cmdSet},
+		{"GET", cmdGet},
+		{"MGET", cmdMGet},
+		{"DEL", cmdDel},
+		{"EXISTS", cmdExists},
+		{"CHECK", cmdCheck},
+		{"SCAN", cmdScan},
+		{"SCANX", cmdScan},
+		{"RSCAN", cmdRScan},
+		{"KSCAN", nil},
+		{"HISTORY", cmdHistory},
+		{"KEYCUR", cmdKeyCur},
+		{"KEYTIME", cmdKeyTime},
+		{"LENGTH", cmdLength},
+		{"INFO", cmdInfo},
+		{"STOP", cmdStop},
+		{"DBSIZE", cmdDBSize},
+		{"NSNEW", cmdNSNew},
+		{"NSDEL", cmdNSDel},
+		{"NSLIST", cmdNSList},
+		{"NSSET", cmdNSSet},
+		{"NSINFO", cmdNSInfo},
+		{"NSJUMP", cmdNSJump},
+		{"SELECT", cmdSelect},
+		{"RELOAD", cmdReload},
+		{"FLUSH", cmdFlush},
+		// ours
+		{"COMPACT", cmdCompact},
 	}
+}
+
+// lookup finds the command name designates: the first entry of the table
+// that name matches as strncasecmp(name, entry, len(name)) does in 0-db,
+// that is name is a case-insensitive prefix of the entry, or the whole
+// entry followed by a NUL byte (strncasecmp stops at a NUL). An empty name
+// matches the first entry, "*".
+func lookup(name []byte) *command {
+	for i := range commands {
+		if nameMatches(name, commands[i].name) {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+func nameMatches(name []byte, entry string) bool {
+	for i, b := range name {
+		var e byte // the terminating NUL past the end of entry
+		if i < len(entry) {
+			e = entry[i]
+		}
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		if b != e {
+			return false
+		}
+		if b == 0 {
+			return true
+		}
+	}
+	return true
 }
 
 // dispatch runs one request.
@@ -97,31 +144,26 @@ func (c *session) dispatch(args [][]byte) {
 		c.quit = true
 		return
 	}
-	name := args[0]
-	if len(name) == 0 {
-		c.fail(errNotValidCommand)
-		return
-	}
-	var lower [16]byte
-	if len(name) > len(lower) {
+	cmd := lookup(args[0])
+	if cmd == nil {
 		c.fail(errNotSupported)
 		return
 	}
-	for i, b := range name {
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		lower[i] = b
-	}
-	cmd, ok := commands[string(lower[:len(name)])]
-	if !ok {
+	if cmd.handler == nil {
 		c.fail(errNotSupported)
-		return
+	} else {
+		cmd.handler(c, args)
 	}
-	cmd.handler(c, args)
-	if cmd.key && c.srv.waiters.active() {
-		c.srv.waiters.notify(c, strings.ToUpper(string(lower[:len(name)])))
+	// Like 0-db, every command the table knows wakes the WAITs of the
+	// other clients on the (now) selected namespace, even a failed one.
+	if c.srv.waiters.active() {
+		c.srv.waiters.notify(c, cmd)
 	}
+}
+
+// cmdAsterisk is the "*" entry, which WAIT uses to match every command.
+func cmdAsterisk(c *session, args [][]byte) {
+	c.fail(errNotValidCommand)
 }
 
 func (c *session) fail(text string) {
@@ -191,16 +233,11 @@ func parseTimestamp(b []byte) uint32 {
 }
 
 func cmdPing(c *session, args [][]byte) {
-	if c.argc(args, 1, 1) {
-		c.w.Simple("PONG")
-	}
+	c.w.Simple("PONG") // extra arguments ignored, as in 0-db
 }
 
 func cmdTime(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
-	now := time.Now()
+	now := time.Now() // extra arguments ignored, as in 0-db
 	c.w.Array(2)
 	c.w.BulkString(strconv.FormatInt(now.Unix(), 10))
 	c.w.BulkString(strconv.FormatInt(int64(now.Nanosecond()/1000), 10))
@@ -466,15 +503,11 @@ func cmdHistory(c *session, args [][]byte) {
 }
 
 func cmdDBSize(c *session, args [][]byte) {
-	if c.argc(args, 1, 1) {
-		c.w.Int(int64(c.ns.Len()))
-	}
+	c.w.Int(int64(c.ns.Len())) // extra arguments ignored, as in 0-db
 }
 
 func cmdInfo(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments (a section name) are ignored, as in 0-db.
 	s := c.srv
 	st := s.eng.Stats().Snapshot()
 	idxR, idxW, dataR, dataW := st.IndexRead, st.IndexWritten, st.DataRead, st.DataWritten
@@ -564,9 +597,7 @@ func cmdNSDel(c *session, args [][]byte) {
 }
 
 func cmdNSList(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments are ignored, as in 0-db.
 	names := c.srv.eng.Namespaces()
 	c.w.Array(len(names))
 	for _, n := range names {
@@ -604,7 +635,7 @@ func cmdNSSet(c *session, args [][]byte) {
 }
 
 func cmdNSJump(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+	if !c.requireAdmin() { // extra arguments ignored, as in 0-db
 		return
 	}
 	if err := c.ns.Jump(); err != nil {
@@ -752,9 +783,7 @@ func cmdAuth(c *session, args [][]byte) {
 }
 
 func cmdFlush(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments are ignored, as in 0-db.
 	set := c.ns.Settings()
 	if set.Public || set.Password == "" || c.ns.Name() == zdb.DefaultNamespace {
 		c.fail(errFlushPublic)
@@ -772,7 +801,7 @@ func cmdFlush(c *session, args [][]byte) {
 }
 
 func cmdHooks(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+	if !c.requireAdmin() { // extra arguments ignored, as in 0-db
 		return
 	}
 	runs := c.srv.eng.Hooks()
@@ -879,19 +908,26 @@ func cmdStop(c *session, args [][]byte) {
 // WAIT
 
 func cmdWait(c *session, args [][]byte) {
-	if !c.argc(args, 2, 3) || !c.nonEmpty(args) {
+	if len(args) != 2 && len(args) != 3 {
+		c.fail(string(zdb.ErrInvalidArguments))
+		return
+	}
+	// The awaited command is looked up as a request's command name is: by
+	// prefix, and an empty name is "*", which matches every command.
+	want := lookup(args[1])
+	if want == nil {
+		c.fail(errUnknownWatch)
 		return
 	}
 	timeout := 5000 * time.Millisecond
 	if len(args) == 3 {
-		ms, err := strconv.ParseInt(string(args[2]), 10, 64)
-		if err != nil || ms < 100 || ms > 1800000 {
+		ms, ok := parseWaitTimeout(args[2])
+		if !ok {
 			c.fail(errInvalidTimeout)
 			return
 		}
 		timeout = time.Duration(ms) * time.Millisecond
 	}
-	want := strings.ToUpper(string(args[1]))
 	// Flush what is pending before blocking.
 	if c.flush() != nil {
 		return
@@ -908,9 +944,35 @@ func cmdWait(c *session, args [][]byte) {
 	}
 }
 
+// parseWaitTimeout reads WAIT's milliseconds as 0-db does: at most 16
+// characters, converted by strtoull (leading blanks and sign, then the
+// leading digits; a negative value wraps around), within 100..1800000.
+func parseWaitTimeout(b []byte) (uint64, bool) {
+	if len(b) > 16 {
+		return 0, false
+	}
+	i := 0
+	for i < len(b) && (b[i] == ' ' || (b[i] >= '\t' && b[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var n uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + uint64(b[i]-'0') // 16 digits cannot overflow
+	}
+	if neg {
+		n = -n
+	}
+	return n, n >= 100 && n <= 30*60*1000
+}
+
 type waiter struct {
 	sess *session
-	cmd  string
+	cmd  *command
 	ch   chan string
 }
 
@@ -922,7 +984,7 @@ type waitRegistry struct {
 
 func (r *waitRegistry) active() bool { return r.n.Load() > 0 }
 
-func (r *waitRegistry) add(c *session, cmd string) *waiter {
+func (r *waitRegistry) add(c *session, cmd *command) *waiter {
 	w := &waiter{sess: c, cmd: cmd, ch: make(chan string, 1)}
 	r.mu.Lock()
 	if r.ws == nil {
@@ -941,16 +1003,18 @@ func (r *waitRegistry) remove(w *waiter) {
 	r.n.Add(-1)
 }
 
-// notify wakes the waiters of other sessions on the same namespace.
-func (r *waitRegistry) notify(c *session, cmd string) {
+// notify wakes the waiters of other sessions on the same namespace that
+// wait for cmd (the same table entry: SETX does not wake WAIT SET) or for
+// any command ("*").
+func (r *waitRegistry) notify(c *session, cmd *command) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for w := range r.ws {
-		if w.sess == c || w.sess.ns != c.ns || (w.cmd != "*" && w.cmd != cmd) {
+		if w.sess == c || w.sess.ns != c.ns || (w.cmd != &commands[0] && w.cmd != cmd) {
 			continue
 		}
 		select {
-		case w.ch <- cmd:
+		case w.ch <- cmd.name:
 		default:
 		}
 	}
