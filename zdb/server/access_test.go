@@ -515,8 +515,8 @@ func TestModes(t *testing.T) {
 		c.ok("DEL", le8(3))
 		c.expect("$-1", "GET", le8(3))
 		c.expect(":3", "DBSIZE")
-		if in := c.nsinfo("s"); in.values["next_internal_id"] != "0x06000000" {
-			t.Errorf("next_internal_id = %s, want 0x06000000", in.values["next_internal_id"])
+		if in := c.nsinfo("s"); in.values["next_internal_id"] != "0x600000000000000" {
+			t.Errorf("next_internal_id = %s, want 0x600000000000000", in.values["next_internal_id"])
 		}
 		s.Restart()
 		c = dial(t, s)

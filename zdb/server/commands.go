@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -224,10 +225,35 @@ func (c *session) readKey(key []byte) bool {
 	return true
 }
 
+// parseTimestamp reads a timestamp argument as 0-db does: atoll (leading
+// blanks and sign, then the leading digits, saturating at the int64
+// limits; anything else is 0), stored in a u32 (truncated).
 func parseTimestamp(b []byte) uint32 {
-	n, _ := strconv.ParseInt(string(b), 10, 64)
-	if n < 0 || n > int64(^uint32(0)) {
-		return 0
+	i := 0
+	for i < len(b) && (b[i] == ' ' || (b[i] >= '\t' && b[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var n int64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := int64(b[i] - '0')
+		if neg {
+			if n < (math.MinInt64+d)/10 {
+				n = math.MinInt64
+				break
+			}
+			n = n*10 - d
+		} else {
+			if n > (math.MaxInt64-d)/10 {
+				n = math.MaxInt64
+				break
+			}
+			n = n*10 + d
+		}
 	}
 	return uint32(n)
 }
@@ -248,7 +274,8 @@ func cmdSet(c *session, args [][]byte) {
 		return
 	}
 	var ts uint32
-	if len(args) == 4 {
+	explicit := len(args) == 4
+	if explicit {
 		if !c.requireAdmin() {
 			return
 		}
@@ -262,7 +289,11 @@ func cmdSet(c *session, args [][]byte) {
 		c.fail(errReadOnly)
 		return
 	}
-	key, t, err := c.ns.SetDeferred(args[1], args[2], ts)
+	set := c.ns.SetDeferred
+	if explicit {
+		set = c.ns.SetDeferredAt // 0 is stored as 0, as in 0-db
+	}
+	key, t, err := set(args[1], args[2], ts)
 	if err != nil {
 		c.replyErr(err)
 		return

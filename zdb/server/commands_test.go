@@ -967,7 +967,7 @@ func testNSINFO(t *testing.T) {
 			"data_size_mb": "0.00", "mode": "userkey", "data_current_id": "0",
 			"data_path": filepath.Join(s.DataDir(), "default"), "index_path": filepath.Join(s.IndexDir(), "default"),
 			"data_active": nsFile(s.DataDir(), "default", "d0"), "index_active": nsFile(s.IndexDir(), "default", "i0"),
-			"index_size_bytes": strconv.Itoa(29 + 35 + 36), "next_internal_id": "0x02000000",
+			"index_size_bytes": strconv.Itoa(29 + 35 + 36), "next_internal_id": "0x200000000000000",
 			"data_current_offset": strconv.Itoa(28 + 18 + 1 + 5 + 18 + 2 + 8)} {
 			if in.values[k] != want {
 				t.Errorf("NSINFO default %s = %q, want %q", k, in.values[k], want)

@@ -1,6 +1,8 @@
 package server_test
 
 import (
+	"bytes"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -130,4 +132,75 @@ func TestWAITAnyCommand(t *testing.T) {
 		}
 		c.expectErr("Invalid timeout", "WAIT", "SET", strings.Repeat("0", 16)+"5")
 	})
+}
+
+func TestSETTimestampAsAtoll(t *testing.T) {
+	t.Parallel()
+	_, c := start(t)
+	// 0-db converts the timestamp with atoll and stores it as a u32,
+	// whatever it is: 0 stays 0 (not "now").
+	for _, tc := range []struct{ ts, want string }{
+		{"abc", "0"},
+		{"0", "0"},
+		{"123abc", "123"},
+		{" 42", "42"},
+		{"+7", "7"},
+		{"-1", "4294967295"},
+		{"4294967297", "1"},
+		{"99999999999999999999999", "4294967295"}, // atoll saturates
+		{"1700000000", "1700000000"},
+	} {
+		key := "k" + tc.ts
+		c.expect(quoted([]byte(key)), "SET", key, "v", tc.ts)
+		c.expect(":"+tc.want, "KEYTIME", key)
+	}
+}
+
+func TestINDEXDIRTYRightAfterWrites(t *testing.T) {
+	t.Parallel()
+	s, c := start(t)
+	c.expect(`"k"`, "SET", "k", "v")
+	c.expect(`"gone"`, "SET", "gone", "v")
+	s.Restart()
+	c = dial(t, s)
+	c.expect("[]", "INDEX", "DIRTY")
+	// A write after the reset, in the same batch as the write it changes
+	// (not yet committed when the reset runs), still marks the file.
+	c.raw(bytes.Join([][]byte{
+		cmd("SET", "p", "1"), cmd("INDEX", "DIRTY", "RESET"), cmd("DEL", "p"), cmd("INDEX", "DIRTY"),
+	}, nil))
+	c.expectReply(`"p"`)
+	c.expectReply("+OK")
+	c.expectReply("+OK")
+	c.expectReply("[:0]")
+	// a deletion alone marks the file of the entry it flags
+	c.ok("INDEX", "DIRTY", "RESET")
+	c.ok("DEL", "gone")
+	c.expect("[:0]", "INDEX", "DIRTY")
+}
+
+func TestNSINFONextInternalID(t *testing.T) {
+	t.Parallel()
+	_, c := start(t)
+	for i := 0; i < 4; i++ {
+		c.send("SET", fmt.Sprint("k", i), "v")
+		c.read()
+	}
+	// 0-db prints the byte-swapped u64 with 0x%08x
+	if got := c.nsinfo("default").values["next_internal_id"]; got != "0x400000000000000" {
+		t.Errorf("next_internal_id after 4 entries = %s, want 0x400000000000000", got)
+	}
+	c.ok("NSNEW", "e")
+	if got := c.nsinfo("e").values["next_internal_id"]; got != "0x00000000" {
+		t.Errorf("next_internal_id of an empty namespace = %s, want 0x00000000", got)
+	}
+}
+
+// cmd encodes one request.
+func cmd(a ...any) []byte {
+	var b bytes.Buffer
+	w := resp.NewWriter(&b, 256)
+	w.Command(args(a)...)
+	w.Flush()
+	return b.Bytes()
 }
