@@ -40,12 +40,16 @@ const (
 	errFlushPublic     = "Flushing public namespace denied"
 	errCurrentNS       = "Cannot remove namespace you're currently using."
 	errUnknownWatch    = "Unknown command to watch"
+	errAccessChanged   = "Namespace access changed, select it again"
 )
 
 // command is one entry of the command table.
 type command struct {
 	name    string // upper case, as WAIT reports it
 	handler func(c *session, args [][]byte)
+	// onNS marks the commands that act on the selected namespace: they are
+	// refused once the session's access to it was ended (see checkAccess).
+	onNS bool
 }
 
 // commands is 0-db's command table, in its order: a command name matches
@@ -62,45 +66,45 @@ var commands []command
 
 func init() {
 	commands = []command{
-		{"*", cmdAsterisk},
-		{"WAIT", cmdWait},
-		{"MIRROR", nil},
-		{"MASTER", nil},
-		{"PING", cmdPing},
-		{"TIME", cmdTime},
-		{"AUTH", cmdAuth},
-		{"HOOKS", cmdHooks},
-		{"INDEX", cmdIndex},
-		{"DATA", cmdData},
-		{"SET", cmdSet},
-		{"SETX", cmdSet},
-		{"GET", cmdGet},
-		{"MGET", cmdMGet},
-		{"DEL", cmdDel},
-		{"EXISTS", cmdExists},
-		{"CHECK", cmdCheck},
-		{"SCAN", cmdScan},
-		{"SCANX", cmdScan},
-		{"RSCAN", cmdRScan},
-		{"KSCAN", nil},
-		{"HISTORY", cmdHistory},
-		{"KEYCUR", cmdKeyCur},
-		{"KEYTIME", cmdKeyTime},
-		{"LENGTH", cmdLength},
-		{"INFO", cmdInfo},
-		{"STOP", cmdStop},
-		{"DBSIZE", cmdDBSize},
-		{"NSNEW", cmdNSNew},
-		{"NSDEL", cmdNSDel},
-		{"NSLIST", cmdNSList},
-		{"NSSET", cmdNSSet},
-		{"NSINFO", cmdNSInfo},
-		{"NSJUMP", cmdNSJump},
-		{"SELECT", cmdSelect},
-		{"RELOAD", cmdReload},
-		{"FLUSH", cmdFlush},
+		{"*", cmdAsterisk, false},
+		{"WAIT", cmdWait, true},
+		{"MIRROR", nil, false},
+		{"MASTER", nil, false},
+		{"PING", cmdPing, false},
+		{"TIME", cmdTime, false},
+		{"AUTH", cmdAuth, false},
+		{"HOOKS", cmdHooks, false},
+		{"INDEX", cmdIndex, true},
+		{"DATA", cmdData, true},
+		{"SET", cmdSet, true},
+		{"SETX", cmdSet, true},
+		{"GET", cmdGet, true},
+		{"MGET", cmdMGet, true},
+		{"DEL", cmdDel, true},
+		{"EXISTS", cmdExists, true},
+		{"CHECK", cmdCheck, true},
+		{"SCAN", cmdScan, true},
+		{"SCANX", cmdScan, true},
+		{"RSCAN", cmdRScan, true},
+		{"KSCAN", nil, true},
+		{"HISTORY", cmdHistory, true},
+		{"KEYCUR", cmdKeyCur, true},
+		{"KEYTIME", cmdKeyTime, true},
+		{"LENGTH", cmdLength, true},
+		{"INFO", cmdInfo, false},
+		{"STOP", cmdStop, false},
+		{"DBSIZE", cmdDBSize, true},
+		{"NSNEW", cmdNSNew, false},
+		{"NSDEL", cmdNSDel, false},
+		{"NSLIST", cmdNSList, false},
+		{"NSSET", cmdNSSet, false},
+		{"NSINFO", cmdNSInfo, false},
+		{"NSJUMP", cmdNSJump, true},
+		{"SELECT", cmdSelect, false},
+		{"RELOAD", cmdReload, false},
+		{"FLUSH", cmdFlush, true},
 		// ours
-		{"COMPACT", cmdCompact},
+		{"COMPACT", cmdCompact, true},
 	}
 }
 
@@ -150,9 +154,12 @@ func (c *session) dispatch(args [][]byte) {
 		c.fail(errNotSupported)
 		return
 	}
-	if cmd.handler == nil {
+	switch {
+	case cmd.handler == nil:
 		c.fail(errNotSupported)
-	} else {
+	case cmd.onNS && !c.checkAccess():
+		c.fail(errAccessChanged)
+	default:
 		cmd.handler(c, args)
 	}
 	// Like 0-db, every command the table knows wakes the WAITs of the
@@ -618,10 +625,12 @@ func cmdNSDel(c *session, args [][]byte) {
 		c.fail(errCurrentNS)
 		return
 	}
+	ns := c.srv.eng.Namespace(name)
 	if err := c.srv.eng.DeleteNamespace(name); err != nil {
 		c.replyErr(err)
 		return
 	}
+	c.srv.access.Delete(ns)
 	// Sessions still on it get ErrNamespaceGone on their next command and
 	// are disconnected then (dispatch), as in 0-db.
 	c.w.Simple("OK")
@@ -657,9 +666,16 @@ func cmdNSSet(c *session, args [][]byte) {
 		c.fail(string(zdb.ErrNamespaceNotFound))
 		return
 	}
-	if err := ns.SetProperty(string(args[2]), string(args[3])); err != nil {
+	prop := string(args[2])
+	if err := ns.SetProperty(prop, string(args[3])); err != nil {
 		c.replyErr(err)
 		return
+	}
+	switch {
+	case prop == "password":
+		c.srv.accessOf(ns).changed(c, ns, false)
+	case prop == "public" && !ns.Settings().Public:
+		c.srv.accessOf(ns).changed(c, ns, true)
 	}
 	c.srv.eng.NamespaceUpdated(ns.Name())
 	c.w.Simple("OK")
@@ -729,16 +745,24 @@ func cmdSelect(c *session, args [][]byte) {
 			c.fail(errHashLength)
 			return
 		}
+		// A challenge is good for one SELECT (0-db lets it serve any
+		// number): whatever the outcome, it is used up.
+		challenge := c.challenge
+		c.challenge = ""
+		if challenge == "" {
+			c.fail(errNoChallenge)
+			return
+		}
 		if set.Password == "" {
 			c.enter(ns, "")
 			c.w.Simple("OK")
 			return
 		}
-		if c.challenge == "" || !checkPassword(strings.ToLower(hash), secureHash(c.challenge, set.Password)) {
+		if !checkPassword(strings.ToLower(hash), secureHash(challenge, set.Password)) {
 			c.fail(errAccessDenied)
 			return
 		}
-		c.ns, c.writable = ns, true
+		c.enterWith(ns, true, false)
 		c.w.Simple("OK")
 		return
 	}

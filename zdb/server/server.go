@@ -55,6 +55,7 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	waiters waitRegistry
+	access  sync.Map // *zdb.Namespace → *nsAccess
 }
 
 type stats struct {
@@ -190,9 +191,14 @@ type session struct {
 	writable  bool
 	admin     bool
 	challenge string
-	value     []byte // reused GET buffer
-	quit      bool
-	pending   []pendingCommit // writes to commit before replies go out
+	// acc and the counters below record the access rules the session
+	// entered its namespace under (see checkAccess).
+	acc                    *nsAccess
+	accPassword, accPublic uint64
+	viaPublic              bool
+	value                  []byte // reused GET buffer
+	quit                   bool
+	pending                []pendingCommit // writes to commit before replies go out
 }
 
 // pendingCommit is the last write of a session in one namespace.
@@ -252,9 +258,61 @@ func (s *Server) newSession(c net.Conn) *session {
 
 // enter makes ns the session's namespace; password is what the client gave.
 func (c *session) enter(ns *zdb.Namespace, password string) {
-	c.ns = ns
 	set := ns.Settings()
-	c.writable = set.Password == "" || (password != "" && checkPassword(password, set.Password))
+	writable := set.Password == "" || (password != "" && checkPassword(password, set.Password))
+	c.enterWith(ns, writable, set.Password != "" && password == "")
+}
+
+// enterWith makes ns the session's namespace. viaPublic says the session
+// entered a namespace with a password without giving it (read-only,
+// because the namespace is public).
+func (c *session) enterWith(ns *zdb.Namespace, writable, viaPublic bool) {
+	c.ns, c.writable = ns, writable
+	c.acc = c.srv.accessOf(ns)
+	c.accPassword, c.accPublic = c.acc.password.Load(), c.acc.public.Load()
+	c.viaPublic = viaPublic
+}
+
+// nsAccess counts the changes of a namespace's access rules, so that the
+// sessions that entered under an older rule can be told apart.
+type nsAccess struct {
+	password atomic.Uint64 // NSSET password (set or cleared)
+	public   atomic.Uint64 // NSSET public 0
+}
+
+func (s *Server) accessOf(ns *zdb.Namespace) *nsAccess {
+	if a, ok := s.access.Load(ns); ok {
+		return a.(*nsAccess)
+	}
+	a, _ := s.access.LoadOrStore(ns, &nsAccess{})
+	return a.(*nsAccess)
+}
+
+// changed records a change of ns's password (or, with public, of its
+// becoming private). The session that made it keeps its access: it knows
+// the new rule.
+func (a *nsAccess) changed(by *session, ns *zdb.Namespace, public bool) {
+	keep := by.ns == ns && by.acc == a && by.checkAccess()
+	if public {
+		a.public.Add(1)
+	} else {
+		a.password.Add(1)
+	}
+	if keep {
+		by.accPassword, by.accPublic = a.password.Load(), a.public.Load()
+	}
+}
+
+// checkAccess reports whether the session's entry into its namespace still
+// holds: it ends when the password changes, and, for a session that
+// entered read-only through the public flag, when the namespace becomes
+// private. Once ended it stays so until the next SELECT.
+func (c *session) checkAccess() bool {
+	if c.acc.password.Load() != c.accPassword || (c.viaPublic && c.acc.public.Load() != c.accPublic) {
+		// The counters only grow: the mismatch lasts until enter resets them.
+		return false
+	}
+	return true
 }
 
 func (c *session) serve() {
