@@ -305,14 +305,11 @@ func cmdSet(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
-	if key != nil {
-		c.deferCommit(c.ns, t)
-	}
 	if key == nil {
-		c.w.Nil()
+		c.w.Nil() // unchanged: nothing written
 		return
 	}
-	c.w.Bulk(key)
+	c.w.ackWrite(c.ns, t, func() { c.w.Bulk(key) })
 }
 
 func cmdGet(c *session, args [][]byte) {
@@ -400,8 +397,7 @@ func cmdDel(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
-	c.deferCommit(c.ns, t)
-	c.w.Simple("OK")
+	c.w.ackWrite(c.ns, t, func() { c.w.Simple("OK") })
 }
 
 // stat runs Stat for EXISTS, LENGTH and KEYTIME; found is false after a nil

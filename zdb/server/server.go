@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -163,7 +162,8 @@ func checkPassword(given, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
 }
 
-// countingConn counts network bytes for INFO.
+// countingConn counts received bytes for INFO (replyWriter counts the
+// sent ones).
 type countingConn struct {
 	net.Conn
 	st *stats
@@ -175,18 +175,12 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.st.tx.Add(uint64(n))
-	return n, err
-}
-
 // session is one client connection.
 type session struct {
 	srv       *Server
 	conn      net.Conn
 	r         *resp.RequestReader
-	w         *resp.Writer
+	w         *replyWriter
 	ns        *zdb.Namespace
 	writable  bool
 	admin     bool
@@ -198,45 +192,12 @@ type session struct {
 	viaPublic              bool
 	value                  []byte // reused GET buffer
 	quit                   bool
-	pending                []pendingCommit // writes to commit before replies go out
 }
 
-// pendingCommit is the last write of a session in one namespace.
-type pendingCommit struct {
-	ns     *zdb.Namespace
-	ticket zdb.Ticket
-}
-
-// deferCommit records a write to commit before the next flush. Tickets of
-// one namespace grow, so the last one covers the earlier ones.
-func (c *session) deferCommit(ns *zdb.Namespace, t zdb.Ticket) {
-	for i := range c.pending {
-		if c.pending[i].ns == ns {
-			c.pending[i].ticket = t
-			return
-		}
-	}
-	c.pending = append(c.pending, pendingCommit{ns, t})
-}
-
-// flush commits the session's writes, then sends the buffered replies, so
-// that no write is acknowledged before it reached the files. When a commit
-// fails the replies are dropped and the connection closed: the client sees
-// no acknowledgement for a write that was lost.
+// flush commits the session's writes, then sends the buffered replies
+// (replyWriter): no write is acknowledged before it reached the files,
+// and a write whose commit failed is answered with the error.
 func (c *session) flush() error {
-	if len(c.pending) > 0 {
-		// Let the other clients with requests ready add theirs first: one
-		// commit then covers them all.
-		runtime.Gosched()
-		for _, p := range c.pending {
-			if err := p.ns.Commit(p.ticket); err != nil {
-				c.pending = c.pending[:0]
-				c.quit = true
-				return err
-			}
-		}
-		c.pending = c.pending[:0]
-	}
 	return c.w.Flush()
 }
 
@@ -249,7 +210,7 @@ func (s *Server) newSession(c net.Conn) *session {
 		srv:   s,
 		conn:  c,
 		r:     resp.NewRequestReader(cc, ioBuffer),
-		w:     resp.NewWriter(cc, ioBuffer),
+		w:     newReplyWriter(c, &s.stats),
 		admin: s.cfg.AdminPassword == "",
 	}
 	sess.enter(s.eng.Namespace(zdb.DefaultNamespace), "")
@@ -338,10 +299,12 @@ func (c *session) serve() {
 			return
 		}
 		c.dispatch(args)
-		if c.r.Buffered() == 0 || c.w.Buffered() > 256<<10 {
+		if c.r.Buffered() == 0 {
 			if err := c.flush(); err != nil {
 				return
 			}
+		} else if c.w.err != nil {
+			return
 		}
 	}
 	c.flush()
