@@ -26,6 +26,7 @@ type config struct {
 	port                                                    int
 	dualnet, protect, sync, background, verbose, dump, ver  bool
 	datasize, maxsize                                       int64
+	inflight                                                size
 	synctime, rotate                                        int
 	compactRatio                                            float64
 	compactHorizon                                          time.Duration
@@ -47,6 +48,8 @@ func run(argv []string) int {
 	fs.StringVar(&c.mode, "mode", "", "single runtime mode: user or seq (direct is seq); default: mixed, per namespace")
 	fs.Int64Var(&c.datasize, "datasize", zdb.DefaultDataSize, "data file size before rotation, in bytes")
 	fs.Int64Var(&c.maxsize, "maxsize", 0, "default maxsize of namespaces, in bytes (0: unlimited)")
+	c.inflight = size(defaultInFlight())
+	fs.Var(&c.inflight, "inflight", "memory that requests in flight may hold, all connections together (`BYTES`, or with a K, M or G suffix)")
 	fs.StringVar(&c.admin, "admin", "", "admin password (without it every client is admin)")
 	fs.BoolVar(&c.protect, "protect", false, "make the default namespace read-only without the admin password")
 	fs.StringVar(&c.hook, "hook", "", "executable called on events")
@@ -170,6 +173,9 @@ func validate(c *config) error {
 	if c.compactRatio < 0 || c.compactRatio >= 1 || c.compactHorizon < 0 {
 		return errors.New("--compact-ratio must be in [0, 1) and --compact-horizon not negative")
 	}
+	if c.inflight < 1<<20 {
+		return errors.New("--inflight must be at least 1M")
+	}
 	if c.port <= 0 || c.port > 65535 {
 		return fmt.Errorf("--port %d out of range", c.port)
 	}
@@ -248,7 +254,7 @@ func serve(c config, log *slog.Logger) int {
 	stop := make(chan struct{}, 1)
 	srv := server.New(server.Config{
 		Engine: eng, AdminPassword: c.admin, InstanceID: instance, Logger: log,
-		OnStop: func() { stop <- struct{}{} },
+		OnStop: func() { stop <- struct{}{} }, InFlight: int64(c.inflight),
 	})
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
@@ -318,4 +324,42 @@ func daemonize(argv []string) int {
 	}
 	fmt.Printf("zdb started in the background, pid %d\n", cmd.Process.Pid)
 	return 0
+}
+
+// size is a byte count flag: a number, optionally followed by K, M or G
+// (powers of 1024).
+type size int64
+
+func (s *size) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *size) Set(v string) error {
+	mult := int64(1)
+	if n := len(v); n > 0 {
+		switch v[n-1] {
+		case 'k', 'K':
+			mult, v = 1<<10, v[:n-1]
+		case 'm', 'M':
+			mult, v = 1<<20, v[:n-1]
+		case 'g', 'G':
+			mult, v = 1<<30, v[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return errors.New("not a size")
+	}
+	*s = size(n * mult)
+	return nil
+}
+
+// defaultInFlight is 256 MiB, or an eighth of the memory on a machine
+// with less than 2 GiB (at least 16 MiB).
+func defaultInFlight() int64 {
+	budget := int64(server.DefaultInFlight)
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		total := int64(si.Totalram) * int64(si.Unit)
+		budget = min(budget, max(total/8, 16<<20))
+	}
+	return budget
 }

@@ -80,6 +80,34 @@ func StartIn(t testing.TB, dir string, args ...string) *Server {
 	return s
 }
 
+// PID is the process id of the running zdb.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Memory returns the resident memory of the running zdb and its peak so
+// far (VmRSS and VmHWM of /proc/PID/status), in bytes.
+func (s *Server) Memory() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %q", k, v)
+		}
+		if k == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
+}
+
 // Addr is "127.0.0.1:port".
 func (s *Server) Addr() string { return net.JoinHostPort("127.0.0.1", strconv.Itoa(s.Port)) }
 

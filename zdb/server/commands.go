@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"qss/internal/resp"
 	"qss/zdb"
 )
 
@@ -316,19 +317,58 @@ func cmdGet(c *session, args [][]byte) {
 	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
 		return
 	}
-	v, err := c.ns.Get(args[1], c.value[:0])
-	if errors.Is(err, zdb.ErrNotFound) {
+	v, done, err := c.readValue(args[1])
+	switch {
+	case errors.Is(err, zdb.ErrNotFound):
 		c.w.Nil()
-		return
+	case err != nil:
+		c.valueErr(err)
+	default:
+		c.w.Bulk(v)
+		done()
 	}
+}
+
+func noop() {}
+
+// readValue reads key's payload. One above directBulk bytes is read into a
+// buffer of the memory budget (memory.go), which done gives back once the
+// reply is written; a smaller one into the session's reused buffer.
+func (c *session) readValue(key []byte) (v []byte, done func(), err error) {
+	info, err := c.ns.Stat(key)
 	if err != nil {
+		return nil, noop, err
+	}
+	n := int(info.Length)
+	if n <= directBulk {
+		v, err := c.ns.Get(key, c.value[:0])
+		if err == nil && cap(v) <= keepBuf {
+			c.value = v[:0]
+		}
+		return v, noop, err
+	}
+	buf, err := c.take(n)
+	if err != nil {
+		return nil, noop, err
+	}
+	// A concurrent SET may have changed the length: Get then reads into a
+	// buffer of its own, and buf goes back as it came.
+	v, err = c.ns.Get(key, buf[:0])
+	if err != nil {
+		c.give(buf)
+		return nil, noop, err
+	}
+	return v, func() { c.give(buf) }, nil
+}
+
+// valueErr answers a failed readValue.
+func (c *session) valueErr(err error) {
+	var ze zdb.Error
+	if errors.As(err, &ze) {
 		c.replyErr(err)
 		return
 	}
-	c.w.Bulk(v)
-	if cap(v) <= 1<<20 {
-		c.value = v[:0]
-	}
+	c.memoryErr(err)
 }
 
 func cmdMGet(c *session, args [][]byte) {
@@ -343,33 +383,49 @@ func cmdMGet(c *session, args [][]byte) {
 			return
 		}
 	}
-	type result struct {
-		v   []byte
-		nil bool
-	}
-	results := make([]result, 0, len(args)-1)
+	// Everything that makes the whole MGET fail is found before the reply
+	// starts (a frozen namespace, a value the budget cannot hold); then the
+	// values are read and sent one at a time, never all held at once.
 	for _, key := range args[1:] {
 		if len(key) == 0 {
-			results = append(results, result{nil: true})
 			continue
 		}
-		v, err := c.ns.Get(key, nil)
+		info, err := c.ns.Stat(key)
 		switch {
 		case errors.Is(err, zdb.ErrNotFound):
-			results = append(results, result{nil: true})
 		case err != nil:
 			c.replyErr(err)
 			return
-		default:
-			results = append(results, result{v: v})
+		case int64(info.Length) > c.srv.mem.limit:
+			c.fail(errTooLarge)
+			return
 		}
 	}
-	c.w.Array(len(results))
-	for _, r := range results {
-		if r.nil {
+	c.w.Array(len(args) - 1)
+	for _, key := range args[1:] {
+		if len(key) == 0 {
 			c.w.Nil()
-		} else {
-			c.w.Bulk(r.v)
+			continue
+		}
+		v, done, err := c.readValue(key)
+		var ze zdb.Error
+		switch {
+		case errors.Is(err, zdb.ErrNotFound):
+			c.w.Nil()
+		case errors.As(err, &ze):
+			// The reply has started: an unreadable value is an error
+			// element in its place.
+			c.fail(string(ze))
+		case err != nil:
+			var pe *resp.ProtocolError
+			if !errors.As(err, &pe) {
+				c.quit = true // closing: the connection ends
+				return
+			}
+			c.fail(pe.Text)
+		default:
+			c.w.Bulk(v)
+			done()
 		}
 	}
 }
@@ -455,6 +511,15 @@ func cmdCheck(c *session, args [][]byte) {
 	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
 		return
 	}
+	// Check reads the payload: its memory comes from the budget.
+	if info, err := c.ns.Stat(args[1]); err == nil && info.Length > directBulk {
+		n := int(info.Length)
+		if err := c.reserve(n); err != nil {
+			c.memoryErr(err)
+			return
+		}
+		defer c.srv.mem.release(int64(n))
+	}
 	r, err := c.ns.Check(args[1])
 	if errors.Is(err, zdb.ErrNotFound) {
 		c.w.Nil()
@@ -526,6 +591,10 @@ func cmdHistory(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
+	if !c.holdPayload(len(h.Payload)) {
+		return
+	}
+	defer c.dropPayload(len(h.Payload))
 	c.w.Array(3)
 	if h.Parent == nil {
 		c.w.Nil()
@@ -534,6 +603,25 @@ func cmdHistory(c *session, args [][]byte) {
 	}
 	c.w.BulkString(strconv.FormatUint(uint64(h.Timestamp), 10))
 	c.w.Bulk(h.Payload)
+}
+
+// holdPayload counts in the budget a payload the engine read (HISTORY,
+// DATA RAW: its length is known only then) while the reply carries it.
+func (c *session) holdPayload(n int) bool {
+	if n <= directBulk {
+		return true
+	}
+	if err := c.reserve(n); err != nil {
+		c.memoryErr(err)
+		return false
+	}
+	return true
+}
+
+func (c *session) dropPayload(n int) {
+	if n > directBulk {
+		c.srv.mem.release(int64(n))
+	}
 }
 
 func cmdDBSize(c *session, args [][]byte) {
@@ -917,6 +1005,10 @@ func cmdData(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
+	if !c.holdPayload(len(e.Payload)) {
+		return
+	}
+	defer c.dropPayload(len(e.Payload))
 	c.w.Array(6)
 	c.w.Bulk(e.Key)
 	c.w.Int(int64(e.Previous))

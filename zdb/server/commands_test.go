@@ -309,6 +309,9 @@ func TestGET(t *testing.T) {
 		c.expectErr("Internal Error", "GET", "k")
 		c.expect(":-1", "CHECK", "k")
 		c.expect(`"v2"`, "GET", "k2")
+		// MGET sends its values as it reads them: the unreadable one is
+		// an error in its place.
+		c.expect(`["v2", -Internal Error, $-1]`, "MGET", "k2", "k", "none")
 		if err := os.Rename(aside, d0); err != nil {
 			t.Fatal(err)
 		}

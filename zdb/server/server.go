@@ -33,6 +33,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// OnStop is called when an admin sends STOP.
 	OnStop func()
+	// InFlight bounds the memory that requests in flight hold, across all
+	// connections (memory.go); 0 means DefaultInFlight.
+	InFlight int64
 }
 
 // Server serves the protocol on any number of listeners.
@@ -55,6 +58,8 @@ type Server struct {
 
 	waiters waitRegistry
 	access  sync.Map // *zdb.Namespace → *nsAccess
+	mem     *memBudget
+	bufs    *bufPool
 }
 
 type stats struct {
@@ -70,6 +75,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = DefaultInFlight
+	}
 	var id [4]byte
 	rand.Read(id[:])
 	return &Server{
@@ -77,6 +85,8 @@ func New(cfg Config) *Server {
 		instance:  binary.LittleEndian.Uint32(id[:]),
 		listeners: map[net.Listener]struct{}{}, conns: map[*session]struct{}{},
 		done: make(chan struct{}),
+		mem:  &memBudget{limit: cfg.InFlight},
+		bufs: &bufPool{},
 	}
 }
 
@@ -209,10 +219,10 @@ func (s *Server) newSession(c net.Conn) *session {
 	sess := &session{
 		srv:   s,
 		conn:  c,
-		r:     resp.NewRequestReader(cc, ioBuffer),
 		w:     newReplyWriter(c, &s.stats),
 		admin: s.cfg.AdminPassword == "",
 	}
+	sess.r = resp.NewRequestReader(cc, ioBuffer, argAlloc{sess})
 	sess.enter(s.eng.Namespace(zdb.DefaultNamespace), "")
 	return sess
 }
@@ -278,6 +288,7 @@ func (c *session) checkAccess() bool {
 
 func (c *session) serve() {
 	defer c.conn.Close()
+	defer c.r.Release()
 	for !c.quit {
 		args, err := c.r.ReadRequest()
 		if err != nil {
@@ -299,6 +310,8 @@ func (c *session) serve() {
 			return
 		}
 		c.dispatch(args)
+		// The arguments go back at once: an idle connection holds none.
+		c.r.Release()
 		if c.r.Buffered() == 0 {
 			if err := c.flush(); err != nil {
 				return
