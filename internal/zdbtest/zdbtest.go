@@ -37,7 +37,10 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "zdb")
-		cmd := exec.Command("go", "build", "-o", binPath, "./cmd/zdb")
+		// ZDBTEST_BUILDFLAGS adds go build flags, e.g. -race: the servers
+		// then report data races in their logs, which fail the test.
+		argv := append([]string{"build"}, strings.Fields(os.Getenv("ZDBTEST_BUILDFLAGS"))...)
+		cmd := exec.Command("go", append(argv, "-o", binPath, "./cmd/zdb")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -76,7 +79,12 @@ func StartIn(t testing.TB, dir string, args ...string) *Server {
 	t.Helper()
 	s := &Server{t: t, Dir: dir, Args: args}
 	s.start()
-	t.Cleanup(s.Stop)
+	t.Cleanup(func() {
+		s.Stop()
+		if strings.Contains(s.Log(), "WARNING: DATA RACE") {
+			t.Errorf("zdb reported a data race:\n%s", s.Log())
+		}
+	})
 	return s
 }
 
