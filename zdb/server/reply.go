@@ -160,13 +160,20 @@ func (w *replyWriter) flush(extra [][]byte) error {
 		return w.err
 	}
 	w.commit()
-	bufs := append(net.Buffers{w.buf}, extra...)
-	if len(w.buf) > 0 || len(extra) > 0 {
-		n, err := bufs.WriteTo(w.conn)
-		w.stats.tx.Add(uint64(n))
-		if err != nil {
-			w.err = err
-		}
+	var n int64
+	var err error
+	switch {
+	case len(extra) > 0:
+		bufs := append(net.Buffers{w.buf}, extra...)
+		n, err = bufs.WriteTo(w.conn) // one writev
+	case len(w.buf) > 0:
+		var k int
+		k, err = w.conn.Write(w.buf)
+		n = int64(k)
+	}
+	w.stats.tx.Add(uint64(n))
+	if err != nil {
+		w.err = err
 	}
 	if cap(w.buf) > keepBuf {
 		w.buf = make([]byte, 0, 4<<10)
