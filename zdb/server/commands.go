@@ -403,6 +403,9 @@ func cmdMGet(c *session, args [][]byte) {
 	}
 	c.w.Array(len(args) - 1)
 	for _, key := range args[1:] {
+		if c.w.err != nil {
+			return // the client is gone: read no more values for it
+		}
 		if len(key) == 0 {
 			c.w.Nil()
 			continue

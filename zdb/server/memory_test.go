@@ -210,3 +210,28 @@ func TestMemoryRequestAboveBudget(t *testing.T) {
 		t.Errorf("GET k3: %s", v.String()[:min(40, len(v.String()))])
 	}
 }
+
+// TestMGETStopsWhenClientLeaves: an MGET whose client is gone reads no
+// more values (each would take budget memory for nothing).
+func TestMGETStopsWhenClientLeaves(t *testing.T) {
+	t.Parallel()
+	s, c := start(t)
+	c.expect(`"big"`, "SET", "big", bytes.Repeat([]byte("v"), 8*mib))
+	req := []any{"MGET"}
+	for i := 0; i < 256; i++ {
+		req = append(req, "big")
+	}
+	m := dial(t, s)
+	m.send(req...)
+	time.Sleep(200 * time.Millisecond)
+	m.nc.Close()
+	read := func() int64 {
+		return parseInfo(t, string(c.bulk("INFO"))).int(t, "data_disk_read_bytes")
+	}
+	time.Sleep(500 * time.Millisecond)
+	before := read()
+	time.Sleep(500 * time.Millisecond)
+	if after := read(); after != before {
+		t.Errorf("the server read %d MiB more for a client that left", (after-before)/mib)
+	}
+}
