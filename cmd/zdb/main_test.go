@@ -17,6 +17,12 @@ import (
 	"qss/internal/zdbtest"
 )
 
+func TestMain(m *testing.M) {
+	code := m.Run()
+	zdbtest.RemoveBinary()
+	os.Exit(code)
+}
+
 // TestDefaultRun starts the binary the way the README does, with no data
 // flags: it must create ./zdb-data and ./zdb-index, listen on loopback and
 // print its address.

@@ -53,6 +53,14 @@ func Binary(t testing.TB) string {
 	return binPath
 }
 
+// RemoveBinary deletes the binary Binary built; a TestMain calls it once the
+// tests are done, so that a test run leaves nothing behind.
+func RemoveBinary() {
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+}
+
 // Server is one running zdb process.
 type Server struct {
 	t     testing.TB
