@@ -80,6 +80,9 @@ func (ns *Namespace) bufIndex(b []byte) int64 {
 
 // writeIndexAt rewrites bytes of an existing index entry.
 func (ns *Namespace) writeIndexAt(id uint32, off int64, b []byte) {
+	// Marked here, not only when the patch is queued: a rewrite of an entry
+	// still in the buffer changes the file too (INDEX DIRTY after a RESET).
+	ns.dirty[id] = true
 	p := &ns.pend
 	if id == ns.cur && len(p.index) > 0 && off >= p.indexBase {
 		copy(p.index[off-p.indexBase:], b)
@@ -92,7 +95,6 @@ func (ns *Namespace) writeIndexAt(id uint32, off int64, b []byte) {
 		}
 	}
 	p.patches = append(p.patches, patch{id, off, append([]byte(nil), b...)})
-	ns.dirty[id] = true
 }
 
 // readIndexAt reads an index file as it will be once committed.

@@ -471,14 +471,20 @@ func (ns *Namespace) Set(key, value []byte, ts uint32) ([]byte, error) {
 // SetDeferred is Set without the commit: the write is visible to readers at
 // once, but the caller must Commit(ticket) before acknowledging it.
 func (ns *Namespace) SetDeferred(key, value []byte, ts uint32) ([]byte, Ticket, error) {
+	if ts == 0 {
+		ts = uint32(time.Now().Unix())
+	}
+	return ns.SetDeferredAt(key, value, ts)
+}
+
+// SetDeferredAt is SetDeferred with the timestamp stored as given, 0
+// included (0-db's SET key value ts stores atoll(ts), whatever it is).
+func (ns *Namespace) SetDeferredAt(key, value []byte, ts uint32) ([]byte, Ticket, error) {
 	if len(key) > MaxKeyLen {
 		return nil, Ticket{}, ErrKeyTooLarge
 	}
 	if len(value) > MaxPayload {
 		return nil, Ticket{}, ErrWrite
-	}
-	if ts == 0 {
-		ts = uint32(time.Now().Unix())
 	}
 	crc := CRC(value)
 

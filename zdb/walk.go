@@ -360,7 +360,8 @@ func (ns *Namespace) Info(admin bool) string {
 	w("index_size_bytes", idxSize)
 	w("index_size_kb", fmt.Sprintf("%.2f", float64(idxSize)/1024))
 	// 0-db prints its next id byte-swapped as 32 bits.
-	w("next_internal_id", fmt.Sprintf("0x%08x", bits.ReverseBytes32(uint32(ns.nextID))))
+	// 0-db prints its 64-bit id byte-swapped with 0x%08x: 4 is 0x400000000000000.
+	w("next_internal_id", fmt.Sprintf("0x%08x", bits.ReverseBytes64(uint64(ns.nextID))))
 	if ns.mode == ModeSeq {
 		w("mode", "sequential")
 	} else {

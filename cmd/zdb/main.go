@@ -26,6 +26,7 @@ type config struct {
 	port                                                    int
 	dualnet, protect, sync, background, verbose, dump, ver  bool
 	datasize, maxsize                                       int64
+	inflight                                                size
 	synctime, rotate                                        int
 	compactRatio                                            float64
 	compactHorizon                                          time.Duration
@@ -44,9 +45,11 @@ func run(argv []string) int {
 	fs.IntVar(&c.port, "port", 9900, "listen port")
 	fs.StringVar(&c.socket, "socket", "", "unix socket path (instead of TCP, unless --dualnet)")
 	fs.BoolVar(&c.dualnet, "dualnet", false, "listen on both TCP and the unix socket")
-	fs.StringVar(&c.mode, "mode", "", "single runtime mode: user or seq (default: mixed, per namespace)")
+	fs.StringVar(&c.mode, "mode", "", "single runtime mode: user or seq (direct is seq); default: mixed, per namespace")
 	fs.Int64Var(&c.datasize, "datasize", zdb.DefaultDataSize, "data file size before rotation, in bytes")
 	fs.Int64Var(&c.maxsize, "maxsize", 0, "default maxsize of namespaces, in bytes (0: unlimited)")
+	c.inflight = size(defaultInFlight())
+	fs.Var(&c.inflight, "inflight", "memory that requests in flight may hold, all connections together (`BYTES`, or with a K, M or G suffix)")
 	fs.StringVar(&c.admin, "admin", "", "admin password (without it every client is admin)")
 	fs.BoolVar(&c.protect, "protect", false, "make the default namespace read-only without the admin password")
 	fs.StringVar(&c.hook, "hook", "", "executable called on events")
@@ -60,23 +63,33 @@ func run(argv []string) int {
 	fs.BoolVar(&c.verbose, "verbose", false, "debug logging")
 	fs.BoolVar(&c.dump, "dump", false, "print the index entries of every namespace and exit")
 	fs.BoolVar(&c.ver, "version", false, "print the version and exit")
+	// Exit statuses are 0-db's: --help prints the usage on stdout and
+	// exits 1, as does any command-line mistake (EXIT_FAILURE).
+	fs.SetOutput(io.Discard)
+	fs.Usage = func() {}
 	if err := fs.Parse(argv); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			return 0
+			usage(os.Stdout, fs)
+			return 1
 		}
-		return 2
+		fmt.Fprintf(os.Stderr, "zdb: %v (zdb --help lists the flags)\n", err)
+		return 1
 	}
 	if fs.NArg() > 0 {
-		fmt.Fprintf(os.Stderr, "zdb: unexpected argument %q\n", fs.Arg(0))
-		return 2
+		fmt.Fprintf(os.Stderr, "zdb: unexpected argument %q (zdb --help lists the flags)\n", fs.Arg(0))
+		return 1
 	}
 	if c.ver {
 		fmt.Println("zdb", server.Version)
 		return 0
 	}
+	direct := c.mode == "direct"
+	if direct {
+		c.mode = "seq" // 0-db replaced its direct mode by seq and takes the name as seq
+	}
 	if err := validate(&c); err != nil {
 		fmt.Fprintln(os.Stderr, "zdb:", err)
-		return 2
+		return 1
 	}
 	if c.background && os.Getenv("ZDB_DAEMONIZED") == "" {
 		return daemonize(argv)
@@ -97,8 +110,18 @@ func run(argv []string) int {
 		level = slog.LevelDebug
 	}
 	log := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: level}))
+	if direct {
+		log.Warn("--mode direct is seq: 0-db replaced its direct mode by the sequential one")
+	}
 
 	if c.dump {
+		// 0-db creates missing directories before anything, --dump included.
+		for _, dir := range []string{c.data, c.index} {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				fmt.Fprintln(os.Stderr, "zdb:", err)
+				return 1
+			}
+		}
 		if err := zdb.Dump(os.Stdout, c.index); err != nil {
 			fmt.Fprintln(os.Stderr, "zdb:", err)
 			return 1
@@ -116,6 +139,24 @@ func run(argv []string) int {
 	return serve(c, log)
 }
 
+// usage prints the flags the way they are written on the command line.
+func usage(w io.Writer, fs *flag.FlagSet) {
+	fmt.Fprintln(w, "Usage: zdb [flags]   (single-dash forms work too)")
+	fmt.Fprintln(w)
+	fs.VisitAll(func(f *flag.Flag) {
+		name, help := flag.UnquoteUsage(f)
+		arg := "--" + f.Name
+		if name != "" {
+			arg += " " + name
+		}
+		def := ""
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
+			def = " (default " + f.DefValue + ")"
+		}
+		fmt.Fprintf(w, "  %-26s %s%s\n", arg, help, def)
+	})
+}
+
 func validate(c *config) error {
 	if c.mode != "" && c.mode != "user" && c.mode != "seq" {
 		return fmt.Errorf("--mode must be user or seq, not %q", c.mode)
@@ -131,6 +172,9 @@ func validate(c *config) error {
 	}
 	if c.compactRatio < 0 || c.compactRatio >= 1 || c.compactHorizon < 0 {
 		return errors.New("--compact-ratio must be in [0, 1) and --compact-horizon not negative")
+	}
+	if c.inflight < 1<<20 {
+		return errors.New("--inflight must be at least 1M")
 	}
 	if c.port <= 0 || c.port > 65535 {
 		return fmt.Errorf("--port %d out of range", c.port)
@@ -212,10 +256,21 @@ func serve(c config, log *slog.Logger) int {
 		listeners = append(listeners, l)
 	}
 
+	// Signals are caught before the ready hook runs and before the address
+	// is printed: a SIGTERM sent as soon as the server is announced (or by
+	// the hook) is a clean shutdown, not Go's default death by signal.
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
+	// Fatal signals sent to the process (a fault inside Go code is a panic,
+	// not a signal): fire the crash hook, then close the files as on a
+	// normal shutdown, since the process state is intact.
+	fatal := make(chan os.Signal, 1)
+	signal.Notify(fatal, syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGABRT, syscall.SIGQUIT)
+
 	stop := make(chan struct{}, 1)
 	srv := server.New(server.Config{
 		Engine: eng, AdminPassword: c.admin, InstanceID: instance, Logger: log,
-		OnStop: func() { stop <- struct{}{} },
+		OnStop: func() { stop <- struct{}{} }, InFlight: int64(c.inflight),
 	})
 	errc := make(chan error, len(listeners))
 	for _, l := range listeners {
@@ -231,13 +286,6 @@ func serve(c config, log *slog.Logger) int {
 		fmt.Printf("zdb listening on %s\n", l.Addr())
 	}
 
-	sig := make(chan os.Signal, 1)
-	signal.Notify(sig, syscall.SIGINT, syscall.SIGTERM)
-	// Fatal signals sent to the process (a fault inside Go code is a panic,
-	// not a signal): fire the crash hook, then close the files as on a
-	// normal shutdown, since the process state is intact.
-	fatal := make(chan os.Signal, 1)
-	signal.Notify(fatal, syscall.SIGSEGV, syscall.SIGBUS, syscall.SIGFPE, syscall.SIGILL, syscall.SIGABRT, syscall.SIGQUIT)
 	code := 0
 	select {
 	case s := <-sig:
@@ -292,4 +340,42 @@ func daemonize(argv []string) int {
 	}
 	fmt.Printf("zdb started in the background, pid %d\n", cmd.Process.Pid)
 	return 0
+}
+
+// size is a byte count flag: a number, optionally followed by K, M or G
+// (powers of 1024).
+type size int64
+
+func (s *size) String() string { return strconv.FormatInt(int64(*s), 10) }
+
+func (s *size) Set(v string) error {
+	mult := int64(1)
+	if n := len(v); n > 0 {
+		switch v[n-1] {
+		case 'k', 'K':
+			mult, v = 1<<10, v[:n-1]
+		case 'm', 'M':
+			mult, v = 1<<20, v[:n-1]
+		case 'g', 'G':
+			mult, v = 1<<30, v[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(v, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)/mult {
+		return errors.New("not a size")
+	}
+	*s = size(n * mult)
+	return nil
+}
+
+// defaultInFlight is 256 MiB, or an eighth of the memory on a machine
+// with less than 2 GiB (at least 16 MiB).
+func defaultInFlight() int64 {
+	budget := int64(server.DefaultInFlight)
+	var si syscall.Sysinfo_t
+	if syscall.Sysinfo(&si) == nil {
+		total := int64(si.Totalram) * int64(si.Unit)
+		budget = min(budget, max(total/8, 16<<20))
+	}
+	return budget
 }

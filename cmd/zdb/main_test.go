@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"errors"
 	"io"
 	"net"
 	"os"
@@ -9,11 +10,18 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
 	"qss/internal/zdbtest"
 )
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	zdbtest.RemoveBinary()
+	os.Exit(code)
+}
 
 // TestDefaultRun starts the binary the way the README does, with no data
 // flags: it must create ./zdb-data and ./zdb-index, listen on loopback and
@@ -190,5 +198,117 @@ func TestPasswordNotLogged(t *testing.T) {
 	s.Stop()
 	if strings.Contains(s.Log(), pw) {
 		t.Fatal("admin password found in the log")
+	}
+}
+
+// exitCode runs zdb with args in a fresh directory and returns its exit
+// status and output.
+func exitCode(t *testing.T, args ...string) (int, string) {
+	t.Helper()
+	cmd := exec.Command(zdbtest.Binary(t), args...)
+	cmd.Dir = t.TempDir()
+	out, err := cmd.CombinedOutput()
+	if err == nil {
+		return 0, string(out)
+	}
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) {
+		t.Fatalf("zdb %v: %v", args, err)
+	}
+	return ee.ExitCode(), string(out)
+}
+
+// TestExitCodes: 0-db exits 1 (EXIT_FAILURE) after printing its usage for
+// --help and on any command-line mistake.
+func TestExitCodes(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"-help"}, {"--nosuchflag"}, {"--mode", "fast"}, {"--port"},
+		{"--datasize", "1000"}, {"--protect"}, {"extra-argument"},
+	} {
+		if code, out := exitCode(t, args...); code != 1 {
+			t.Errorf("zdb %v: exit %d, want 1\n%s", args, code, out)
+		}
+	}
+	if code, out := exitCode(t, "--help"); !strings.Contains(out, "--datasize") {
+		t.Errorf("--help (exit %d) does not print the usage: %q", code, out)
+	}
+	if code, _ := exitCode(t, "--version"); code != 0 {
+		t.Errorf("--version: exit %d", code)
+	}
+}
+
+// TestDumpCreatesDirectories: like 0-db, --dump creates missing data and
+// index directories (and finds nothing in them).
+func TestDumpCreatesDirectories(t *testing.T) {
+	dir := t.TempDir()
+	data, index := filepath.Join(dir, "a", "data"), filepath.Join(dir, "b", "index")
+	code, out := exitCode(t, "--dump", "--data", data, "--index", index)
+	if code != 0 {
+		t.Fatalf("--dump on missing directories: exit %d\n%s", code, out)
+	}
+	for _, d := range []string{data, index} {
+		if st, err := os.Stat(d); err != nil || !st.IsDir() {
+			t.Errorf("%s not created: %v", d, err)
+		}
+	}
+}
+
+// TestModeDirect: 0-db takes --mode direct as seq (with a warning).
+func TestModeDirect(t *testing.T) {
+	s := zdbtest.Start(t, "--mode", "direct")
+	c, err := net.Dial("tcp", s.Addr())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	io.WriteString(c, "*3\r\n$3\r\nSET\r\n$0\r\n\r\n$1\r\nv\r\n")
+	want := "$8\r\n\x00\x00\x00\x00\x00\x00\x00\x00\r\n"
+	buf := make([]byte, len(want))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(c, buf); err != nil || string(buf) != want {
+		t.Fatalf("SET \"\" v in direct mode: %q, %v (want the first sequential id)", buf, err)
+	}
+	if !strings.Contains(s.Log(), "direct") {
+		t.Errorf("no warning that direct is seq:\n%s", s.Log())
+	}
+}
+
+// TestSignalDuringReadyHook: SIGTERM sent while the ready hook runs (here
+// by the hook itself) is a clean shutdown — close hook, exit 0 — not Go's
+// default death by signal: the handler is installed before the hook runs
+// and before the address is printed.
+func TestSignalDuringReadyHook(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "hook.log")
+	hook := filepath.Join(dir, "hook.sh")
+	script := "#!/bin/sh\necho \"$1\" >> '" + log + "'\n" +
+		"if [ \"$1\" = ready ]; then kill -TERM $PPID; sleep 0.3; fi\nexit 0\n"
+	syscall.ForkLock.RLock()
+	err := os.WriteFile(hook, []byte(script), 0o755)
+	syscall.ForkLock.RUnlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(zdbtest.Binary(t), "--port", strconv.Itoa(zdbtest.FreePort(t)), "--hook", hook,
+		"--data", filepath.Join(dir, "data"), "--index", filepath.Join(dir, "index"))
+	var out strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("zdb after SIGTERM during the ready hook: %v (%v)\n%s", err, cmd.ProcessState, out.String())
+		}
+	case <-time.After(15 * time.Second):
+		cmd.Process.Kill()
+		t.Fatalf("zdb did not stop\n%s", out.String())
+	}
+	b, _ := os.ReadFile(log)
+	if !strings.Contains(string(b), "close") {
+		t.Errorf("close hook did not run; hook log:\n%s", b)
 	}
 }

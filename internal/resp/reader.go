@@ -22,6 +22,24 @@ const (
 	maxHeaderBytes = 64      // longest "*N\r\n" or "$N\r\n" line we accept
 )
 
+// What a request may hold. No 0-db command uses more than one long
+// argument: keys, names, passwords, cursors and numbers are at most 255
+// bytes, only SET's value is longer. So a request keeps its first
+// argument above LongArg bytes whole and cuts the others to LongArg+1
+// bytes, the rest read and dropped: every check a command makes on such
+// an argument (key too large, invalid key, password too long, ...) only
+// needs it to be longer than 255 bytes. A request thus holds at most one
+// long argument however many it announces.
+const (
+	LongArg = 256
+	// InlineArg: a long argument up to this size is kept in the reader's
+	// own buffer; a longer one in a buffer from the Allocator.
+	InlineArg = 16 << 10
+	// keepArena: the reader's buffer is dropped after a request that grew
+	// it past this, so that an idle connection holds no large buffer.
+	keepArena = 32 << 10
+)
+
 // ProtocolError is a malformed request. Text is the error reply 0-db sends
 // for it (without the leading '-'); Fatal says the connection must be closed
 // after replying because the stream cannot be resynchronised.
@@ -34,23 +52,40 @@ func (e *ProtocolError) Error() string { return e.Text }
 
 // The request errors of 0-db v2, with their exact reply texts.
 var (
-	ErrInline        = &ProtocolError{Text: "Malformed request, array expected", Fatal: true}
-	ErrMissingArgs   = &ProtocolError{Text: "Missing arguments"}
-	ErrTooManyArgs   = &ProtocolError{Text: "Too many arguments"}
+	ErrInline      = &ProtocolError{Text: "Malformed request, array expected", Fatal: true}
+	ErrMissingArgs = &ProtocolError{Text: "Missing arguments"}
+	// 0-db never reads another request on that connection: the arguments
+	// stay in its buffer, every later packet gets the same reply, and the
+	// connection is dropped once its buffer is full. Ours closes at once.
+	ErrTooManyArgs   = &ProtocolError{Text: "Too many arguments", Fatal: true}
 	ErrMalformed     = &ProtocolError{Text: "Malformed query string", Fatal: true}
 	ErrPayloadTooBig = &ProtocolError{Text: "Payload too big", Fatal: true}
 )
+
+// Allocator provides the buffer of a request's long argument above
+// InlineArg bytes. Alloc may block (a server waiting for memory) and may
+// fail: a non-fatal *ProtocolError becomes the request's error reply (the
+// rest of the request is read and dropped), any other error ends the
+// connection. Free takes back a buffer Alloc returned, with the length it
+// was asked for.
+type Allocator interface {
+	Alloc(n int) ([]byte, error)
+	Free(b []byte)
+}
 
 // RequestReader reads client requests: RESP arrays of bulk strings.
 type RequestReader struct {
 	br    *bufio.Reader
 	args  [][]byte
 	arena []byte
+	alloc Allocator
+	long  []byte // the current request's long argument from alloc
 }
 
 // NewRequestReader reads requests from r through a buffer of size bytes.
-func NewRequestReader(r io.Reader, size int) *RequestReader {
-	return &RequestReader{br: bufio.NewReaderSize(r, size)}
+// Long arguments above InlineArg bytes come from alloc (the heap if nil).
+func NewRequestReader(r io.Reader, size int, alloc Allocator) *RequestReader {
+	return &RequestReader{br: bufio.NewReaderSize(r, size), alloc: alloc}
 }
 
 // Buffered reports how many bytes of further requests are already read
@@ -58,10 +93,34 @@ func NewRequestReader(r io.Reader, size int) *RequestReader {
 // so a pipelined batch gets one write.
 func (rr *RequestReader) Buffered() int { return rr.br.Buffered() }
 
+// HoldsLong reports whether the last request holds a buffer from the
+// Allocator (until Release).
+func (rr *RequestReader) HoldsLong() bool { return rr.long != nil }
+
+// Release ends the use of the last request's arguments: its long argument
+// goes back to the Allocator and an oversized buffer is dropped. The next
+// ReadRequest does it too.
+func (rr *RequestReader) Release() {
+	if rr.long != nil {
+		if rr.alloc != nil {
+			rr.alloc.Free(rr.long)
+		}
+		rr.long = nil
+	}
+	if cap(rr.arena) > keepArena {
+		rr.arena = nil
+	}
+	if cap(rr.args) > 64 {
+		rr.args = nil
+	}
+}
+
 // ReadRequest reads one request. The returned slices are valid until the
-// next call. A *ProtocolError describes a malformed request; any other error
-// comes from the connection (io.EOF on a clean close between requests).
+// next call or Release. A *ProtocolError describes a malformed request; any
+// other error comes from the connection (io.EOF on a clean close between
+// requests).
 func (rr *RequestReader) ReadRequest() ([][]byte, error) {
+	rr.Release()
 	first, err := rr.br.ReadByte()
 	if err != nil {
 		return nil, err
@@ -77,37 +136,96 @@ func (rr *RequestReader) ReadRequest() ([][]byte, error) {
 		return nil, ErrMissingArgs
 	}
 	if n > MaxArgs {
-		// Drain the arguments so the connection stays usable, without
-		// keeping them.
-		for i := int64(0); i < n; i++ {
-			if _, err := rr.readBulk(true); err != nil {
-				return nil, err
-			}
-		}
+		// Answered at once, before any argument is read (0-db's own test
+		// suite sends the header alone and waits for this reply).
 		return nil, ErrTooManyArgs
 	}
 	rr.args = rr.args[:0]
 	rr.arena = rr.arena[:0]
-	// Offsets into arena, resolved to slices once the arena stops growing.
+	// Offsets into arena, resolved to slices once the arena stops growing;
+	// off < 0 marks the long argument from the allocator.
 	type span struct{ off, n int }
 	var spansBuf [8]span
 	spans := spansBuf[:0]
+	haveLong := false
+	var failed error // a non-fatal error: the rest of the request is dropped
 	for i := int64(0); i < n; i++ {
-		off := len(rr.arena)
-		if _, err := rr.readBulk(false); err != nil {
+		size, err := rr.readBulkHeader()
+		if err != nil {
+			rr.Release()
 			return nil, err
 		}
-		spans = append(spans, span{off, len(rr.arena) - off})
+		keep := size
+		switch {
+		case failed != nil:
+			keep = 0
+		case size <= LongArg:
+		case haveLong:
+			keep = LongArg + 1 // a second long argument: cut
+		case size <= InlineArg:
+			haveLong = true
+		default:
+			haveLong = true
+			buf, err := rr.allocLong(size)
+			if err != nil {
+				var pe *ProtocolError
+				if !errors.As(err, &pe) || pe.Fatal {
+					return nil, err
+				}
+				failed, keep = err, 0
+				break
+			}
+			rr.long = buf
+			if _, err := io.ReadFull(rr.br, buf); err != nil {
+				rr.Release()
+				return nil, unexpected(err)
+			}
+			if err := rr.expectCRLF(); err != nil {
+				rr.Release()
+				return nil, err
+			}
+			spans = append(spans, span{-1, size})
+			continue
+		}
+		off := len(rr.arena)
+		rr.arena = grow(rr.arena, keep)
+		if _, err := io.ReadFull(rr.br, rr.arena[off:]); err != nil {
+			rr.Release()
+			return nil, unexpected(err)
+		}
+		if _, err := rr.br.Discard(size - keep); err != nil {
+			rr.Release()
+			return nil, unexpected(err)
+		}
+		if err := rr.expectCRLF(); err != nil {
+			rr.Release()
+			return nil, err
+		}
+		spans = append(spans, span{off, keep})
+	}
+	if failed != nil {
+		rr.Release()
+		return nil, failed
 	}
 	for _, s := range spans {
+		if s.off < 0 {
+			rr.args = append(rr.args, rr.long[:s.n:s.n])
+			continue
+		}
 		rr.args = append(rr.args, rr.arena[s.off:s.off+s.n:s.off+s.n])
 	}
 	return rr.args, nil
 }
 
-// readBulk reads one "$N\r\n<N bytes>\r\n" element and appends its payload to
-// the arena, unless discard is set.
-func (rr *RequestReader) readBulk(discard bool) (int, error) {
+func (rr *RequestReader) allocLong(n int) ([]byte, error) {
+	if rr.alloc == nil {
+		return make([]byte, n), nil
+	}
+	return rr.alloc.Alloc(n)
+}
+
+// readBulkHeader reads "$N\r\n" and returns N.
+func (rr *RequestReader) readBulkHeader() (int, error) {
 	c, err := rr.br.ReadByte()
 	if err != nil {
 		return 0, unexpected(err)
@@ -124,20 +242,6 @@ func (rr *RequestReader) readBulk(discard bool) (int, error) {
 	}
 	if n > MaxPayload {
 		return 0, ErrPayloadTooBig
-	}
-	if discard {
-		if _, err := rr.br.Discard(int(n)); err != nil {
-			return 0, unexpected(err)
-		}
-	} else {
-		start := len(rr.arena)
-		rr.arena = grow(rr.arena, int(n))
-		if _, err := io.ReadFull(rr.br, rr.arena[start:]); err != nil {
-			return 0, unexpected(err)
-		}
-	}
-	if err := rr.expectCRLF(); err != nil {
-		return 0, err
 	}
 	return int(n), nil
 }

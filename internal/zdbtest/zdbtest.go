@@ -42,8 +42,10 @@ func Binary(t testing.TB) string {
 			return
 		}
 		binPath = filepath.Join(dir, "zdb")
-		args := append(append([]string{"build"}, racetest.BuildFlags()...), "-o", binPath, "./cmd/zdb")
-		cmd := exec.Command("go", args...)
+		// ZDBTEST_BUILDFLAGS adds go build flags (under -race the binary is
+		// race-built anyway, racetest).
+		args := append(append([]string{"build"}, racetest.BuildFlags()...), strings.Fields(os.Getenv("ZDBTEST_BUILDFLAGS"))...)
+		cmd := exec.Command("go", append(args, "-o", binPath, "./cmd/zdb")...)
 		cmd.Dir = root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
@@ -54,6 +56,14 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// RemoveBinary deletes the binary Binary built; a TestMain calls it once the
+// tests are done, so that a test run leaves nothing behind.
+func RemoveBinary() {
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
 }
 
 // Server is one running zdb process.
@@ -85,6 +95,34 @@ func StartIn(t testing.TB, dir string, args ...string) *Server {
 	t.Cleanup(s.checkRace) // after Stop: cleanups run last-registered first
 	t.Cleanup(s.Stop)
 	return s
+}
+
+// PID is the process id of the running zdb.
+func (s *Server) PID() int { return s.cmd.Process.Pid }
+
+// Memory returns the resident memory of the running zdb and its peak so
+// far (VmRSS and VmHWM of /proc/PID/status), in bytes.
+func (s *Server) Memory() (rss, peak int64, err error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", s.PID()))
+	if err != nil {
+		return 0, 0, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		k, v, ok := strings.Cut(line, ":")
+		if !ok || (k != "VmRSS" && k != "VmHWM") {
+			continue
+		}
+		kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+		if err != nil {
+			return 0, 0, fmt.Errorf("%s: %q", k, v)
+		}
+		if k == "VmRSS" {
+			rss = kb << 10
+		} else {
+			peak = kb << 10
+		}
+	}
+	return rss, peak, nil
 }
 
 // Addr is "127.0.0.1:port".

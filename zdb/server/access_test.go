@@ -28,7 +28,6 @@ func TestPrecedence(t *testing.T) {
 		c.expectErr("Invalid argument", "NSSET", "", "a", "b")
 		c.expectErr("Invalid argument", "NSSET", "x", "a", "")
 		c.expectErr("Permission denied", "NSSET", "x", "a", "b")
-		c.expectErr("Unexpected arguments", "NSJUMP", "x")
 		c.expectErr("Unexpected arguments", "DATA", "RAW")
 		c.expectErr("Unexpected arguments", "RELOAD")
 		c.expectErr("Invalid argument", "RELOAD", "")
@@ -310,14 +309,21 @@ func TestSELECT(t *testing.T) {
 		c.ok("SELECT", "priv", "SECURE", secure(ch, "sp"))
 		c.expect(`"secret"`, "GET", "k")
 		c.expect(`"k-secure"`, "SET", "k-secure", "v")
-		// SELECT does not use up the challenge
+		// A challenge is good for one SELECT (0-db's is not used up): the
+		// same hash again is refused, successful or not the first time.
 		c.ok("SELECT", "default")
-		c.ok("SELECT", "priv", "SECURE", secure(ch, "sp"))
+		c.expectErr("No CHALLENGE requested, secure authentication not available", "SELECT", "priv", "SECURE", secure(ch, "sp"))
+		c.expect(`"d"`, "SET", "d", "still-on-default")
+		ch = c.challenge()
 		c.ok("SELECT", "pub", "secure", secure(ch, "pp"))
 		c.expect(`"k3"`, "SET", "k3", "v")
+		ch = c.challenge()
 		c.expectErr("Access denied", "SELECT", "priv", "SECURE", secure(ch, "wrong"))
-		// nor does it stop the challenge from serving AUTH SECURE
-		c.ok("AUTH", "SECURE", secure(ch, "pw"))
+		c.expectErr("No CHALLENGE requested, secure authentication not available", "SELECT", "priv", "SECURE", secure(ch, "sp"))
+		// and a challenge used by SELECT no longer serves AUTH SECURE
+		ch = c.challenge()
+		c.ok("SELECT", "priv", "SECURE", secure(ch, "sp"))
+		c.expectErr("No CHALLENGE requested, secure authentication not available", "AUTH", "SECURE", secure(ch, "pw"))
 	})
 	t.Run("errors", func(t *testing.T) {
 		c := dial(t, s)
@@ -518,8 +524,8 @@ func TestModes(t *testing.T) {
 		c.ok("DEL", le8(3))
 		c.expect("$-1", "GET", le8(3))
 		c.expect(":3", "DBSIZE")
-		if in := c.nsinfo("s"); in.values["next_internal_id"] != "0x06000000" {
-			t.Errorf("next_internal_id = %s, want 0x06000000", in.values["next_internal_id"])
+		if in := c.nsinfo("s"); in.values["next_internal_id"] != "0x600000000000000" {
+			t.Errorf("next_internal_id = %s, want 0x600000000000000", in.values["next_internal_id"])
 		}
 		s.Restart()
 		c = dial(t, s)
@@ -586,5 +592,74 @@ func TestModes(t *testing.T) {
 		if code, out := runZdb(t, s.Dir, "--mode", "seq"); code <= 0 {
 			t.Errorf("--mode seq on a user namespace (default): exit %d (want an error exit)\n%s", code, out)
 		}
+	})
+}
+
+// TestAccessEndsWhenRulesChange: NSSET password and NSSET public 0 end the
+// access of the sessions that entered under the old rule; their next
+// command on the namespace is refused until they SELECT again.
+func TestAccessEndsWhenRulesChange(t *testing.T) {
+	t.Parallel()
+	const changed = "Namespace access changed, select it again"
+	s, adm := start(t, "--admin", "pw")
+	adm.ok("AUTH", "pw")
+	adm.ok("NSNEW", "r")
+	adm.ok("NSSET", "r", "password", "p1")
+	adm.ok("SELECT", "r", "p1")
+	adm.expect(`"k"`, "SET", "k", "v")
+	adm.ok("NSNEW", "other")
+
+	withPw := dial(t, s)
+	withPw.ok("SELECT", "r", "p1")
+	readOnly := dial(t, s)
+	readOnly.ok("SELECT", "r") // public: read-only without the password
+	readOnly.expect(`"v"`, "GET", "k")
+	elsewhere := dial(t, s)
+	elsewhere.ok("SELECT", "other")
+	elsewhere.expect(`"x"`, "SET", "x", "1")
+
+	t.Run("password-change", func(t *testing.T) {
+		with(t, adm, withPw, readOnly, elsewhere)
+		adm.ok("NSSET", "r", "password", "p2")
+		for _, c := range []*client{withPw, readOnly} {
+			c.expectErr(changed, "GET", "k")
+			c.expectErr(changed, "DBSIZE")
+			c.expectErr(changed, "SCAN")
+			c.expectErr(changed, "SET", "k", "w")
+			c.expect("+PONG", "PING") // not a command on the namespace
+		}
+		withPw.expectErr("Access denied", "SELECT", "r", "p1")
+		withPw.expectErr(changed, "GET", "k") // still out
+		withPw.ok("SELECT", "r", "p2")
+		withPw.expect(`"k"`, "SET", "k", "v2")
+		readOnly.ok("SELECT", "r")
+		readOnly.expect(`"v2"`, "GET", "k")
+		// the session that made the change keeps its access
+		adm.expect(`"v2"`, "GET", "k")
+		// other namespaces are not affected
+		elsewhere.expect(`"1"`, "GET", "x")
+	})
+	t.Run("made-private", func(t *testing.T) {
+		with(t, adm, withPw, readOnly)
+		adm.ok("NSSET", "r", "public", "0")
+		readOnly.expectErr(changed, "GET", "k")
+		readOnly.expectErr("Namespace protected and private", "SELECT", "r")
+		readOnly.expectErr(changed, "GET", "k")
+		// entered with the password, which still holds
+		withPw.expect(`"v2"`, "GET", "k")
+		adm.expect(`"v2"`, "GET", "k")
+	})
+	t.Run("password-cleared", func(t *testing.T) {
+		with(t, adm, withPw)
+		adm.ok("NSSET", "r", "password", "*")
+		withPw.expectErr(changed, "GET", "k")
+		withPw.ok("SELECT", "r")
+		withPw.expect(`"v2"`, "GET", "k")
+	})
+	t.Run("other-properties-keep-access", func(t *testing.T) {
+		with(t, adm, withPw)
+		adm.ok("NSSET", "r", "maxsize", "1000000")
+		adm.ok("NSSET", "r", "public", "1")
+		withPw.expect(`"v2"`, "GET", "k")
 	})
 }

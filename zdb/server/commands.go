@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -14,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"qss/internal/resp"
 	"qss/zdb"
 )
 
@@ -38,55 +40,106 @@ const (
 	errTimeout         = "Timeout"
 	errFlushPublic     = "Flushing public namespace denied"
 	errCurrentNS       = "Cannot remove namespace you're currently using."
+	errUnknownWatch    = "Unknown command to watch"
+	errAccessChanged   = "Namespace access changed, select it again"
 )
 
-// command describes one protocol command.
+// command is one entry of the command table.
 type command struct {
+	name    string // upper case, as WAIT reports it
 	handler func(c *session, args [][]byte)
-	// key marks commands that act on the selected namespace's keys; WAIT
-	// listens for those.
-	key bool
+	// onNS marks the commands that act on the selected namespace: they are
+	// refused once the session's access to it was ended (see checkAccess).
+	onNS bool
 }
 
-var commands map[string]command
+// commands is 0-db's command table, in its order: a command name matches
+// the first entry it is a case-insensitive prefix of (G is GET, DE is DEL,
+// NSL is NSLIST), as 0-db's strncasecmp loop does. The order is that of
+// zdbd/commands.c; DATA, KEYTIME, LENGTH and NSJUMP were added in 0-db
+// after the newest source we could read, and sit after INDEX, KEYCUR,
+// KEYTIME and NSINFO (this decides only the bare prefixes D, which is
+// DATA, and KEY, which is KEYCUR). MIRROR, MASTER and KSCAN are 0-db
+// commands we do not implement: they stay in the table so that M and K
+// resolve as in 0-db, and answer -Command not supported. Our own
+// commands come last, so that they never shadow a 0-db prefix.
+var commands []command
 
 func init() {
-	commands = map[string]command{
-		"ping":    {handler: cmdPing},
-		"time":    {handler: cmdTime},
-		"set":     {handler: cmdSet, key: true},
-		"setx":    {handler: cmdSet, key: true},
-		"get":     {handler: cmdGet, key: true},
-		"mget":    {handler: cmdMGet, key: true},
-		"del":     {handler: cmdDel, key: true},
-		"exists":  {handler: cmdExists, key: true},
-		"check":   {handler: cmdCheck, key: true},
-		"length":  {handler: cmdLength, key: true},
-		"keytime": {handler: cmdKeyTime, key: true},
-		"keycur":  {handler: cmdKeyCur, key: true},
-		"scan":    {handler: cmdScan, key: true},
-		"scanx":   {handler: cmdScan, key: true},
-		"rscan":   {handler: cmdRScan, key: true},
-		"history": {handler: cmdHistory, key: true},
-		"dbsize":  {handler: cmdDBSize},
-		"info":    {handler: cmdInfo},
-		"nsnew":   {handler: cmdNSNew},
-		"nsdel":   {handler: cmdNSDel},
-		"nslist":  {handler: cmdNSList},
-		"nsinfo":  {handler: cmdNSInfo},
-		"nsset":   {handler: cmdNSSet},
-		"nsjump":  {handler: cmdNSJump},
-		"compact": {handler: cmdCompact},
-		"select":  {handler: cmdSelect},
-		"auth":    {handler: cmdAuth},
-		"wait":    {handler: cmdWait},
-		"flush":   {handler: cmdFlush, key: true},
-		"hooks":   {handler: cmdHooks},
-		"index":   {handler: cmdIndex},
-		"data":    {handler: cmdData},
-		"reload":  {handler: cmdReload},
-		"stop":    {handler: cmdStop},
+	commands = []command{
+		{"*", cmdAsterisk, false},
+		{"WAIT", cmdWait, true},
+		{"MIRROR", nil, false},
+		{"MASTER", nil, false},
+		{"PING", cmdPing, false},
+		{"TIME", cmdTime, false},
+		{"AUTH", cmdAuth, false},
+		{"HOOKS", cmdHooks, false},
+		{"INDEX", cmdIndex, true},
+		{"DATA", cmdData, true},
+		{"SET", cmdSet, true},
+		{"SETX", cmdSet, true},
+		{"GET", cmdGet, true},
+		{"MGET", cmdMGet, true},
+		{"DEL", cmdDel, true},
+		{"EXISTS", cmdExists, true},
+		{"CHECK", cmdCheck, true},
+		{"SCAN", cmdScan, true},
+		{"SCANX", cmdScan, true},
+		{"RSCAN", cmdRScan, true},
+		{"KSCAN", nil, true},
+		{"HISTORY", cmdHistory, true},
+		{"KEYCUR", cmdKeyCur, true},
+		{"KEYTIME", cmdKeyTime, true},
+		{"LENGTH", cmdLength, true},
+		{"INFO", cmdInfo, false},
+		{"STOP", cmdStop, false},
+		{"DBSIZE", cmdDBSize, true},
+		{"NSNEW", cmdNSNew, false},
+		{"NSDEL", cmdNSDel, false},
+		{"NSLIST", cmdNSList, false},
+		{"NSSET", cmdNSSet, false},
+		{"NSINFO", cmdNSInfo, false},
+		{"NSJUMP", cmdNSJump, true},
+		{"SELECT", cmdSelect, false},
+		{"RELOAD", cmdReload, false},
+		{"FLUSH", cmdFlush, true},
+		// ours
+		{"COMPACT", cmdCompact, true},
 	}
+}
+
+// lookup finds the command name designates: the first entry of the table
+// that name matches as strncasecmp(name, entry, len(name)) does in 0-db,
+// that is name is a case-insensitive prefix of the entry, or the whole
+// entry followed by a NUL byte (strncasecmp stops at a NUL). An empty name
+// matches the first entry, "*".
+func lookup(name []byte) *command {
+	for i := range commands {
+		if nameMatches(name, commands[i].name) {
+			return &commands[i]
+		}
+	}
+	return nil
+}
+
+func nameMatches(name []byte, entry string) bool {
+	for i, b := range name {
+		var e byte // the terminating NUL past the end of entry
+		if i < len(entry) {
+			e = entry[i]
+		}
+		if 'a' <= b && b <= 'z' {
+			b -= 'a' - 'A'
+		}
+		if b != e {
+			return false
+		}
+		if b == 0 {
+			return true
+		}
+	}
+	return true
 }
 
 // dispatch runs one request.
@@ -97,31 +150,29 @@ func (c *session) dispatch(args [][]byte) {
 		c.quit = true
 		return
 	}
-	name := args[0]
-	if len(name) == 0 {
-		c.fail(errNotValidCommand)
-		return
-	}
-	var lower [16]byte
-	if len(name) > len(lower) {
+	cmd := lookup(args[0])
+	if cmd == nil {
 		c.fail(errNotSupported)
 		return
 	}
-	for i, b := range name {
-		if 'A' <= b && b <= 'Z' {
-			b += 'a' - 'A'
-		}
-		lower[i] = b
-	}
-	cmd, ok := commands[string(lower[:len(name)])]
-	if !ok {
+	switch {
+	case cmd.handler == nil:
 		c.fail(errNotSupported)
-		return
+	case cmd.onNS && !c.checkAccess():
+		c.fail(errAccessChanged)
+	default:
+		cmd.handler(c, args)
 	}
-	cmd.handler(c, args)
-	if cmd.key && c.srv.waiters.active() {
-		c.srv.waiters.notify(c, strings.ToUpper(string(lower[:len(name)])))
+	// Like 0-db, every command the table knows wakes the WAITs of the
+	// other clients on the (now) selected namespace, even a failed one.
+	if c.srv.waiters.active() {
+		c.srv.waiters.notify(c, cmd)
 	}
+}
+
+// cmdAsterisk is the "*" entry, which WAIT uses to match every command.
+func cmdAsterisk(c *session, args [][]byte) {
+	c.fail(errNotValidCommand)
 }
 
 func (c *session) fail(text string) {
@@ -182,25 +233,45 @@ func (c *session) readKey(key []byte) bool {
 	return true
 }
 
+// parseTimestamp reads a timestamp argument as 0-db does: atoll (leading
+// blanks and sign, then the leading digits, saturating at the int64
+// limits; anything else is 0), stored in a u32 (truncated).
 func parseTimestamp(b []byte) uint32 {
-	n, _ := strconv.ParseInt(string(b), 10, 64)
-	if n < 0 || n > int64(^uint32(0)) {
-		return 0
+	i := 0
+	for i < len(b) && (b[i] == ' ' || (b[i] >= '\t' && b[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var n int64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		d := int64(b[i] - '0')
+		if neg {
+			if n < (math.MinInt64+d)/10 {
+				n = math.MinInt64
+				break
+			}
+			n = n*10 - d
+		} else {
+			if n > (math.MaxInt64-d)/10 {
+				n = math.MaxInt64
+				break
+			}
+			n = n*10 + d
+		}
 	}
 	return uint32(n)
 }
 
 func cmdPing(c *session, args [][]byte) {
-	if c.argc(args, 1, 1) {
-		c.w.Simple("PONG")
-	}
+	c.w.Simple("PONG") // extra arguments ignored, as in 0-db
 }
 
 func cmdTime(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
-	now := time.Now()
+	now := time.Now() // extra arguments ignored, as in 0-db
 	c.w.Array(2)
 	c.w.BulkString(strconv.FormatInt(now.Unix(), 10))
 	c.w.BulkString(strconv.FormatInt(int64(now.Nanosecond()/1000), 10))
@@ -211,7 +282,8 @@ func cmdSet(c *session, args [][]byte) {
 		return
 	}
 	var ts uint32
-	if len(args) == 4 {
+	explicit := len(args) == 4
+	if explicit {
 		if !c.requireAdmin() {
 			return
 		}
@@ -225,38 +297,78 @@ func cmdSet(c *session, args [][]byte) {
 		c.fail(errReadOnly)
 		return
 	}
-	key, t, err := c.ns.SetDeferred(args[1], args[2], ts)
+	set := c.ns.SetDeferred
+	if explicit {
+		set = c.ns.SetDeferredAt // 0 is stored as 0, as in 0-db
+	}
+	key, t, err := set(args[1], args[2], ts)
 	if err != nil {
 		c.replyErr(err)
 		return
 	}
-	if key != nil {
-		c.deferCommit(c.ns, t)
-	}
 	if key == nil {
-		c.w.Nil()
+		c.w.Nil() // unchanged: nothing written
 		return
 	}
-	c.w.Bulk(key)
+	c.w.ackWrite(c.ns, t, func() { c.w.Bulk(key) })
 }
 
 func cmdGet(c *session, args [][]byte) {
 	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
 		return
 	}
-	v, err := c.ns.Get(args[1], c.value[:0])
-	if errors.Is(err, zdb.ErrNotFound) {
+	v, done, err := c.readValue(args[1])
+	switch {
+	case errors.Is(err, zdb.ErrNotFound):
 		c.w.Nil()
-		return
+	case err != nil:
+		c.valueErr(err)
+	default:
+		c.w.Bulk(v)
+		done()
 	}
+}
+
+func noop() {}
+
+// readValue reads key's payload. One above directBulk bytes is read into a
+// buffer of the memory budget (memory.go), which done gives back once the
+// reply is written; a smaller one into the session's reused buffer.
+func (c *session) readValue(key []byte) (v []byte, done func(), err error) {
+	info, err := c.ns.Stat(key)
 	if err != nil {
+		return nil, noop, err
+	}
+	n := int(info.Length)
+	if n <= directBulk {
+		v, err := c.ns.Get(key, c.value[:0])
+		if err == nil && cap(v) <= keepBuf {
+			c.value = v[:0]
+		}
+		return v, noop, err
+	}
+	buf, err := c.take(n)
+	if err != nil {
+		return nil, noop, err
+	}
+	// A concurrent SET may have changed the length: Get then reads into a
+	// buffer of its own, and buf goes back as it came.
+	v, err = c.ns.Get(key, buf[:0])
+	if err != nil {
+		c.give(buf)
+		return nil, noop, err
+	}
+	return v, func() { c.give(buf) }, nil
+}
+
+// valueErr answers a failed readValue.
+func (c *session) valueErr(err error) {
+	var ze zdb.Error
+	if errors.As(err, &ze) {
 		c.replyErr(err)
 		return
 	}
-	c.w.Bulk(v)
-	if cap(v) <= 1<<20 {
-		c.value = v[:0]
-	}
+	c.memoryErr(err)
 }
 
 func cmdMGet(c *session, args [][]byte) {
@@ -271,33 +383,52 @@ func cmdMGet(c *session, args [][]byte) {
 			return
 		}
 	}
-	type result struct {
-		v   []byte
-		nil bool
-	}
-	results := make([]result, 0, len(args)-1)
+	// Everything that makes the whole MGET fail is found before the reply
+	// starts (a frozen namespace, a value the budget cannot hold); then the
+	// values are read and sent one at a time, never all held at once.
 	for _, key := range args[1:] {
 		if len(key) == 0 {
-			results = append(results, result{nil: true})
 			continue
 		}
-		v, err := c.ns.Get(key, nil)
+		info, err := c.ns.Stat(key)
 		switch {
 		case errors.Is(err, zdb.ErrNotFound):
-			results = append(results, result{nil: true})
 		case err != nil:
 			c.replyErr(err)
 			return
-		default:
-			results = append(results, result{v: v})
+		case int64(info.Length) > c.srv.mem.limit:
+			c.fail(errTooLarge)
+			return
 		}
 	}
-	c.w.Array(len(results))
-	for _, r := range results {
-		if r.nil {
+	c.w.Array(len(args) - 1)
+	for _, key := range args[1:] {
+		if c.w.err != nil {
+			return // the client is gone: read no more values for it
+		}
+		if len(key) == 0 {
 			c.w.Nil()
-		} else {
-			c.w.Bulk(r.v)
+			continue
+		}
+		v, done, err := c.readValue(key)
+		var ze zdb.Error
+		switch {
+		case errors.Is(err, zdb.ErrNotFound):
+			c.w.Nil()
+		case errors.As(err, &ze):
+			// The reply has started: an unreadable value is an error
+			// element in its place.
+			c.fail(string(ze))
+		case err != nil:
+			var pe *resp.ProtocolError
+			if !errors.As(err, &pe) {
+				c.quit = true // closing: the connection ends
+				return
+			}
+			c.fail(pe.Text)
+		default:
+			c.w.Bulk(v)
+			done()
 		}
 	}
 }
@@ -325,8 +456,7 @@ func cmdDel(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
-	c.deferCommit(c.ns, t)
-	c.w.Simple("OK")
+	c.w.ackWrite(c.ns, t, func() { c.w.Simple("OK") })
 }
 
 // stat runs Stat for EXISTS, LENGTH and KEYTIME; found is false after a nil
@@ -383,6 +513,15 @@ func (c *session) statInt(args [][]byte, field func(zdb.EntryInfo) uint32) {
 func cmdCheck(c *session, args [][]byte) {
 	if !c.argc(args, 2, 2) || !c.readKey(args[1]) {
 		return
+	}
+	// Check reads the payload: its memory comes from the budget.
+	if info, err := c.ns.Stat(args[1]); err == nil && info.Length > directBulk {
+		n := int(info.Length)
+		if err := c.reserve(n); err != nil {
+			c.memoryErr(err)
+			return
+		}
+		defer c.srv.mem.release(int64(n))
 	}
 	r, err := c.ns.Check(args[1])
 	if errors.Is(err, zdb.ErrNotFound) {
@@ -455,6 +594,10 @@ func cmdHistory(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
+	if !c.holdPayload(len(h.Payload)) {
+		return
+	}
+	defer c.dropPayload(len(h.Payload))
 	c.w.Array(3)
 	if h.Parent == nil {
 		c.w.Nil()
@@ -465,16 +608,31 @@ func cmdHistory(c *session, args [][]byte) {
 	c.w.Bulk(h.Payload)
 }
 
-func cmdDBSize(c *session, args [][]byte) {
-	if c.argc(args, 1, 1) {
-		c.w.Int(int64(c.ns.Len()))
+// holdPayload counts in the budget a payload the engine read (HISTORY,
+// DATA RAW: its length is known only then) while the reply carries it.
+func (c *session) holdPayload(n int) bool {
+	if n <= directBulk {
+		return true
+	}
+	if err := c.reserve(n); err != nil {
+		c.memoryErr(err)
+		return false
+	}
+	return true
+}
+
+func (c *session) dropPayload(n int) {
+	if n > directBulk {
+		c.srv.mem.release(int64(n))
 	}
 }
 
+func cmdDBSize(c *session, args [][]byte) {
+	c.w.Int(int64(c.ns.Len())) // extra arguments ignored, as in 0-db
+}
+
 func cmdInfo(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments (a section name) are ignored, as in 0-db.
 	s := c.srv
 	st := s.eng.Stats().Snapshot()
 	idxR, idxW, dataR, dataW := st.IndexRead, st.IndexWritten, st.DataRead, st.DataWritten
@@ -554,19 +712,19 @@ func cmdNSDel(c *session, args [][]byte) {
 		c.fail(errCurrentNS)
 		return
 	}
+	ns := c.srv.eng.Namespace(name)
 	if err := c.srv.eng.DeleteNamespace(name); err != nil {
 		c.replyErr(err)
 		return
 	}
+	c.srv.access.Delete(ns)
 	// Sessions still on it get ErrNamespaceGone on their next command and
 	// are disconnected then (dispatch), as in 0-db.
 	c.w.Simple("OK")
 }
 
 func cmdNSList(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments are ignored, as in 0-db.
 	names := c.srv.eng.Namespaces()
 	c.w.Array(len(names))
 	for _, n := range names {
@@ -595,16 +753,23 @@ func cmdNSSet(c *session, args [][]byte) {
 		c.fail(string(zdb.ErrNamespaceNotFound))
 		return
 	}
-	if err := ns.SetProperty(string(args[2]), string(args[3])); err != nil {
+	prop := string(args[2])
+	if err := ns.SetProperty(prop, string(args[3])); err != nil {
 		c.replyErr(err)
 		return
+	}
+	switch {
+	case prop == "password":
+		c.srv.accessOf(ns).changed(c, ns, false)
+	case prop == "public" && !ns.Settings().Public:
+		c.srv.accessOf(ns).changed(c, ns, true)
 	}
 	c.srv.eng.NamespaceUpdated(ns.Name())
 	c.w.Simple("OK")
 }
 
 func cmdNSJump(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+	if !c.requireAdmin() { // extra arguments ignored, as in 0-db
 		return
 	}
 	if err := c.ns.Jump(); err != nil {
@@ -667,16 +832,24 @@ func cmdSelect(c *session, args [][]byte) {
 			c.fail(errHashLength)
 			return
 		}
+		// A challenge is good for one SELECT (0-db lets it serve any
+		// number): whatever the outcome, it is used up.
+		challenge := c.challenge
+		c.challenge = ""
+		if challenge == "" {
+			c.fail(errNoChallenge)
+			return
+		}
 		if set.Password == "" {
 			c.enter(ns, "")
 			c.w.Simple("OK")
 			return
 		}
-		if c.challenge == "" || !checkPassword(strings.ToLower(hash), secureHash(c.challenge, set.Password)) {
+		if !checkPassword(strings.ToLower(hash), secureHash(challenge, set.Password)) {
 			c.fail(errAccessDenied)
 			return
 		}
-		c.ns, c.writable = ns, true
+		c.enterWith(ns, true, false)
 		c.w.Simple("OK")
 		return
 	}
@@ -752,9 +925,7 @@ func cmdAuth(c *session, args [][]byte) {
 }
 
 func cmdFlush(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) {
-		return
-	}
+	// Extra arguments are ignored, as in 0-db.
 	set := c.ns.Settings()
 	if set.Public || set.Password == "" || c.ns.Name() == zdb.DefaultNamespace {
 		c.fail(errFlushPublic)
@@ -772,7 +943,7 @@ func cmdFlush(c *session, args [][]byte) {
 }
 
 func cmdHooks(c *session, args [][]byte) {
-	if !c.argc(args, 1, 1) || !c.requireAdmin() {
+	if !c.requireAdmin() { // extra arguments ignored, as in 0-db
 		return
 	}
 	runs := c.srv.eng.Hooks()
@@ -837,6 +1008,10 @@ func cmdData(c *session, args [][]byte) {
 		c.replyErr(err)
 		return
 	}
+	if !c.holdPayload(len(e.Payload)) {
+		return
+	}
+	defer c.dropPayload(len(e.Payload))
 	c.w.Array(6)
 	c.w.Bulk(e.Key)
 	c.w.Int(int64(e.Previous))
@@ -879,19 +1054,26 @@ func cmdStop(c *session, args [][]byte) {
 // WAIT
 
 func cmdWait(c *session, args [][]byte) {
-	if !c.argc(args, 2, 3) || !c.nonEmpty(args) {
+	if len(args) != 2 && len(args) != 3 {
+		c.fail(string(zdb.ErrInvalidArguments))
+		return
+	}
+	// The awaited command is looked up as a request's command name is: by
+	// prefix, and an empty name is "*", which matches every command.
+	want := lookup(args[1])
+	if want == nil {
+		c.fail(errUnknownWatch)
 		return
 	}
 	timeout := 5000 * time.Millisecond
 	if len(args) == 3 {
-		ms, err := strconv.ParseInt(string(args[2]), 10, 64)
-		if err != nil || ms < 100 || ms > 1800000 {
+		ms, ok := parseWaitTimeout(args[2])
+		if !ok {
 			c.fail(errInvalidTimeout)
 			return
 		}
 		timeout = time.Duration(ms) * time.Millisecond
 	}
-	want := strings.ToUpper(string(args[1]))
 	// Flush what is pending before blocking.
 	if c.flush() != nil {
 		return
@@ -908,9 +1090,35 @@ func cmdWait(c *session, args [][]byte) {
 	}
 }
 
+// parseWaitTimeout reads WAIT's milliseconds as 0-db does: at most 16
+// characters, converted by strtoull (leading blanks and sign, then the
+// leading digits; a negative value wraps around), within 100..1800000.
+func parseWaitTimeout(b []byte) (uint64, bool) {
+	if len(b) > 16 {
+		return 0, false
+	}
+	i := 0
+	for i < len(b) && (b[i] == ' ' || (b[i] >= '\t' && b[i] <= '\r')) {
+		i++
+	}
+	neg := false
+	if i < len(b) && (b[i] == '+' || b[i] == '-') {
+		neg = b[i] == '-'
+		i++
+	}
+	var n uint64
+	for ; i < len(b) && b[i] >= '0' && b[i] <= '9'; i++ {
+		n = n*10 + uint64(b[i]-'0') // 16 digits cannot overflow
+	}
+	if neg {
+		n = -n
+	}
+	return n, n >= 100 && n <= 30*60*1000
+}
+
 type waiter struct {
 	sess *session
-	cmd  string
+	cmd  *command
 	ch   chan string
 }
 
@@ -922,7 +1130,7 @@ type waitRegistry struct {
 
 func (r *waitRegistry) active() bool { return r.n.Load() > 0 }
 
-func (r *waitRegistry) add(c *session, cmd string) *waiter {
+func (r *waitRegistry) add(c *session, cmd *command) *waiter {
 	w := &waiter{sess: c, cmd: cmd, ch: make(chan string, 1)}
 	r.mu.Lock()
 	if r.ws == nil {
@@ -941,16 +1149,18 @@ func (r *waitRegistry) remove(w *waiter) {
 	r.n.Add(-1)
 }
 
-// notify wakes the waiters of other sessions on the same namespace.
-func (r *waitRegistry) notify(c *session, cmd string) {
+// notify wakes the waiters of other sessions on the same namespace that
+// wait for cmd (the same table entry: SETX does not wake WAIT SET) or for
+// any command ("*").
+func (r *waitRegistry) notify(c *session, cmd *command) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	for w := range r.ws {
-		if w.sess == c || w.sess.ns != c.ns || (w.cmd != "*" && w.cmd != cmd) {
+		if w.sess == c || w.sess.ns != c.ns || (w.cmd != &commands[0] && w.cmd != cmd) {
 			continue
 		}
 		select {
-		case w.ch <- cmd:
+		case w.ch <- cmd.name:
 		default:
 		}
 	}

@@ -309,6 +309,9 @@ func TestGET(t *testing.T) {
 		c.expectErr("Internal Error", "GET", "k")
 		c.expect(":-1", "CHECK", "k")
 		c.expect(`"v2"`, "GET", "k2")
+		// MGET sends its values as it reads them: the unreadable one is
+		// an error in its place.
+		c.expect(`["v2", -Internal Error, $-1]`, "MGET", "k2", "k", "none")
 		if err := os.Rename(aside, d0); err != nil {
 			t.Fatal(err)
 		}
@@ -711,7 +714,7 @@ func TestDBSIZE(t *testing.T) {
 	c.ok("NSNEW", "other")
 	c.ok("SELECT", "other")
 	c.expect(":0", "DBSIZE")
-	c.expectErr("Unexpected arguments", "DBSIZE", "x")
+	c.expect(":0", "DBSIZE", "x") // extra arguments ignored, as in 0-db
 }
 
 func TestINFO(t *testing.T) {
@@ -875,7 +878,6 @@ func TestNamespaceCommands(t *testing.T) {
 		if v.Kind != resp.KindArray || len(v.Array) != 3 || v.Array[0].String() != `"default"` {
 			t.Errorf("NSLIST = %s, want default first then a, b", v)
 		}
-		c.expectErr("Unexpected arguments", "NSLIST", "x")
 	})
 	t.Run("NSINFO", testNSINFO)
 	t.Run("NSJUMP", func(t *testing.T) {
@@ -910,7 +912,6 @@ func TestNamespaceCommands(t *testing.T) {
 		if in := c.nsinfo("default"); in.values["data_current_id"] != "1" {
 			t.Errorf("default data_current_id = %s", in.values["data_current_id"])
 		}
-		c.expectErr("Unexpected arguments", "NSJUMP", "x")
 		// the rotated files survive a restart
 		s.Restart()
 		c = dial(t, s)
@@ -969,7 +970,7 @@ func testNSINFO(t *testing.T) {
 			"data_size_mb": "0.00", "mode": "userkey", "data_current_id": "0",
 			"data_path": filepath.Join(s.DataDir(), "default"), "index_path": filepath.Join(s.IndexDir(), "default"),
 			"data_active": nsFile(s.DataDir(), "default", "d0"), "index_active": nsFile(s.IndexDir(), "default", "i0"),
-			"index_size_bytes": strconv.Itoa(29 + 35 + 36), "next_internal_id": "0x02000000",
+			"index_size_bytes": strconv.Itoa(29 + 35 + 36), "next_internal_id": "0x200000000000000",
 			"data_current_offset": strconv.Itoa(28 + 18 + 1 + 5 + 18 + 2 + 8)} {
 			if in.values[k] != want {
 				t.Errorf("NSINFO default %s = %q, want %q", k, in.values[k], want)
@@ -1152,7 +1153,7 @@ func TestWAIT(t *testing.T) {
 		for _, ms := range []string{"99", "1800001", "0", "-5", "abc"} {
 			c.expectErr("Invalid timeout", "WAIT", "SET", ms)
 		}
-		c.expectErr("Unexpected arguments", "WAIT")
+		c.expectErr("Invalid arguments", "WAIT")
 	})
 }
 
@@ -1218,7 +1219,7 @@ func TestHOOKS(t *testing.T) {
 		t.Parallel()
 		_, c := start(t)
 		c.expect("[]", "HOOKS")
-		c.expectErr("Unexpected arguments", "HOOKS", "x")
+		c.expect("[]", "HOOKS", "x") // extra arguments ignored, as in 0-db
 	})
 	t.Run("HOOKS/admin-only", func(t *testing.T) {
 		t.Parallel()

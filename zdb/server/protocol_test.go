@@ -47,16 +47,27 @@ func TestProtocolErrors(t *testing.T) {
 		c.expect("+PONG", "PING")
 		afterBadInput(t, s, witness)
 	})
-	t.Run("too-many-arguments", func(t *testing.T) {
+	t.Run("too-many-arguments-answered-at-once-then-close", func(t *testing.T) {
+		// Only the header: 0-db answers before any argument arrives (its
+		// own test suite sends the header alone and waits for the reply).
+		c := dial(t, s)
+		c.raw([]byte("*1025\r\n"))
+		c.expectReply("-Too many arguments")
+		c.expectClosed()
+		afterBadInput(t, s, witness)
+	})
+	t.Run("too-many-arguments-whole-request-then-close", func(t *testing.T) {
+		// The arguments already sent do not cost the client its reply.
 		c := dial(t, s)
 		var b bytes.Buffer
 		b.WriteString("*1025\r\n$3\r\nGET\r\n")
 		for i := 1; i < 1025; i++ {
 			b.WriteString("$1\r\nx\r\n")
 		}
+		b.WriteString("*1\r\n$4\r\nPING\r\n")
 		c.raw(b.Bytes())
 		c.expectReply("-Too many arguments")
-		c.expect("+PONG", "PING")
+		c.expectClosed()
 		afterBadInput(t, s, witness)
 	})
 	t.Run("1024-arguments-accepted", func(t *testing.T) {

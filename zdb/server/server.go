@@ -12,7 +12,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -34,6 +33,9 @@ type Config struct {
 	Logger        *slog.Logger
 	// OnStop is called when an admin sends STOP.
 	OnStop func()
+	// InFlight bounds the memory that requests in flight hold, across all
+	// connections (memory.go); 0 means DefaultInFlight.
+	InFlight int64
 }
 
 // Server serves the protocol on any number of listeners.
@@ -55,6 +57,9 @@ type Server struct {
 	wg        sync.WaitGroup
 
 	waiters waitRegistry
+	access  sync.Map // *zdb.Namespace → *nsAccess
+	mem     *memBudget
+	bufs    *bufPool
 }
 
 type stats struct {
@@ -70,6 +75,9 @@ func New(cfg Config) *Server {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	if cfg.InFlight <= 0 {
+		cfg.InFlight = DefaultInFlight
+	}
 	var id [4]byte
 	rand.Read(id[:])
 	return &Server{
@@ -77,6 +85,8 @@ func New(cfg Config) *Server {
 		instance:  binary.LittleEndian.Uint32(id[:]),
 		listeners: map[net.Listener]struct{}{}, conns: map[*session]struct{}{},
 		done: make(chan struct{}),
+		mem:  &memBudget{limit: cfg.InFlight},
+		bufs: &bufPool{},
 	}
 }
 
@@ -162,7 +172,8 @@ func checkPassword(given, want string) bool {
 	return subtle.ConstantTimeCompare([]byte(given), []byte(want)) == 1
 }
 
-// countingConn counts network bytes for INFO.
+// countingConn counts received bytes for INFO (replyWriter counts the
+// sent ones).
 type countingConn struct {
 	net.Conn
 	st *stats
@@ -174,63 +185,29 @@ func (c countingConn) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (c countingConn) Write(p []byte) (int, error) {
-	n, err := c.Conn.Write(p)
-	c.st.tx.Add(uint64(n))
-	return n, err
-}
-
 // session is one client connection.
 type session struct {
 	srv       *Server
 	conn      net.Conn
 	r         *resp.RequestReader
-	w         *resp.Writer
+	w         *replyWriter
 	ns        *zdb.Namespace
 	writable  bool
 	admin     bool
 	challenge string
-	value     []byte // reused GET buffer
-	quit      bool
-	pending   []pendingCommit // writes to commit before replies go out
+	// acc and the counters below record the access rules the session
+	// entered its namespace under (see checkAccess).
+	acc                    *nsAccess
+	accPassword, accPublic uint64
+	viaPublic              bool
+	value                  []byte // reused GET buffer
+	quit                   bool
 }
 
-// pendingCommit is the last write of a session in one namespace.
-type pendingCommit struct {
-	ns     *zdb.Namespace
-	ticket zdb.Ticket
-}
-
-// deferCommit records a write to commit before the next flush. Tickets of
-// one namespace grow, so the last one covers the earlier ones.
-func (c *session) deferCommit(ns *zdb.Namespace, t zdb.Ticket) {
-	for i := range c.pending {
-		if c.pending[i].ns == ns {
-			c.pending[i].ticket = t
-			return
-		}
-	}
-	c.pending = append(c.pending, pendingCommit{ns, t})
-}
-
-// flush commits the session's writes, then sends the buffered replies, so
-// that no write is acknowledged before it reached the files. When a commit
-// fails the replies are dropped and the connection closed: the client sees
-// no acknowledgement for a write that was lost.
+// flush commits the session's writes, then sends the buffered replies
+// (replyWriter): no write is acknowledged before it reached the files,
+// and a write whose commit failed is answered with the error.
 func (c *session) flush() error {
-	if len(c.pending) > 0 {
-		// Let the other clients with requests ready add theirs first: one
-		// commit then covers them all.
-		runtime.Gosched()
-		for _, p := range c.pending {
-			if err := p.ns.Commit(p.ticket); err != nil {
-				c.pending = c.pending[:0]
-				c.quit = true
-				return err
-			}
-		}
-		c.pending = c.pending[:0]
-	}
 	return c.w.Flush()
 }
 
@@ -242,23 +219,76 @@ func (s *Server) newSession(c net.Conn) *session {
 	sess := &session{
 		srv:   s,
 		conn:  c,
-		r:     resp.NewRequestReader(cc, ioBuffer),
-		w:     resp.NewWriter(cc, ioBuffer),
+		w:     newReplyWriter(c, &s.stats),
 		admin: s.cfg.AdminPassword == "",
 	}
+	sess.r = resp.NewRequestReader(cc, ioBuffer, argAlloc{sess})
 	sess.enter(s.eng.Namespace(zdb.DefaultNamespace), "")
 	return sess
 }
 
 // enter makes ns the session's namespace; password is what the client gave.
 func (c *session) enter(ns *zdb.Namespace, password string) {
-	c.ns = ns
 	set := ns.Settings()
-	c.writable = set.Password == "" || (password != "" && checkPassword(password, set.Password))
+	writable := set.Password == "" || (password != "" && checkPassword(password, set.Password))
+	c.enterWith(ns, writable, set.Password != "" && password == "")
+}
+
+// enterWith makes ns the session's namespace. viaPublic says the session
+// entered a namespace with a password without giving it (read-only,
+// because the namespace is public).
+func (c *session) enterWith(ns *zdb.Namespace, writable, viaPublic bool) {
+	c.ns, c.writable = ns, writable
+	c.acc = c.srv.accessOf(ns)
+	c.accPassword, c.accPublic = c.acc.password.Load(), c.acc.public.Load()
+	c.viaPublic = viaPublic
+}
+
+// nsAccess counts the changes of a namespace's access rules, so that the
+// sessions that entered under an older rule can be told apart.
+type nsAccess struct {
+	password atomic.Uint64 // NSSET password (set or cleared)
+	public   atomic.Uint64 // NSSET public 0
+}
+
+func (s *Server) accessOf(ns *zdb.Namespace) *nsAccess {
+	if a, ok := s.access.Load(ns); ok {
+		return a.(*nsAccess)
+	}
+	a, _ := s.access.LoadOrStore(ns, &nsAccess{})
+	return a.(*nsAccess)
+}
+
+// changed records a change of ns's password (or, with public, of its
+// becoming private). The session that made it keeps its access: it knows
+// the new rule.
+func (a *nsAccess) changed(by *session, ns *zdb.Namespace, public bool) {
+	keep := by.ns == ns && by.acc == a && by.checkAccess()
+	if public {
+		a.public.Add(1)
+	} else {
+		a.password.Add(1)
+	}
+	if keep {
+		by.accPassword, by.accPublic = a.password.Load(), a.public.Load()
+	}
+}
+
+// checkAccess reports whether the session's entry into its namespace still
+// holds: it ends when the password changes, and, for a session that
+// entered read-only through the public flag, when the namespace becomes
+// private. Once ended it stays so until the next SELECT.
+func (c *session) checkAccess() bool {
+	if c.acc.password.Load() != c.accPassword || (c.viaPublic && c.acc.public.Load() != c.accPublic) {
+		// The counters only grow: the mismatch lasts until enter resets them.
+		return false
+	}
+	return true
 }
 
 func (c *session) serve() {
 	defer c.conn.Close()
+	defer c.r.Release()
 	for !c.quit {
 		args, err := c.r.ReadRequest()
 		if err != nil {
@@ -268,6 +298,7 @@ func (c *session) serve() {
 				c.w.Error(pe.Text)
 				c.flush()
 				if pe.Fatal {
+					lingerClose(c.conn)
 					return
 				}
 				continue
@@ -279,11 +310,28 @@ func (c *session) serve() {
 			return
 		}
 		c.dispatch(args)
-		if c.r.Buffered() == 0 || c.w.Buffered() > 256<<10 {
+		// The arguments go back at once: an idle connection holds none.
+		c.r.Release()
+		if c.r.Buffered() == 0 {
 			if err := c.flush(); err != nil {
 				return
 			}
+		} else if c.w.err != nil {
+			return
 		}
 	}
 	c.flush()
+}
+
+// lingerClose ends a connection after a fatal protocol error without losing
+// the error reply: closing a socket with unread input makes the kernel
+// send a reset, which can discard the reply before the client reads it.
+// The write side is shut first, then the input is drained for a moment.
+func lingerClose(nc net.Conn) {
+	type closeWriter interface{ CloseWrite() error }
+	if cw, ok := nc.(closeWriter); ok && cw.CloseWrite() == nil {
+		nc.SetReadDeadline(time.Now().Add(time.Second))
+		io.CopyN(io.Discard, nc, 1<<20)
+	}
+	nc.Close()
 }
