@@ -82,7 +82,9 @@ func TestCompactKilled(t *testing.T) {
 	s, c := start(t, "--datasize", "524288", "--compact-ratio", "0")
 	r := rand.New(rand.NewPCG(1, 1))
 	want := map[string]string{}
-	value := func(k string, v int) string {
+	// value takes its own generator: the writer goroutine below must not
+	// share r with the test's goroutine.
+	value := func(r *rand.Rand, k string, v int) string {
 		return k + "/" + strconv.Itoa(v) + "/" + strings.Repeat("x", 1500+r.IntN(2000))
 	}
 	for round := 0; round < 6; round++ {
@@ -96,7 +98,7 @@ func TestCompactKilled(t *testing.T) {
 				}
 				continue
 			}
-			v := value(k, round)
+			v := value(r, k, round)
 			c.do("SET", k, v)
 			want[k] = v
 		}
@@ -107,11 +109,12 @@ func TestCompactKilled(t *testing.T) {
 		w := dial(t, s)
 		var mu sync.Mutex
 		done := make(chan struct{})
+		wr := rand.New(rand.NewPCG(2, uint64(round)))
 		go func() {
 			defer close(done)
 			for i := 0; ; i++ {
 				k := "w" + strconv.Itoa(i%40)
-				v := value(k, 100*round+i)
+				v := value(wr, k, 100*round+i)
 				if _, err := w.tryDo("SET", k, v); err != nil {
 					return // killed
 				}
