@@ -3,9 +3,12 @@
 // each (reachable, free space from NSINFO), and the three operations the data
 // path needs on a shard: put (returning where it went), get and delete.
 //
-// A backend that fails is marked down for a short while, so that a dead
-// backend costs a caller at most one timeout instead of one per shard; the
-// next call after the pause tries it again.
+// Connections are zstor/zdbconn handles (shared with the zdb metadata
+// store): dialled lazily, never under a lock other callers wait on, and
+// after a failure the backend is marked down for a back-off that doubles
+// from DownFor up to MaxDownFor, so that a dead backend costs a caller at
+// most one timeout instead of one per shard; the next call after the pause
+// tries it again, and a health probe (Probe) tries it at once.
 package backend
 
 import (
@@ -21,19 +24,21 @@ import (
 
 	"qss/zdb/client"
 	"qss/zstor/config"
+	"qss/zstor/zdbconn"
 )
 
 // Defaults for zero Options fields.
 const (
 	DefaultDialTimeout = 3 * time.Second
 	DefaultIOTimeout   = 15 * time.Second
-	DefaultDownFor     = 5 * time.Second
+	DefaultDownFor     = time.Second
+	DefaultMaxDownFor  = 5 * time.Second
 	DefaultPoolSize    = 4
 )
 
 // ErrDown is wrapped by errors of calls refused because the backend failed
 // recently and is paused.
-var ErrDown = errors.New("backend is down")
+var ErrDown = zdbconn.ErrDown
 
 // ErrNotFound means the backend answered that the shard does not exist.
 var ErrNotFound = errors.New("shard not found on backend")
@@ -42,7 +47,8 @@ var ErrNotFound = errors.New("shard not found on backend")
 type Options struct {
 	DialTimeout time.Duration // per connection attempt; 0 = DefaultDialTimeout
 	IOTimeout   time.Duration // per command; 0 = DefaultIOTimeout
-	DownFor     time.Duration // pause after a failure; 0 = DefaultDownFor, <0 = never pause
+	DownFor     time.Duration // pause after a first failure; 0 = DefaultDownFor, <0 = never pause
+	MaxDownFor  time.Duration // the pause doubles with each further failure up to this; 0 = DefaultMaxDownFor
 	PoolSize    int           // connections per backend; 0 = DefaultPoolSize
 	Logger      *slog.Logger  // nil = slog.Default()
 }
@@ -56,6 +62,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.DownFor == 0 {
 		o.DownFor = DefaultDownFor
+	}
+	if o.MaxDownFor == 0 {
+		o.MaxDownFor = max(DefaultMaxDownFor, o.DownFor)
 	}
 	if o.PoolSize == 0 {
 		o.PoolSize = DefaultPoolSize
@@ -73,12 +82,7 @@ type Backend struct {
 	Group  int            // index of its [[groups]] entry
 	Config config.Backend // address, namespace, password
 
-	opts Options
-
-	mu        sync.Mutex
-	cl        *client.Client
-	downUntil time.Time
-	lastErr   error
+	conn *zdbconn.Conn
 
 	latency atomic.Int64 // moving average of successful GET/SET round trips, ns
 }
@@ -107,7 +111,21 @@ func New(groups []config.Group, opts Options) *Set {
 	s := &Set{byID: map[string]*Backend{}}
 	for gi, g := range groups {
 		for _, cb := range g.Backends {
-			b := &Backend{Index: len(s.all), Group: gi, Config: cb, opts: opts}
+			b := &Backend{Index: len(s.all), Group: gi, Config: cb}
+			b.conn = zdbconn.New(zdbconn.Options{
+				Client: client.Options{
+					Addr:        cb.Address,
+					Namespace:   cb.Namespace,
+					Password:    cb.Password,
+					PoolSize:    opts.PoolSize,
+					DialTimeout: opts.DialTimeout,
+					IOTimeout:   opts.IOTimeout,
+				},
+				Name:     "backend " + cb.String(),
+				RetryMin: opts.DownFor,
+				RetryMax: opts.MaxDownFor,
+				Logger:   opts.Logger,
+			})
 			s.all = append(s.all, b)
 			if _, dup := s.byID[b.ID()]; !dup {
 				s.byID[b.ID()] = b
@@ -142,77 +160,24 @@ func (s *Set) Connect(ctx context.Context) int {
 // Close closes every client.
 func (s *Set) Close() error {
 	for _, b := range s.all {
-		b.mu.Lock()
-		if b.cl != nil {
-			b.cl.Close()
-			b.cl = nil
-		}
-		b.mu.Unlock()
+		b.conn.Close()
 	}
 	return nil
 }
 
 // client returns the connected client, dialling when there is none. A
-// backend that failed less than DownFor ago is refused at once (ErrDown).
+// backend in its back-off is refused at once (ErrDown).
 func (b *Backend) client(ctx context.Context) (*client.Client, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cl != nil {
-		return b.cl, nil
-	}
-	if time.Now().Before(b.downUntil) {
-		return nil, fmt.Errorf("backend %s: %w (last error: %v)", b, ErrDown, b.lastErr)
-	}
-	cl, err := client.New(ctx, client.Options{
-		Addr:        b.Config.Address,
-		Namespace:   b.Config.Namespace,
-		Password:    b.Config.Password,
-		PoolSize:    b.opts.PoolSize,
-		DialTimeout: b.opts.DialTimeout,
-		IOTimeout:   b.opts.IOTimeout,
-	})
-	if err != nil {
-		// A dial cut short by the caller's cancellation says nothing
-		// about the backend (as in fail); one that timed out does.
-		if !errors.Is(ctx.Err(), context.Canceled) {
-			b.markDownLocked(err)
-		}
-		return nil, fmt.Errorf("backend %s: connect: %w", b, err)
-	}
-	b.cl = cl
-	return cl, nil
+	return b.conn.Client(ctx, false)
 }
 
-// fail records a failed call: network failures mark the backend down and
-// drop its client; error replies (the server answered) do not.
-func (b *Backend) fail(err error) {
-	var re *client.ReplyError
-	if errors.As(err, &re) || errors.Is(err, context.Canceled) {
-		return
-	}
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.cl != nil {
-		b.cl.Close()
-		b.cl = nil
-	}
-	b.markDownLocked(err)
-}
+// report records a call's outcome: network failures start or extend the
+// back-off; success and error replies (the server answered) end it.
+func (b *Backend) report(ctx context.Context, err error) { b.conn.Report(ctx, err) }
 
-func (b *Backend) markDownLocked(err error) {
-	b.lastErr = err
-	if b.opts.DownFor > 0 {
-		b.downUntil = time.Now().Add(b.opts.DownFor)
-	}
-	b.opts.Logger.Warn("zstor backend failed", slog.String("backend", b.String()), slog.String("err", err.Error()))
-}
-
-// Down reports whether the backend is paused after a failure.
-func (b *Backend) Down() bool {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.cl == nil && time.Now().Before(b.downUntil)
-}
+// Down reports whether the backend is paused after a failure. It never
+// waits for a connection attempt in progress.
+func (b *Backend) Down() bool { return b.conn.Down() }
 
 // Latency returns the moving average round trip of successful shard
 // operations (0 when none yet).
@@ -236,8 +201,8 @@ func (b *Backend) Put(ctx context.Context, shard []byte) (uint64, error) {
 	}
 	start := time.Now()
 	id, err := cl.SetSeq(ctx, shard)
+	b.report(ctx, err)
 	if err != nil {
-		b.fail(err)
 		return 0, fmt.Errorf("backend %s: put shard: %w", b, err)
 	}
 	b.observe(time.Since(start))
@@ -252,11 +217,11 @@ func (b *Backend) Get(ctx context.Context, id uint64) ([]byte, error) {
 	}
 	start := time.Now()
 	v, err := cl.GetSeq(ctx, id)
+	b.report(ctx, err)
 	if err != nil {
 		if errors.Is(err, client.ErrNotFound) {
 			return nil, fmt.Errorf("backend %s: shard %d: %w", b, id, ErrNotFound)
 		}
-		b.fail(err)
 		return nil, fmt.Errorf("backend %s: get shard %d: %w", b, id, err)
 	}
 	b.observe(time.Since(start))
@@ -270,8 +235,9 @@ func (b *Backend) Delete(ctx context.Context, id uint64) error {
 	if err != nil {
 		return err
 	}
-	if err := cl.Del(ctx, client.EncodeID(id)); err != nil && !errors.Is(err, client.ErrNotFound) {
-		b.fail(err)
+	err = cl.Del(ctx, client.EncodeID(id))
+	b.report(ctx, err)
+	if err != nil && !errors.Is(err, client.ErrNotFound) {
 		return fmt.Errorf("backend %s: delete shard %d: %w", b, id, err)
 	}
 	return nil
@@ -322,10 +288,17 @@ func (h Health) UsagePercent() float64 {
 	return 100 * float64(h.Used) / float64(total)
 }
 
-// Health asks the backend for its namespace info.
-func (b *Backend) Health(ctx context.Context) Health {
+// Health asks the backend for its namespace info. A backend in its
+// back-off is reported unreachable without being asked (see Probe).
+func (b *Backend) Health(ctx context.Context) Health { return b.health(ctx, false) }
+
+// Probe is Health, but asks the backend even during its back-off (and a
+// success ends it): for health checks that must see a backend come back.
+func (b *Backend) Probe(ctx context.Context) Health { return b.health(ctx, true) }
+
+func (b *Backend) health(ctx context.Context, probe bool) Health {
 	h := Health{Backend: b, DiskFree: -1}
-	cl, err := b.client(ctx)
+	cl, err := b.conn.Client(ctx, probe)
 	if err != nil {
 		h.Err = err
 		return h
@@ -335,8 +308,8 @@ func (b *Backend) Health(ctx context.Context) Health {
 		ns = "default"
 	}
 	info, err := cl.NSInfo(ctx, ns)
+	b.report(ctx, err)
 	if err != nil {
-		b.fail(err)
 		h.Err = fmt.Errorf("backend %s: nsinfo: %w", b, err)
 		return h
 	}
@@ -356,12 +329,17 @@ func (b *Backend) Health(ctx context.Context) Health {
 	return h
 }
 
-// HealthAll asks every backend concurrently.
-func (s *Set) HealthAll(ctx context.Context) []Health {
+// HealthAll asks every backend concurrently (Health).
+func (s *Set) HealthAll(ctx context.Context) []Health { return s.healthAll(ctx, false) }
+
+// ProbeAll probes every backend concurrently (Probe), for a health loop.
+func (s *Set) ProbeAll(ctx context.Context) []Health { return s.healthAll(ctx, true) }
+
+func (s *Set) healthAll(ctx context.Context, probe bool) []Health {
 	out := make([]Health, len(s.all))
 	var wg sync.WaitGroup
 	for i, b := range s.all {
-		wg.Go(func() { out[i] = b.Health(ctx) })
+		wg.Go(func() { out[i] = b.health(ctx, probe) })
 	}
 	wg.Wait()
 	return out

@@ -16,6 +16,7 @@ import (
 
 	"qss/zdb/client"
 	"qss/zstor/config"
+	"qss/zstor/zdbconn"
 )
 
 // Defaults of the zdb store's options. Metadata records are small (a few
@@ -197,7 +198,7 @@ func NewZDB(ctx context.Context, backends []config.Backend, prefix string, opts 
 			return nil, fmt.Errorf("meta: zdb store: backend %s is listed twice", b)
 		}
 		seen[id] = true
-		s.backends = append(s.backends, &zbackend{s: s, cfg: b, name: b.String()})
+		s.backends = append(s.backends, newZBackend(s, b))
 	}
 
 	// Connect to every backend concurrently, so that the dead ones cost
@@ -631,7 +632,7 @@ func (s *ZDB) Health(ctx context.Context) []BackendHealth {
 			if err == nil {
 				err = cl.Ping(hctx)
 				if ctx.Err() == nil {
-					b.report(err)
+					b.report(hctx, err)
 				}
 			}
 			if err != nil {
@@ -673,133 +674,69 @@ func (s *ZDB) Close() error {
 	return nil
 }
 
-// zbackend is one metadata backend: its connection pool, created on first
-// success, and its back-off state.
+// zbackend is one metadata backend: a lazy, reconnecting handle with
+// back-off (zstor/zdbconn, shared with the data backends) on its namespace.
 type zbackend struct {
-	s    *ZDB
-	cfg  config.Backend
+	conn *zdbconn.Conn
 	name string // address/namespace, no password
-
-	mu         sync.Mutex
-	cl         *client.Client
-	connecting chan struct{} // closed when the connection attempt in progress ends
-	closed     bool
-	fails      int       // consecutive failures
-	downUntil  time.Time // skipped until then
-	lastErr    error
 }
 
-// downError is the error of a backend skipped during its back-off.
-type downError struct {
-	until time.Time
-	cause error
+func newZBackend(s *ZDB, cfg config.Backend) *zbackend {
+	o := s.opts
+	b := &zbackend{name: cfg.String()}
+	b.conn = zdbconn.New(zdbconn.Options{
+		Client: client.Options{
+			Addr:        cfg.Address,
+			Namespace:   cfg.Namespace,
+			Password:    cfg.Password,
+			PoolSize:    o.poolSize,
+			DialTimeout: o.dialTimeout,
+			IOTimeout:   o.ioTimeout,
+		},
+		Name:     "metadata backend " + b.name,
+		RetryMin: o.retryMin,
+		RetryMax: o.retryMax,
+		Check: func(ctx context.Context, cl *client.Client) error {
+			return checkUserMode(ctx, s.log, b.name, cl)
+		},
+		Logger: s.log,
+	})
+	return b
 }
-
-func (e *downError) Error() string {
-	return fmt.Sprintf("skipped for %v after: %v", time.Until(e.until).Round(time.Millisecond), e.cause)
-}
-
-func (e *downError) Unwrap() error { return e.cause }
 
 // client returns the backend's client, connecting first when there is none.
 // During a back-off it fails at once, unless probe is set.
 func (b *zbackend) client(ctx context.Context, probe bool) (*client.Client, error) {
-	for {
-		b.mu.Lock()
-		switch {
-		case b.closed:
-			b.mu.Unlock()
-			return nil, client.ErrClosed
-		case !probe && time.Now().Before(b.downUntil):
-			err := &downError{until: b.downUntil, cause: b.lastErr}
-			b.mu.Unlock()
-			return nil, err
-		case b.cl != nil:
-			cl := b.cl
-			b.mu.Unlock()
-			return cl, nil
-		case b.connecting != nil:
-			ch := b.connecting
-			b.mu.Unlock()
-			select {
-			case <-ch:
-				continue
-			case <-ctx.Done():
-				return nil, ctx.Err()
-			}
-		}
-		ch := make(chan struct{})
-		b.connecting = ch
-		b.mu.Unlock()
-
-		cl, err := b.connect(ctx)
-		b.mu.Lock()
-		b.connecting = nil
-		close(ch)
-		if err == nil && b.closed {
-			cl.Close()
-			err = client.ErrClosed
-		}
-		if err == nil {
-			b.cl = cl
-		}
-		b.mu.Unlock()
-		if err != nil {
-			if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-				b.report(err)
-			}
-			return nil, err
-		}
-		return cl, nil
-	}
+	return b.conn.Client(ctx, probe)
 }
 
-// connect opens the backend's pool and checks that its namespace is in user
-// mode: in sequential mode zdb chooses the keys, and every record would be
-// lost.
-func (b *zbackend) connect(ctx context.Context) (*client.Client, error) {
-	o := b.s.opts
-	cl, err := client.New(ctx, client.Options{
-		Addr:        b.cfg.Address,
-		Namespace:   b.cfg.Namespace,
-		Password:    b.cfg.Password,
-		PoolSize:    o.poolSize,
-		DialTimeout: o.dialTimeout,
-		IOTimeout:   o.ioTimeout,
-	})
-	if err != nil {
-		return nil, err
-	}
+// checkUserMode checks that a metadata namespace is in user mode: in
+// sequential mode zdb chooses the keys, and every record would be lost.
+func checkUserMode(ctx context.Context, log *slog.Logger, name string, cl *client.Client) error {
 	info, err := cl.NSInfo(ctx, cl.Namespace())
 	var re *client.ReplyError
 	switch {
 	case errors.As(err, &re):
 		// A server that will not describe the namespace: the check
 		// is a safeguard, not a requirement.
-		b.s.log.Debug("cannot check the namespace mode", "backend", b.name, "err", err)
+		log.Debug("cannot check the namespace mode", "backend", name, "err", err)
 	case err != nil:
-		cl.Close()
-		return nil, err
+		return err
 	case info["mode"] == "sequential":
-		cl.Close()
-		return nil, fmt.Errorf("namespace %q is in sequential mode; metadata needs a user-mode namespace", cl.Namespace())
+		return fmt.Errorf("namespace %q is in sequential mode; metadata needs a user-mode namespace", cl.Namespace())
 	}
-	return cl, nil
+	return nil
 }
 
 // do runs fn with the backend's client and records the outcome in the
 // back-off state.
 func (b *zbackend) do(ctx context.Context, fn func(context.Context, *client.Client) ([]byte, error)) ([]byte, error) {
-	cl, err := b.client(ctx, false)
-	if err != nil {
-		return nil, err
-	}
-	data, err := fn(ctx, cl)
-	// An operation cancelled by its caller or by Close says nothing about
-	// the backend; one that ran out of time does.
-	if ctx.Err() == nil || errors.Is(ctx.Err(), context.DeadlineExceeded) {
-		b.report(err)
-	}
+	var data []byte
+	err := b.conn.Do(ctx, false, func(ctx context.Context, cl *client.Client) error {
+		var err error
+		data, err = fn(ctx, cl)
+		return err
+	})
 	return data, err
 }
 
@@ -816,7 +753,7 @@ func (b *zbackend) scan(ctx context.Context, p []byte, keys map[string]int64) er
 	for e, err := range cl.ScanAll(ctx) {
 		if err != nil {
 			if ctx.Err() == nil {
-				b.report(err)
+				b.report(ctx, err)
 			}
 			return err
 		}
@@ -824,63 +761,11 @@ func (b *zbackend) scan(ctx context.Context, p []byte, keys map[string]int64) er
 			keys[string(e.Key)] = e.Size
 		}
 	}
-	b.report(nil)
+	b.report(ctx, nil)
 	return nil
 }
 
-// answered reports whether err is a reply from the server (a missing key, a
-// full or read-only namespace): the backend is reachable even though the
-// command failed.
-func answered(err error) bool {
-	var oe *client.OpError
-	if errors.As(err, &oe) {
-		return false
-	}
-	var re *client.ReplyError
-	return errors.As(err, &re) || errors.Is(err, client.ErrNotFound)
-}
-
 // report updates the back-off state after a call that ended with err.
-func (b *zbackend) report(err error) {
-	var de *downError
-	if errors.As(err, &de) || errors.Is(err, client.ErrClosed) {
-		return
-	}
-	o := b.s.opts
-	b.mu.Lock()
-	if err == nil || answered(err) {
-		wasDown := b.fails > 0
-		b.fails, b.downUntil, b.lastErr = 0, time.Time{}, nil
-		b.mu.Unlock()
-		if wasDown {
-			b.s.log.Info("metadata backend reachable again", "backend", b.name)
-		}
-		return
-	}
-	b.fails++
-	delay := o.retryMin
-	for i := 1; i < b.fails && delay < o.retryMax; i++ {
-		delay *= 2
-	}
-	delay = min(delay, o.retryMax)
-	b.downUntil = time.Now().Add(delay)
-	b.lastErr = err
-	first := b.fails == 1
-	b.mu.Unlock()
-	if first {
-		b.s.log.Warn("metadata backend unreachable, retrying later", "backend", b.name, "err", err, "retry_in", delay)
-	} else {
-		b.s.log.Debug("metadata backend still unreachable", "backend", b.name, "err", err, "retry_in", delay)
-	}
-}
+func (b *zbackend) report(ctx context.Context, err error) { b.conn.Report(ctx, err) }
 
-func (b *zbackend) close() {
-	b.mu.Lock()
-	b.closed = true
-	cl := b.cl
-	b.cl = nil
-	b.mu.Unlock()
-	if cl != nil {
-		cl.Close()
-	}
-}
+func (b *zbackend) close() { b.conn.Close() }
