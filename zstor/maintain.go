@@ -59,11 +59,49 @@ type Entry struct {
 	// backends reachable right now (N when fully healthy; below K the
 	// object cannot be read until backends come back).
 	MinShards int
+	// Placement is, per chunk, the IDs of the backends its shards are
+	// recorded on ("" for a shard with none): what the daemon needs to
+	// recompute MinShards when a backend's reachability changes, without
+	// reading the metadata again.
+	Placement [][]string `json:"-"`
 }
 
+// Census is every object record under a prefix, as the daemon's metrics
+// count them: the entries this key opens, and the records it could not
+// count as entries.
+type Census struct {
+	Entries []Entry
+	// Foreign records exist but do not open with this config's key.
+	Foreign int
+	// Unreadable records are listed but could not be read (metadata
+	// unavailable, or a record the store refuses).
+	Unreadable int
+}
+
+// Objects is every record the census found, readable or not.
+func (c Census) Objects() int { return len(c.Entries) + c.Foreign + c.Unreadable }
+
 // List returns the objects whose key starts with prefix, sorted by key,
-// and how many records could not be decrypted with this config's key.
+// and how many records could not be decrypted with this config's key. A
+// record that cannot be read fails the whole list (see Census for a count
+// that goes on).
 func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) {
+	cs, err := c.list(ctx, prefix, false)
+	if err != nil {
+		return nil, 0, err
+	}
+	return cs.Entries, cs.Foreign, nil
+}
+
+// Census is List for monitoring: a record that cannot be read is counted
+// (Census.Unreadable) instead of failing the list, so that one bad record
+// does not hide every other object from the metrics. It fails only when
+// the keys cannot be listed.
+func (c *Client) Census(ctx context.Context) (Census, error) {
+	return c.list(ctx, "", true)
+}
+
+func (c *Client) list(ctx context.Context, prefix string, tolerant bool) (Census, error) {
 	reachable := map[string]bool{}
 	for _, h := range c.health(ctx) {
 		if h.Reachable {
@@ -73,16 +111,17 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 	var keys []string
 	for k, err := range c.meta.Keys(ctx, "") {
 		if err != nil {
-			return nil, 0, fmt.Errorf("zstor list: %w", err)
+			return Census{}, fmt.Errorf("zstor list: %w", err)
 		}
 		keys = append(keys, k)
 	}
 	var (
-		mu       sync.Mutex
-		out      []Entry
-		foreign  int
-		firstErr error
-		wg       sync.WaitGroup
+		mu         sync.Mutex
+		out        []Entry
+		foreign    int
+		unreadable int
+		firstErr   error
+		wg         sync.WaitGroup
 	)
 	sem := make(chan struct{}, 8)
 	for _, mk := range keys {
@@ -91,9 +130,10 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 			defer func() { <-sem }()
 			sealed, err := c.meta.Get(ctx, mk)
 			if err != nil {
-				if !errors.Is(err, context.Canceled) {
+				if !errors.Is(err, context.Canceled) && !errors.Is(err, meta.ErrNotFound) {
 					mu.Lock()
-					if firstErr == nil && !errors.Is(err, meta.ErrNotFound) {
+					unreadable++
+					if firstErr == nil {
 						firstErr = err
 					}
 					mu.Unlock()
@@ -111,9 +151,12 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 				return
 			}
 			minShards := rec.Object.N
-			for _, locs := range rec.Locations {
+			placement := make([][]string, len(rec.Locations))
+			for i, locs := range rec.Locations {
 				n := 0
-				for _, l := range locs {
+				placement[i] = make([]string, len(locs))
+				for j, l := range locs {
+					placement[i][j] = l.Backend
 					if l.Backend != "" && reachable[l.Backend] {
 						n++
 					}
@@ -121,15 +164,18 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 				minShards = min(minShards, n)
 			}
 			out = append(out, Entry{Key: rec.Key, Size: rec.Object.Size, Stored: rec.Stored, Checksum: rec.Object.Checksum,
-				Chunks: len(rec.Object.Chunks), K: rec.Object.K, N: rec.Object.N, MinShards: minShards})
+				Chunks: len(rec.Object.Chunks), K: rec.Object.K, N: rec.Object.N, MinShards: minShards, Placement: placement})
 		})
 	}
 	wg.Wait()
-	if firstErr != nil {
-		return nil, foreign, fmt.Errorf("zstor list: %w", firstErr)
+	if err := ctx.Err(); err != nil {
+		return Census{}, fmt.Errorf("zstor list: %w", err)
+	}
+	if firstErr != nil && !tolerant {
+		return Census{}, fmt.Errorf("zstor list: %w", firstErr)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Key < out[j].Key })
-	return out, foreign, nil
+	return Census{Entries: out, Foreign: foreign, Unreadable: unreadable}, nil
 }
 
 // ShardProblem is a shard that is missing or fails verification.

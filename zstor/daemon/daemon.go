@@ -67,8 +67,13 @@ type Options struct {
 	// (defaults 1 s and 10 min): RetryMin after the first failure, doubling
 	// per failure up to RetryMax.
 	RetryMin, RetryMax time.Duration
-	// HealthInterval is the period of the backend health check (default 5 s).
+	// HealthInterval is the period of the backend health check (default
+	// 2 s): with HealthTimeout it bounds how late a lost backend shows in
+	// the metrics and the repair backlog.
 	HealthInterval time.Duration
+	// HealthTimeout bounds one health check (default 3 s): a backend that
+	// does not answer NSINFO (or PING) within it counts as unreachable.
+	HealthTimeout time.Duration
 	// LowSpacePercent is the usage at or above which a reachable backend
 	// counts as low on space (default 90).
 	LowSpacePercent float64
@@ -112,7 +117,8 @@ func (o Options) withDefaults() Options {
 	def(&o.RetryMin, time.Second)
 	def(&o.RetryMax, 10*time.Minute)
 	o.RetryMax = max(o.RetryMax, o.RetryMin)
-	def(&o.HealthInterval, 5*time.Second)
+	def(&o.HealthInterval, 2*time.Second)
+	def(&o.HealthTimeout, 3*time.Second)
 	if o.LowSpacePercent <= 0 {
 		o.LowSpacePercent = 90
 	}

@@ -510,11 +510,11 @@ func TestRepairDownBackend(t *testing.T) {
 		t.Fatalf("no server for %s", rec.Locations[0][0].Backend)
 	}
 	cl.Data[victim].Kill()
-	// List's view of reachability is cached for a few seconds: first see
-	// the loss, then its repair.
-	waitFor(t, "the loss to show", 20*time.Second, func() bool { return !fullRedundancy(ctx, c, 3) })
+	// The daemon sees the loss within a health interval and repairs it
+	// soon after RepairAfter, faster than a List through it could catch
+	// the degraded state: wait for the repair, then check it.
+	waitLog(t, d.log, "zstor daemon: repaired", 20*time.Second)
 	waitFor(t, "full redundancy again", 30*time.Second, func() bool { return fullRedundancy(ctx, c, 3) })
-	waitLog(t, d.log, "zstor daemon: repaired", time.Second)
 	for name, data := range datas {
 		p := filepath.Join(cl.Root, name)
 		os.Remove(p)

@@ -26,15 +26,18 @@ const (
 // state is what the loops last saw, for metrics and repair decisions.
 type state struct {
 	mu        sync.RWMutex
+	checked   time.Time // when the last health check completed
 	data      []backend.Health
 	meta      []meta.BackendHealth
 	status    map[string]string    // data backend ID → state
 	downSince map[string]time.Time // data backend ID → first health check that found it unreachable
 
 	redundancyKnown bool
-	objects         int
-	backlog         int // objects with fewer than N shards on reachable backends
-	lowest          int // min over objects of (shards on reachable backends − K)
+	objects         int         // every object record at the last census, readable or not
+	unreadable      int         // of which this key could not read or open
+	placed          *placements // where the readable ones' shards are, at the last census
+	backlog         int         // objects with fewer than N shards on reachable backends
+	lowest          int         // min over objects of (shards on reachable backends − K)
 
 	cacheKnown bool
 	cacheSize  int64
@@ -72,12 +75,14 @@ func (d *daemon) every(period time.Duration, wakeup chan struct{}, fn func(g *ge
 }
 
 // checkHealth asks every data backend for NSINFO and every metadata
-// backend for PING, logs state changes, and wakes the repair loop when a
-// backend went down or came back.
+// backend for PING (even those in their back-off, so that a return is seen
+// at once), logs state changes, recomputes the redundancy gauges from the
+// last census when a backend went down or came back, and wakes the repair
+// loop then.
 func (d *daemon) checkHealth(g *generation) {
-	ctx, cancel := context.WithTimeout(g.ctx, max(2*d.opts.HealthInterval, 10*time.Second))
+	ctx, cancel := context.WithTimeout(g.ctx, d.opts.HealthTimeout)
 	defer cancel()
-	data := g.client.Backends().HealthAll(ctx)
+	data := g.client.Backends().ProbeAll(ctx)
 	mh := g.client.Meta().Health(ctx)
 	if g.ctx.Err() != nil {
 		return // superseded or stopping: the snapshot may be of cancelled calls
@@ -123,7 +128,11 @@ func (d *daemon) checkHealth(g *generation) {
 			changed = true
 		}
 	}
-	st.data, st.meta = data, mh
+	first := st.data == nil
+	st.data, st.meta, st.checked = data, mh, now
+	if changed || first {
+		st.recomputeLocked()
+	}
 	st.mu.Unlock()
 	if changed {
 		wake(d.repairWake)
@@ -149,14 +158,17 @@ func (d *daemon) classify(h backend.Health) string {
 // (a scrub) to find the few that lost some.
 func (d *daemon) checkRedundancy(g *generation) {
 	ctx := g.ctx
-	es, _, err := g.client.List(ctx, "")
+	cs, err := g.client.Census(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("zstor daemon: redundancy check: cannot list objects", slog.String("err", err.Error()))
 		}
 		return
 	}
-	backlog := d.noteRedundancy(es)
+	if cs.Unreadable > 0 {
+		d.log.Warn("zstor daemon: redundancy check: some object records cannot be read", slog.Int("records", cs.Unreadable))
+	}
+	backlog := d.noteRedundancy(cs)
 	usable := d.usableBackends()
 	repaired, blocked := 0, 0
 	now := time.Now()
@@ -199,8 +211,8 @@ func (d *daemon) checkRedundancy(g *generation) {
 	}
 	d.repairBlocked = blocked > 0
 	if repaired > 0 {
-		if es, _, err := g.client.List(ctx, ""); err == nil {
-			d.noteRedundancy(es)
+		if cs, err := g.client.Census(ctx); err == nil {
+			d.noteRedundancy(cs)
 		}
 	}
 }
@@ -219,24 +231,24 @@ func (d *daemon) usableBackends() int {
 	return n
 }
 
-// noteRedundancy records the redundancy of the listed objects and returns
-// those below full redundancy.
-func (d *daemon) noteRedundancy(es []zstor.Entry) []zstor.Entry {
-	var backlog []zstor.Entry
-	lowest := 0
-	for i, e := range es {
-		if e.MinShards < e.N {
-			backlog = append(backlog, e)
-		}
-		if r := e.MinShards - e.K; i == 0 || r < lowest {
-			lowest = r
-		}
-	}
+// noteRedundancy records a census (the object count, and the placements
+// the health loop recomputes the gauges from) and returns the objects below
+// full redundancy by the daemon's own health view, with MinShards set from
+// it.
+func (d *daemon) noteRedundancy(cs zstor.Census) []zstor.Entry {
 	st := &d.state
 	st.mu.Lock()
-	st.redundancyKnown = true
-	st.objects, st.backlog, st.lowest = len(es), len(backlog), lowest
-	st.mu.Unlock()
+	defer st.mu.Unlock()
+	st.objects, st.unreadable = cs.Objects(), cs.Foreign+cs.Unreadable
+	st.placed = newPlacements(cs.Entries)
+	mins := st.recomputeLocked()
+	var backlog []zstor.Entry
+	for _, e := range cs.Entries {
+		if m := mins[e.Key]; m < e.N {
+			e.MinShards = m
+			backlog = append(backlog, e)
+		}
+	}
 	return backlog
 }
 

@@ -2,6 +2,7 @@ package daemon
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -22,6 +23,8 @@ import (
 // time from the loops' last snapshot (stateCollector), so a backend that
 // left the config leaves no stale series behind.
 type metrics struct {
+	d            *daemon
+	started      time.Time // for /healthz: no check is expected before the first interval
 	reg          *prometheus.Registry
 	commands     *prometheus.CounterVec
 	latency      *prometheus.HistogramVec
@@ -35,7 +38,9 @@ type metrics struct {
 
 func newMetrics(d *daemon) *metrics {
 	m := &metrics{
-		reg: prometheus.NewRegistry(),
+		d:       d,
+		started: time.Now(),
+		reg:     prometheus.NewRegistry(),
 		commands: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "zstor_commands_total",
 			Help: "Commands served over the socket, by command and result (ok, or the error kind).",
@@ -106,7 +111,9 @@ var (
 	descLowest = prometheus.NewDesc("zstor_lowest_redundancy",
 		"Over all objects, the fewest shards of a chunk on reachable backends minus k: how many more backends can be lost; negative means unreadable (absent until checked, or when nothing is stored).", nil, nil)
 	descObjects = prometheus.NewDesc("zstor_objects",
-		"Objects stored, at the last redundancy check.", nil, nil)
+		"Object records in the metadata store at the last census, readable or not.", nil, nil)
+	descUnreadable = prometheus.NewDesc("zstor_objects_unreadable",
+		"Object records at the last census that could not be read or do not open with this key (so are not in the redundancy gauges).", nil, nil)
 	descCache = prometheus.NewDesc("zstor_cache_dir_size_bytes",
 		"Bytes of regular files under zdb_data_dir_path at the last cache check.", nil, nil)
 	descCacheLimit = prometheus.NewDesc("zstor_cache_dir_limit_bytes",
@@ -122,7 +129,7 @@ type stateCollector struct{ d *daemon }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descConn, descEntries, descSize, descLimit, descFree, descLow, descHealthy,
-		descQueue, descBacklog, descLowest, descObjects, descCache, descCacheLimit, descScrubTime, descScrubProblems} {
+		descQueue, descBacklog, descLowest, descObjects, descUnreadable, descCache, descCacheLimit, descScrubTime, descScrubProblems} {
 		ch <- d
 	}
 }
@@ -171,7 +178,8 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	if st.redundancyKnown {
 		gauge(descBacklog, float64(st.backlog))
 		gauge(descObjects, float64(st.objects))
-		if st.objects > 0 {
+		gauge(descUnreadable, float64(st.unreadable))
+		if st.placed != nil && len(st.placed.objs) > 0 {
 			gauge(descLowest, float64(st.lowest))
 		}
 	}
@@ -185,13 +193,81 @@ func (c stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metricsServer serves /metrics over HTTP.
+// healthz is the answer of /healthz.
+type healthz struct {
+	Status string `json:"status"` // ok, degraded, or stale
+	// LastCheck is when the health loop last completed (zero before).
+	LastCheck          time.Time `json:"last_check"`
+	DataUnreachable    int       `json:"data_backends_unreachable"`
+	MetaUnreachable    int       `json:"meta_backends_unreachable"`
+	RepairBacklog      int       `json:"repair_backlog"`
+	LowestRedundancy   *int      `json:"lowest_redundancy,omitempty"`
+	Objects            int       `json:"objects"`
+	UnreadableObjects  int       `json:"unreadable_objects"`
+	QueueLength        int       `json:"queue_length"`
+	RedundancyKnown    bool      `json:"redundancy_known"`
+	HealthIntervalSecs float64   `json:"health_interval_seconds"`
+}
+
+// serveHealthz answers whether the daemon is alive: 200 while its health
+// loop keeps running (status "ok", or "degraded" when a backend is
+// unreachable or an object is below full redundancy: restarting the daemon
+// would not fix that, so a liveness probe must not fail on it), 503 when
+// the loop has not completed a check for three intervals (status "stale":
+// the daemon is stuck). The body is JSON with the figures behind the
+// status.
+func (m *metrics) serveHealthz(w http.ResponseWriter, _ *http.Request) {
+	d := m.d
+	st := &d.state
+	st.mu.RLock()
+	h := healthz{
+		Status:             "ok",
+		LastCheck:          st.checked,
+		RepairBacklog:      st.backlog,
+		Objects:            st.objects,
+		UnreadableObjects:  st.unreadable,
+		RedundancyKnown:    st.redundancyKnown,
+		HealthIntervalSecs: d.opts.HealthInterval.Seconds(),
+	}
+	for _, b := range st.data {
+		if !b.Reachable {
+			h.DataUnreachable++
+		}
+	}
+	for _, b := range st.meta {
+		if !b.Reachable {
+			h.MetaUnreachable++
+		}
+	}
+	if st.redundancyKnown && st.placed != nil && len(st.placed.objs) > 0 {
+		l := st.lowest
+		h.LowestRedundancy = &l
+	}
+	st.mu.RUnlock()
+	h.QueueLength = d.queue.len()
+	code := http.StatusOK
+	switch {
+	case h.LastCheck.IsZero() && time.Since(m.started) < 3*d.opts.HealthInterval+d.opts.HealthTimeout:
+		// Starting: the first check is still running.
+	case time.Since(h.LastCheck) > 3*d.opts.HealthInterval+d.opts.HealthTimeout:
+		h.Status, code = "stale", http.StatusServiceUnavailable
+	case h.DataUnreachable > 0 || h.MetaUnreachable > 0 || h.RepairBacklog > 0 || h.UnreadableObjects > 0:
+		h.Status = "degraded"
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	json.NewEncoder(w).Encode(h)
+}
+
+// metricsServer serves /metrics and /healthz over HTTP.
 type metricsServer struct {
 	srv  *http.Server
 	done chan struct{}
 }
 
-// startMetrics listens on host:port and serves the registry. A port that
+// startMetrics listens on host:port and serves the registry (/metrics)
+// and the daemon's liveness (/healthz). A port that
 // cannot be bound is an error at once (not a log line later).
 func startMetrics(host string, port int, m *metrics, log *slog.Logger) (*metricsServer, error) {
 	addr := net.JoinHostPort(host, strconv.Itoa(port))
@@ -201,6 +277,7 @@ func startMetrics(host string, port int, m *metrics, log *slog.Logger) (*metrics
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg}))
+	mux.HandleFunc("GET /healthz", m.serveHealthz)
 	s := &metricsServer{
 		srv:  &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second},
 		done: make(chan struct{}),
