@@ -11,6 +11,8 @@
 #   COMPRESSION=none bench/zstor.sh         # zstor compression algorithm
 #   CONCURRENCY=8 bench/zstor.sh            # zstor's concurrency setting
 #   ZDB_ARGS=--sync bench/zstor.sh          # data zdbs fsync every write
+#   PROFILE_DIR=/tmp/prof bench/zstor.sh    # also CPU profiles of zstor store and
+#                                           # retrieve there, and where retrieve's time goes
 #
 # Needs: Debian as root for apt-get of restic, redis-tools (redis-cli) and
 # time (GNU time) when missing; Go to build zdb and zstor. Everything runs
@@ -23,6 +25,7 @@ BIG_MIB=${BIG_MIB:-4096}
 COMPRESSION=${COMPRESSION:-snappy}
 CONCURRENCY=${CONCURRENCY:-}   # zstor's concurrency key; empty: its default
 ZDB_ARGS=${ZDB_ARGS:-}         # extra flags of the data zdbs, e.g. --sync
+PROFILE_DIR=${PROFILE_DIR:-}   # where to write CPU profiles of store and retrieve
 BENCH_OUT=${BENCH_OUT:-}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 
@@ -125,13 +128,13 @@ done
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
 
 # timed LABEL CMD...: runs CMD under GNU time, records seconds and peak RSS.
-declare -A SECS RSS
+declare -A SECS RSS USR SYS
 timed() {
 	local label=$1; shift
 	local tf=$WORK/time.$label
-	/usr/bin/time -f '%e %M' -o "$tf" "$@" >"$WORK/out.$label" 2>&1 || die "$label failed: $(tail -5 "$WORK/out.$label")"
-	read -r SECS[$label] RSS[$label] <"$tf"
-	echo "  $label: ${SECS[$label]} s, peak RSS $(( RSS[$label] / 1024 )) MiB" >&2
+	/usr/bin/time -f '%e %M %U %S' -o "$tf" "$@" >"$WORK/out.$label" 2>&1 || die "$label failed: $(tail -5 "$WORK/out.$label")"
+	read -r SECS[$label] RSS[$label] USR[$label] SYS[$label] <"$tf"
+	echo "  $label: ${SECS[$label]} s (user ${USR[$label]} s, sys ${SYS[$label]} s), peak RSS $(( RSS[$label] / 1024 )) MiB" >&2
 }
 mibps() { awk -v m="$1" -v s="$2" 'BEGIN{ if (s > 0) printf "%.0f", m / s; else print "-" }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{ if (a > 0) printf "%.2f", b / a; else print "-" }'; }
@@ -160,10 +163,14 @@ rm -rf "$WORK/restic-restore" "$WORK/restic-repo" "$WORK/restic-cache"
 
 echo "zstor (k=4, n=6, compression $COMPRESSION):" >&2
 drop_caches
-timed zstor_store "$WORK/zstor" -c "$CFG" store -f "$FILE"
+prof() { [ -z "$PROFILE_DIR" ] || echo "ZSTOR_CPUPROFILE=$PROFILE_DIR/$1.pprof"; }
+[ -z "$PROFILE_DIR" ] || mkdir -p "$PROFILE_DIR"
+# shellcheck disable=SC2046 # prof prints one VAR=value word or nothing
+timed zstor_store env $(prof store) "$WORK/zstor" -c "$CFG" store -f "$FILE"
 mv "$FILE" "$FILE.orig"
 drop_caches
-timed zstor_retrieve "$WORK/zstor" -c "$CFG" retrieve -f "$FILE"
+# shellcheck disable=SC2046
+timed zstor_retrieve env $(prof retrieve) "$WORK/zstor" -c "$CFG" retrieve -f "$FILE"
 [ "$(sha256sum "$FILE" | cut -d' ' -f1)" = "$SUM" ] || die "zstor retrieve differs"
 "$WORK/zstor" -c "$CFG" delete -f "$FILE" >/dev/null 2>&1 || true
 rm -f "$FILE" "$FILE.orig"
@@ -203,6 +210,16 @@ rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	echo "| restic restore | ${SECS[restic_restore]} | $(mibps "$SIZE_MIB" "${SECS[restic_restore]}") | $(( RSS[restic_restore] / 1024 )) | |"
 	echo "| zstor store | ${SECS[zstor_store]} | $(mibps "$SIZE_MIB" "${SECS[zstor_store]}") | $(( RSS[zstor_store] / 1024 )) | $(ratio "${SECS[zstor_store]}" "${SECS[restic_backup]}")× faster |"
 	echo "| zstor retrieve | ${SECS[zstor_retrieve]} | $(mibps "$SIZE_MIB" "${SECS[zstor_retrieve]}") | $(( RSS[zstor_retrieve] / 1024 )) | $(ratio "${SECS[zstor_retrieve]}" "${SECS[restic_restore]}")× faster |"
+	echo
+	echo "CPU seconds (user + sys) of each step's own process: cp ${USR[cp]} + ${SYS[cp]}, restic backup ${USR[restic_backup]} + ${SYS[restic_backup]}, restic restore ${USR[restic_restore]} + ${SYS[restic_restore]}, zstor store ${USR[zstor_store]} + ${SYS[zstor_store]}, zstor retrieve ${USR[zstor_retrieve]} + ${SYS[zstor_retrieve]} (the zdb processes' CPU is not included)."
+	if [ -n "$PROFILE_DIR" ]; then
+		echo
+		echo "Where zstor retrieve's CPU goes (\`go tool pprof -top\`, first lines):"
+		echo
+		echo '```'
+		(cd "$ROOT" && go tool pprof -top -nodecount=25 "$WORK/zstor" "$PROFILE_DIR/retrieve.pprof" 2>/dev/null | head -32)
+		echo '```'
+	fi
 	if [ "$BIG_MIB" -gt 0 ]; then
 		echo
 		echo "Peak RSS with a $BIG_MIB MiB file (target ≤ 300 MiB):"
