@@ -8,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"sync/atomic"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -55,13 +54,23 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
 	}
 	res := &RetrieveResult{Key: key, Size: rec.Object.Size, Checksum: rec.Object.Checksum}
-	var bad atomic.Int64
+	// Shards found bad or missing, per chunk: a chunk's verified refetch
+	// replaces the count of its first fetch.
+	bad := make([]int, len(rec.Object.Chunks))
 	// Twice the configured concurrency: a chunk spends most of its time
 	// waiting for its shards, so more chunks in flight keep the CPUs busy
 	// (memory stays bounded: about two chunks' worth per chunk in flight).
-	dec, err := pipeline.NewDecoder(c.cfg.Encryption.Key, rec.Object, pipeline.DecoderOptions{
+	var dec *pipeline.Decoder
+	dec, err = pipeline.NewDecoder(c.cfg.Encryption.Key, rec.Object, pipeline.DecoderOptions{
 		Concurrency: 2 * c.cfg.Concurrency, Logger: c.log,
-		Prechecked: true, // fetchChunk verifies every shard it returns as good
+		// Shards are fetched without hashing them: GCM authenticates each
+		// assembled chunk, and only a chunk that fails is fetched again
+		// with every shard verified (fetchChunk with verify set).
+		Refetch: func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
+			shards, nbad := c.fetchChunk(ctx, dec, ch, rec.Locations[ch.Index], rec.Object.K, true)
+			bad[ch.Index] = nbad
+			return shards, nil
+		},
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
@@ -92,8 +101,8 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 		w = &progressWriter{w: aw, fn: opts.Progress}
 	}
 	fetch := func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
-		shards, nbad := c.fetchChunk(ctx, dec, ch, rec.Locations[ch.Index], rec.Object.K)
-		bad.Add(int64(nbad))
+		shards, nbad := c.fetchChunk(ctx, dec, ch, rec.Locations[ch.Index], rec.Object.K, false)
+		bad[ch.Index] = nbad
 		return shards, nil
 	}
 	if err := dec.Decode(ctx, w, fetch); err != nil {
@@ -118,7 +127,9 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 		return nil, fmt.Errorf("zstor retrieve %s: %w", path, err)
 	}
 	ok = true
-	res.BadShards = int(bad.Load())
+	for _, n := range bad {
+		res.BadShards += n
+	}
 	return res, nil
 }
 
@@ -128,13 +139,15 @@ type fetched struct {
 	err  error
 }
 
-// fetchChunk reads shards of one chunk until k of them verify: first from
+// fetchChunk reads shards of one chunk until k of them verify (or, unless
+// verify is set, merely have the right size: the caller lets GCM
+// authenticate them and asks again with verify set when that fails): first from
 // the k backends with the lowest latency, then from the others, one more for
 // each failure or after hedgeAfter without enough answers. When fewer than k
 // verify, the bad ones are returned too, so the decoder can tell a wrong key
 // from missing shards. It returns the shards and how many were bad or
 // missing among those it tried.
-func (c *Client) fetchChunk(ctx context.Context, dec *pipeline.Decoder, ch *pipeline.ChunkMeta, locs []Location, k int) ([][]byte, int) {
+func (c *Client) fetchChunk(ctx context.Context, dec *pipeline.Decoder, ch *pipeline.ChunkMeta, locs []Location, k int, verify bool) ([][]byte, int) {
 	type cand struct {
 		i int
 		b *backend.Backend
@@ -172,8 +185,12 @@ func (c *Client) fetchChunk(ctx context.Context, dec *pipeline.Decoder, ch *pipe
 		inflight++
 		go func() {
 			data, err := cd.b.Get(ctx, locs[cd.i].Seq)
-			if err == nil {
+			switch {
+			case err != nil:
+			case verify:
 				err = dec.VerifyShard(ch.Index, cd.i, data)
+			case len(data) != ch.ShardSize:
+				err = fmt.Errorf("%w: %d bytes, want %d", pipeline.ErrBadShard, len(data), ch.ShardSize)
 			}
 			results <- fetched{cd.i, data, err}
 		}()

@@ -34,6 +34,16 @@ type DecoderOptions struct {
 	// the good ones or to report precisely what is wrong. Either way no
 	// unauthenticated byte reaches the output.
 	Prechecked bool
+
+	// Refetch, when set, makes shard verification lazy: Decode decodes
+	// the shards its FetchFunc returned without hashing any of them
+	// (AES-GCM authenticates the assembled chunk, so a bad shard among
+	// them fails the chunk instead of corrupting it), and only when that
+	// fails calls Refetch for the chunk, whose shards it then treats as
+	// with Prechecked (Refetch must have verified them with VerifyShard).
+	// On the happy path, no shard is hashed at all: a retrieve hashes the
+	// whole file once (the file checksum) instead of twice.
+	Refetch FetchFunc
 }
 
 // Decoder rebuilds one object from its metadata and shards. It is safe for
@@ -324,7 +334,16 @@ func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch FetchFunc) erro
 		if err != nil {
 			return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
 		}
-		if d.opts.Prechecked {
+		if d.opts.Prechecked || d.opts.Refetch != nil {
+			if plain, err := d.decodeTrusted(c, shards); err == nil {
+				return plain, nil
+			}
+		}
+		if d.opts.Refetch != nil {
+			// A shard was bad or missing: fetch again, verifying.
+			if shards, err = d.opts.Refetch(ctx, c); err != nil {
+				return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
+			}
 			if plain, err := d.decodeTrusted(c, shards); err == nil {
 				return plain, nil
 			}
