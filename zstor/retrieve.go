@@ -10,8 +10,6 @@ import (
 	"sort"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"qss/zstor/backend"
 	"qss/zstor/pipeline"
 )
@@ -91,10 +89,10 @@ func (c *Client) Retrieve(ctx context.Context, path string, opts RetrieveOptions
 			os.Remove(tmp.Name())
 		}
 	}()
-	// The file is written by its own goroutine, so that writing (mostly
-	// the kernel copying into the page cache) overlaps with the in-order
-	// whole-file hashing that Decode does.
-	aw := newAsyncWriter(&writeBehind{f: tmp}, 4)
+	// The file is written by its own goroutine, so that writing overlaps
+	// with the in-order whole-file hashing that Decode does; aligned
+	// chunks bypass the page cache (fileWriter).
+	aw := newAsyncWriter(newFileWriter(tmp), 4)
 	defer aw.Close()
 	var w io.Writer = aw
 	if opts.Progress != nil {
@@ -246,35 +244,6 @@ func (p *progressWriter) Write(b []byte) (int, error) {
 	n, err := p.w.Write(b)
 	if n > 0 {
 		p.fn(n)
-	}
-	return n, err
-}
-
-// writeBehindEvery is how many bytes writeBehind lets accumulate before it
-// asks the kernel to start writing them back.
-const writeBehindEvery = 8 << 20
-
-// writeBehind writes to a file and starts the kernel's writeback of every
-// writeBehindEvery bytes as soon as they are written (sync_file_range
-// SYNC_FILE_RANGE_WRITE, which does not wait). Without it, a large retrieve
-// leaves all its pages dirty until the final fsync, which then writes the
-// whole file while nothing else happens; with it, the disk works while the
-// shards are fetched and decoded, and the fsync finds little left to do.
-// Durability is unchanged: the fsync before the rename still decides.
-type writeBehind struct {
-	f       *os.File
-	off     int64 // bytes written
-	started int64 // bytes whose writeback was started
-}
-
-func (w *writeBehind) Write(p []byte) (int, error) {
-	n, err := w.f.Write(p)
-	w.off += int64(n)
-	if w.off-w.started >= writeBehindEvery {
-		// Advisory: an error here (e.g. a filesystem without support)
-		// changes nothing, the fsync still runs.
-		_ = unix.SyncFileRange(int(w.f.Fd()), w.started, w.off-w.started, unix.SYNC_FILE_RANGE_WRITE)
-		w.started = w.off
 	}
 	return n, err
 }
