@@ -148,18 +148,25 @@ func (c *Conn) Client(ctx context.Context, probe bool) (*client.Client, error) {
 
 		c.mu.Lock()
 		c.connecting = nil
-		close(ch)
 		if err == nil && c.closed {
 			cl.Close()
 			err = client.ErrClosed
 		}
+		var note func()
 		if err == nil {
 			c.cl = cl
-		}
-		c.mu.Unlock()
-		if err != nil {
+		} else {
 			err = fmt.Errorf("%s: connect: %w", c.opts.Name, err)
-			c.Report(ctx, err)
+			// The back-off is in place before the waiters wake up, so
+			// that they fail fast instead of dialling again.
+			note = c.noteLocked(ctx, err)
+		}
+		close(ch)
+		c.mu.Unlock()
+		if note != nil {
+			note()
+		}
+		if err != nil {
 			return nil, err
 		}
 		return cl, nil
@@ -210,21 +217,31 @@ func Reachable(err error) bool {
 // cancelled change nothing; a call that ran out of time counts as a
 // failure.
 func (c *Conn) Report(ctx context.Context, err error) {
+	c.mu.Lock()
+	note := c.noteLocked(ctx, err)
+	c.mu.Unlock()
+	if note != nil {
+		note()
+	}
+}
+
+// noteLocked updates the back-off state (c.mu held) and returns what to
+// log once the lock is released (nil: nothing).
+func (c *Conn) noteLocked(ctx context.Context, err error) func() {
 	switch {
 	case errors.Is(err, ErrDown), errors.Is(err, client.ErrClosed):
-		return
+		return nil
 	case err != nil && (errors.Is(err, context.Canceled) || errors.Is(ctx.Err(), context.Canceled)):
-		return
+		return nil
 	}
-	c.mu.Lock()
+	log := c.opts.Logger
 	if Reachable(err) {
 		wasDown := c.fails > 0
 		c.fails, c.downUntil, c.lastErr = 0, time.Time{}, nil
-		c.mu.Unlock()
-		if wasDown {
-			c.opts.Logger.Info("zdb backend reachable again", slog.String("backend", c.opts.Name))
+		if !wasDown {
+			return nil
 		}
-		return
+		return func() { log.Info("zdb backend reachable again", slog.String("backend", c.opts.Name)) }
 	}
 	c.fails++
 	delay := time.Duration(0)
@@ -237,15 +254,11 @@ func (c *Conn) Report(ctx context.Context, err error) {
 		c.downUntil = time.Now().Add(delay)
 	}
 	c.lastErr = err
-	first := c.fails == 1
-	c.mu.Unlock()
-	if first {
-		c.opts.Logger.Warn("zdb backend failed, retrying later", slog.String("backend", c.opts.Name),
-			slog.String("err", err.Error()), slog.Duration("retry_in", delay))
-	} else {
-		c.opts.Logger.Debug("zdb backend still failing", slog.String("backend", c.opts.Name),
-			slog.String("err", err.Error()), slog.Duration("retry_in", delay))
+	attrs := []any{slog.String("backend", c.opts.Name), slog.String("err", err.Error()), slog.Duration("retry_in", delay)}
+	if c.fails == 1 {
+		return func() { log.Warn("zdb backend failed, retrying later", attrs...) }
 	}
+	return func() { log.Debug("zdb backend still failing", attrs...) }
 }
 
 // Down reports whether the handle is in a back-off after a failure. It
