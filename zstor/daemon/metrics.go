@@ -246,10 +246,12 @@ func (m *metrics) serveHealthz(w http.ResponseWriter, _ *http.Request) {
 	st.mu.RUnlock()
 	h.QueueLength = d.queue.len()
 	code := http.StatusOK
+	last := h.LastCheck
+	if last.IsZero() {
+		last = m.started // starting: the first check may still be running
+	}
 	switch {
-	case h.LastCheck.IsZero() && time.Since(m.started) < 3*d.opts.HealthInterval+d.opts.HealthTimeout:
-		// Starting: the first check is still running.
-	case time.Since(h.LastCheck) > 3*d.opts.HealthInterval+d.opts.HealthTimeout:
+	case time.Since(last) > 3*d.opts.HealthInterval+d.opts.HealthTimeout:
 		h.Status, code = "stale", http.StatusServiceUnavailable
 	case h.DataUnreachable > 0 || h.MetaUnreachable > 0 || h.RepairBacklog > 0 || h.UnreadableObjects > 0:
 		h.Status = "degraded"
