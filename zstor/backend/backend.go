@@ -51,6 +51,10 @@ type Options struct {
 	MaxDownFor  time.Duration // the pause doubles with each further failure up to this; 0 = DefaultMaxDownFor
 	PoolSize    int           // connections per backend; 0 = DefaultPoolSize
 	Logger      *slog.Logger  // nil = slog.Default()
+	// OnDown, when set, is called when a backend that answered before (or
+	// was never tried) fails and enters its back-off: the daemon checks
+	// the backends' health at once. It must not block.
+	OnDown func(b *Backend, err error) `json:"-"`
 }
 
 func (o Options) withDefaults() Options {
@@ -126,6 +130,9 @@ func New(groups []config.Group, opts Options) *Set {
 				RetryMax: opts.MaxDownFor,
 				Logger:   opts.Logger,
 			})
+			if opts.OnDown != nil {
+				b.conn.SetOnDown(func(err error) { opts.OnDown(b, err) })
+			}
 			s.all = append(s.all, b)
 			if _, dup := s.byID[b.ID()]; !dup {
 				s.byID[b.ID()] = b

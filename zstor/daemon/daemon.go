@@ -353,6 +353,16 @@ func RunOptions(ctx context.Context, configPath string, logger *slog.Logger, opt
 // config names (zstor.Open builds only the zdb one).
 func (d *daemon) open(cfg *config.Config) (*generation, error) {
 	zo := zstor.Options{Logger: d.log, Backend: d.opts.Backend}
+	// A shard operation that finds a backend dead triggers a health
+	// check at once, so the gauges and the repair loop need not wait for
+	// the next round.
+	onDown := zo.Backend.OnDown
+	zo.Backend.OnDown = func(b *backend.Backend, err error) {
+		if onDown != nil {
+			onDown(b, err)
+		}
+		wake(d.healthWake)
+	}
 	if cfg.Meta.Type == config.MetaEtcd {
 		st, err := meta.NewEtcd(d.loopCtx, cfg.Meta.Endpoints, cfg.Meta.Prefix, cfg.Meta.Username, cfg.Meta.Password,
 			meta.WithEtcdLogger(d.log))

@@ -116,3 +116,39 @@ func grepLines(page, prefix string) string {
 	}
 	return strings.Join(out, "\n")
 }
+
+// A shard operation that finds a backend dead wakes the health check at
+// once: with a health interval of a minute, the loss still shows in the
+// gauges within seconds of the first store that tried the backend.
+func TestDataPathFailureWakesHealthCheck(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	sock := socketPath(t)
+	port := zdbtest.FreePort(t)
+	cfg := cl.WriteConfig(zstortest.TestKey, socketExtra(sock)+fmt.Sprintf("prometheus_port = %d\n", port))
+	ctx := zstortest.Ctx(t)
+	c := direct(t, cfg)
+	if _, err := c.Store(ctx, cl.WriteFile("before", zstortest.RandomBytes(100<<10)), zstor.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	o := testOptions()
+	o.HealthInterval = time.Minute
+	o.RepairInterval = time.Minute
+	startInProcess(t, cfg, sock, o)
+	waitFor(t, "the first census", 10*time.Second, func() bool {
+		v, _ := metricValue(scrape(t, port), "zstor_lowest_redundancy")
+		return v == "2"
+	})
+	cl.Data[0].Kill()
+	// n = 6 over six backends: the store must try the dead one.
+	dc := dial(t, sock)
+	start := time.Now()
+	dc.Store(ctx, cl.WriteFile("after", zstortest.RandomBytes(100<<10)), zstor.StoreOptions{})
+	waitFor(t, "the loss in the gauges", 10*time.Second, func() bool {
+		page := scrape(t, port)
+		v, _ := metricValue(page, "zstor_lowest_redundancy")
+		s, _ := metricValue(page, "zstor_backend_connection_status", `backend="`+cl.Data[0].Addr()+`/zdata"`)
+		return v == "1" && s == "0"
+	})
+	t.Logf("the loss showed %v after the store began", time.Since(start).Round(time.Millisecond))
+}

@@ -74,6 +74,11 @@ type Options struct {
 	Check func(context.Context, *client.Client) error
 	// Logger receives state changes (down, up again); nil = slog.Default().
 	Logger *slog.Logger
+	// OnDown, when set, is called (from the failing call's goroutine,
+	// with no lock held) when a failure starts a back-off after a
+	// success or at the start: a monitor can check at once instead of at
+	// its next round. It must not block.
+	OnDown func(err error)
 }
 
 // Conn is a lazy, reconnecting handle on one zdb namespace. Safe for
@@ -106,6 +111,14 @@ func New(opts Options) *Conn {
 		opts.Name = opts.Client.Addr + "/" + opts.Client.Namespace
 	}
 	return &Conn{opts: opts}
+}
+
+// SetOnDown sets Options.OnDown after New (for callers that build the
+// callback from the object that holds the Conn). Call it before first use.
+func (c *Conn) SetOnDown(fn func(err error)) {
+	c.mu.Lock()
+	c.opts.OnDown = fn
+	c.mu.Unlock()
 }
 
 // Name is the backend's name as given in Options.
@@ -256,7 +269,13 @@ func (c *Conn) noteLocked(ctx context.Context, err error) func() {
 	c.lastErr = err
 	attrs := []any{slog.String("backend", c.opts.Name), slog.String("err", err.Error()), slog.Duration("retry_in", delay)}
 	if c.fails == 1 {
-		return func() { log.Warn("zdb backend failed, retrying later", attrs...) }
+		onDown := c.opts.OnDown
+		return func() {
+			log.Warn("zdb backend failed, retrying later", attrs...)
+			if onDown != nil {
+				onDown(err)
+			}
+		}
 	}
 	return func() { log.Debug("zdb backend still failing", attrs...) }
 }
