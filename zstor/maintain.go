@@ -90,6 +90,12 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			sealed, err := c.meta.Get(ctx, mk)
+			if errors.Is(err, meta.ErrUnauthentic) {
+				mu.Lock()
+				foreign++
+				mu.Unlock()
+				return
+			}
 			if err != nil {
 				if !errors.Is(err, context.Canceled) {
 					mu.Lock()

@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 
 	"qss/zstor/pipeline"
@@ -15,6 +16,12 @@ import (
 // recordVersion is the version of the JSON record inside the sealed
 // metadata value (docs/zstor.md, "Metadata record contents").
 const recordVersion = 1
+
+// keyPadBand is the granularity of the key's padding: a record's size
+// reveals the length of the (JSON-encoded) object key only as the number of
+// keyPadBand-byte bands it needs, so every key up to keyPadBand bytes —
+// nearly every path — makes records of the same size.
+const keyPadBand = 256
 
 // infoPathKey derives the key of the keyed hash that turns an object key
 // (a path) into a metadata key, so the store never sees paths.
@@ -43,6 +50,7 @@ type Record struct {
 type recordJSON struct {
 	V         int         `json:"v"`
 	Key       string      `json:"key"`
+	KeyPad    string      `json:"keypad"` // spaces: key + keypad fill whole bands
 	Stored    time.Time   `json:"stored"`
 	ModTime   time.Time   `json:"mtime"`
 	Version   int         `json:"format"`
@@ -74,6 +82,7 @@ func encodeRecord(r *Record) ([]byte, error) {
 		V: recordVersion, Key: r.Key, Stored: r.Stored.UTC(), ModTime: r.ModTime.UTC(),
 		Version: o.Version, ID: o.ID[:], K: o.K, N: o.N, ChunkSize: o.ChunkSize,
 		Compress: uint8(o.Compression), Size: o.Size, Checksum: o.Checksum[:],
+		KeyPad: keyPad(r.Key),
 	}
 	table := map[string]int{}
 	for ci, c := range o.Chunks {
@@ -98,6 +107,19 @@ func encodeRecord(r *Record) ([]byte, error) {
 		j.Chunks = append(j.Chunks, cj)
 	}
 	return json.Marshal(j)
+}
+
+// keyPad returns the padding that brings the JSON encoding of key to a
+// whole number of keyPadBand-byte bands (at least one), so the record's
+// size does not tell the key's length.
+func keyPad(key string) string {
+	enc, err := json.Marshal(key)
+	if err != nil {
+		return ""
+	}
+	n := len(enc) - 2 // without the quotes
+	target := max(1, (n+keyPadBand-1)/keyPadBand) * keyPadBand
+	return strings.Repeat(" ", target-n)
 }
 
 func decodeRecord(b []byte) (*Record, error) {

@@ -51,6 +51,7 @@ import (
 	"qss/zstor/backend"
 	"qss/zstor/config"
 	"qss/zstor/meta"
+	"qss/zstor/pipeline"
 )
 
 // Options tune the daemon beyond its config file. The zero value is the
@@ -349,7 +350,7 @@ func (d *daemon) open(cfg *config.Config) (*generation, error) {
 	zo := zstor.Options{Logger: d.log, Backend: d.opts.Backend}
 	if cfg.Meta.Type == config.MetaEtcd {
 		st, err := meta.NewEtcd(d.loopCtx, cfg.Meta.Endpoints, cfg.Meta.Prefix, cfg.Meta.Username, cfg.Meta.Password,
-			meta.WithEtcdLogger(d.log))
+			meta.WithEtcdLogger(d.log), meta.WithEtcdSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 		if err != nil {
 			return nil, fmt.Errorf("zstor monitor: open metadata store: %w", err)
 		}
