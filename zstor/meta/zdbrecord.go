@@ -171,6 +171,11 @@ func (e envelope) decode(key string, b []byte, notAfter uint64) (record, error) 
 		return record{}, err
 	}
 	if notAfter != 0 && r.version > notAfter {
+		if r.legacy {
+			// Not authenticated: no writer vouches for it, so it is
+			// junk, overwritten like any corrupt record.
+			return record{}, fmt.Errorf("%w: v1 version %#x is past the limit %#x", errCorrupt, r.version, notAfter)
+		}
 		return record{}, fmt.Errorf("%w: version %#x, the limit is %#x", errAhead, r.version, notAfter)
 	}
 	return r, nil
