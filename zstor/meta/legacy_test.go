@@ -185,3 +185,30 @@ func TestEtcdReadsV1(t *testing.T) {
 		}
 	}
 }
+
+// TestEtcdRefusesFarFuture: a record written by a store whose clock runs
+// more than MaxClockAhead ahead is refused by a reader, and does not move
+// its clock; within the bound it is read.
+func TestEtcdRefusesFarFuture(t *testing.T) {
+	srv := etcdtest.Start(t)
+	ctx := context.Background()
+	open := func(ahead time.Duration) *Etcd {
+		s, err := NewEtcd(ctx, []string{srv.Endpoint}, "p", "", "", WithEtcdLogger(testLogger()), WithEtcdSealer(testSealer),
+			withEtcdClock(func() time.Time { return time.Now().Add(ahead) }))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { s.Close() })
+		return s
+	}
+	reader := open(0)
+	mustPut(t, open(MaxClockAhead/2), "near", "v")
+	mustGet(t, reader, "near", "v")
+	mustPut(t, open(2*MaxClockAhead), "far", "v")
+	if _, err := reader.Get(ctx, "far"); !errors.Is(err, errAhead) {
+		t.Fatalf("Get(far) = %v, want the version refused", err)
+	}
+	if v := reader.clock.next(); v > reader.clock.ceiling() {
+		t.Fatalf("the clock followed the far record: %#x", v)
+	}
+}
