@@ -35,12 +35,13 @@ const closeGrace = 5 * time.Second
 
 // ZDB is a Store over N user-mode zdb namespaces ("metadata backends").
 //
-// Every record is written, in an envelope carrying a version and a
-// tombstone flag, sealed with the Sealer together with its key
-// (docs/zstor-format.md, "Metadata envelope v2"), to every backend; a write succeeds once a majority (⌊N/2⌋+1) acknowledged it.
-// A read asks every backend, returns the newest authentic version once a
-// majority answered, and writes that version back to the backends that answered with
-// an older one or none (read repair). A delete writes a tombstone, so a
+// Every record is written to every backend in an envelope carrying a
+// version and a tombstone flag, sealed with the Sealer together with the
+// key (docs/zstor-format.md, "Metadata envelope v2"); a write succeeds once
+// a majority (⌊N/2⌋+1) acknowledged it. A read asks every backend, returns
+// the newest authentic version once a majority answered, and writes that
+// version back to the backends that answered with an older one, a bad one
+// or none (read repair); what fails authentication is never copied. A delete writes a tombstone, so a
 // backend that missed it cannot bring the record back. Any majority of
 // answers therefore includes a backend that took part in the last
 // successful write, which is what makes losing a minority of the backends
