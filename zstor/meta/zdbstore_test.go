@@ -82,7 +82,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	}
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -161,7 +161,7 @@ type metaBackend struct {
 const testNS = "meta"
 
 // startBackends starts n zdb processes and returns them with their config.
-func startBackends(t *testing.T, n int) ([]*metaBackend, []config.Backend) {
+func startBackends(t testing.TB, n int) ([]*metaBackend, []config.Backend) {
 	t.Helper()
 	ctx := context.Background()
 	var bs []*metaBackend
