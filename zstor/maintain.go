@@ -274,7 +274,7 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 	if err != nil {
 		return nil, fmt.Errorf("zstor rebuild %q: %w", rec.Key, err)
 	}
-	p := c.newPlacer(ctx, true)
+	p := c.newPlacer(ctx, true, 0)
 	newLocs := make([][]Location, len(rec.Locations))
 	var freeAfter []Location
 	for ci := range obj.Chunks {

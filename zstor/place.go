@@ -50,12 +50,16 @@ type placer struct {
 	free    []int64
 	bad     map[string]bool
 	relax   bool // fall back to "distinct backends only" when the group rules cannot be met
+	// atLeast > 0 allows degraded writes: when not every shard fits on
+	// the usable backends, write as many as fit, but at least atLeast per
+	// chunk; the others stay without a copy for repair to write later.
+	atLeast int
 	written []Location
 }
 
-func (c *Client) newPlacer(ctx context.Context, relax bool) *placer {
+func (c *Client) newPlacer(ctx context.Context, relax bool, atLeast int) *placer {
 	h := c.health(ctx)
-	p := &placer{c: c, usable: make([]bool, len(h)), free: make([]int64, len(h)), bad: map[string]bool{}, relax: relax}
+	p := &placer{c: c, usable: make([]bool, len(h)), free: make([]int64, len(h)), bad: map[string]bool{}, relax: relax, atLeast: atLeast}
 	for i, hh := range h {
 		p.usable[i] = hh.Usable()
 		p.free[i] = hh.Free()
@@ -74,7 +78,7 @@ func (p *placer) candidates(shardSize int) []placement.Candidate {
 		if p.free[i] >= 0 && p.free[i] < int64(shardSize) {
 			continue
 		}
-		out = append(out, placement.Candidate{Index: i, ID: b.ID(), Group: b.Group, Free: p.free[i]})
+		out = append(out, placement.Candidate{Index: i, ID: p.c.canonID(b), Group: b.Group, Free: p.free[i]})
 	}
 	return out
 }
@@ -88,7 +92,7 @@ func (p *placer) fixedOf(locs []Location, skip map[int]bool) []placement.Candida
 			continue
 		}
 		if b := p.c.backends.Lookup(l.Backend); b != nil {
-			out = append(out, placement.Candidate{Index: b.Index, ID: b.ID(), Group: b.Group})
+			out = append(out, placement.Candidate{Index: b.Index, ID: p.c.canonID(b), Group: b.Group})
 		} else {
 			out = append(out, placement.Candidate{Index: -1, ID: l.Backend, Group: -1 - i})
 		}
@@ -96,11 +100,52 @@ func (p *placer) fixedOf(locs []Location, skip map[int]bool) []placement.Candida
 	return out
 }
 
+// place chooses backends for want shards on top of fixed: a valid
+// placement when one exists; else, for a repair, one on distinct backends
+// only (relax); else, for a degraded write (atLeast > 0), as many as fit.
+// Degraded writes are allowed only when the rules can be met by the
+// configured backends when all are usable: a config whose rules can never be
+// met is an error, not a reason to store every object degraded.
+func (p *placer) place(k, n int, cands, fixed []placement.Candidate, want int) ([]int, error) {
+	rules := p.c.rules(k, n)
+	if total := len(fixed) + want; total < n && p.atLeast > 0 {
+		// Already degraded (shards left out earlier in this write): place
+		// the rest under the rules for that many shards, or fewer.
+		rules.N = total
+		return placement.PlaceAtLeast(rules, cands, fixed, want, p.atLeast)
+	}
+	picks, err := placement.Place(rules, cands, fixed, want)
+	if errors.Is(err, placement.ErrImpossible) && p.relax {
+		p.c.log.Warn("zstor: group rules cannot be met, placing on distinct backends only", slog.String("err", err.Error()))
+		picks, err = placement.Place(placement.Rules{K: k, N: n}, cands, fixed, want)
+	}
+	if errors.Is(err, placement.ErrImpossible) && p.atLeast > 0 && p.c.rulesMet(rules) {
+		picks, err = placement.PlaceAtLeast(rules, cands, fixed, want, p.atLeast)
+		if err == nil {
+			p.c.log.Warn("zstor: not enough usable backends for every shard; writing degraded (repair adds the missing shards when backends return)",
+				slog.Int("shards", len(fixed)+len(picks)), slog.Int("n", n))
+		}
+	}
+	return picks, err
+}
+
+// rulesMet reports whether the placement rules can be met with every
+// configured backend usable.
+func (c *Client) rulesMet(r placement.Rules) bool {
+	var all []placement.Candidate
+	for _, b := range c.backends.All() {
+		all = append(all, placement.Candidate{Index: b.Index, ID: c.canonID(b), Group: b.Group})
+	}
+	_, err := placement.Place(r, all, nil, r.N)
+	return err == nil
+}
+
 // write stores shards[i] for every i with a non-nil shard, on backends
 // chosen so that, together with the backends in held (the other shards of
 // the chunk), the placement rules hold. A failed write excludes its backend
 // and the shard is placed again elsewhere. It returns the locations of all
-// n shards (held ones included).
+// n shards (held ones included). A degraded write (see place) leaves the
+// highest-indexed shards (parity first) without a location.
 func (p *placer) write(ctx context.Context, k, n int, shards [][]byte, held []Location) ([]Location, error) {
 	locs := make([]Location, n)
 	copy(locs, held)
@@ -121,17 +166,14 @@ func (p *placer) write(ctx context.Context, k, n int, shards [][]byte, held []Lo
 		}
 		fixed := p.fixedOf(locs, pending)
 		cands := p.candidates(shardSize)
-		picks, err := placement.Place(p.c.rules(k, n), cands, fixed, len(todo))
-		if errors.Is(err, placement.ErrImpossible) && p.relax {
-			p.c.log.Warn("zstor: group rules cannot be met, placing on distinct backends only", slog.String("err", err.Error()))
-			picks, err = placement.Place(placement.Rules{K: k, N: n}, cands, fixed, len(todo))
-		}
+		picks, err := p.place(k, n, cands, fixed, len(todo))
 		if err != nil {
 			if lastErr != nil {
 				return nil, fmt.Errorf("%w (after: %v)", err, lastErr)
 			}
 			return nil, err
 		}
+		todo = todo[:len(picks)] // degraded: the rest get no copy
 		var (
 			wg     sync.WaitGroup
 			mu     sync.Mutex
