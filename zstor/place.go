@@ -44,12 +44,12 @@ func (c *Client) health(ctx context.Context) []backend.Health {
 // space as it writes, and excludes for the rest of the operation any
 // backend a write failed on.
 type placer struct {
-	c       *Client
-	mu      sync.Mutex
-	usable  []bool
-	free    []int64
-	bad     map[string]bool
-	relax   bool // fall back to "distinct backends only" when the group rules cannot be met
+	c      *Client
+	mu     sync.Mutex
+	usable []bool
+	free   []int64
+	bad    map[string]bool
+	relax  bool // fall back to "distinct backends only" when the group rules cannot be met
 	// atLeast > 0 allows degraded writes: when not every shard fits on
 	// the usable backends, write as many as fit, but at least atLeast per
 	// chunk; the others stay without a copy for repair to write later.
