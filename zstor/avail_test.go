@@ -3,10 +3,18 @@ package zstor_test
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"io"
+	"net"
 	"os"
+	"strconv"
+	"strings"
 	"testing"
+	"time"
 
 	"qss/zstor"
+	"qss/zstor/backend"
+	"qss/zstor/config"
 	"qss/zstor/placement"
 	"qss/zstor/zstortest"
 )
@@ -128,4 +136,106 @@ func TestStoreDegradedGroups(t *testing.T) {
 	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
 		t.Fatal("retrieved bytes differ")
 	}
+}
+
+// proxy forwards connections from a new loopback port to target: a second
+// address that reaches the same server, which only the server's identity
+// can tell.
+func proxy(t *testing.T, target string) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { l.Close() })
+	go func() {
+		for {
+			in, err := l.Accept()
+			if err != nil {
+				return
+			}
+			out, err := net.Dial("tcp", target)
+			if err != nil {
+				in.Close()
+				continue
+			}
+			go func() { io.Copy(out, in); out.Close() }()
+			go func() { io.Copy(in, out); in.Close() }()
+		}
+	}()
+	return l.Addr().String()
+}
+
+// One backend listed under several spellings (localhost:P, the IPv4-mapped
+// IPv6 form, and another address reaching the same server) counts as one:
+// no chunk gets two shards on one server, and a cluster whose distinct
+// live backends are too few refuses the store instead of doubling shards.
+func TestSpellingsOfOneBackendMerged(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	port := func(i int) string { return strconv.Itoa(cl.Data[i].Port) }
+	server := map[string]int{} // configured address → cl.Data index
+	for i, s := range cl.Data {
+		server[s.Addr()] = i
+	}
+	extra := map[string]int{
+		"localhost:" + port(0):          0,
+		"[::ffff:127.0.0.1]:" + port(1): 1,
+		proxy(t, cl.Data[2].Addr()):     2,
+	}
+	text := cl.ConfigTOML(zstortest.TestKey, "")
+	for addr, i := range extra {
+		server[addr] = i
+		text += fmt.Sprintf("[[groups.backends]]\naddress = %q\nnamespace = %q\npassword = %q\n\n", addr, zstortest.DataNS, zstortest.DataPass)
+	}
+	c := openText(t, text)
+	ctx := zstortest.Ctx(t)
+	check := func(key string) {
+		t.Helper()
+		rec, err := c.Stat(ctx, key)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for ci, locs := range rec.Locations {
+			seen := map[int]string{}
+			for _, l := range locs {
+				addr := strings.TrimSuffix(l.Backend, "/"+zstortest.DataNS)
+				i, ok := server[addr]
+				if !ok {
+					t.Fatalf("chunk %d: shard on unknown backend %q", ci, l.Backend)
+				}
+				if prev, dup := seen[i]; dup {
+					t.Fatalf("chunk %d: two shards on server %d (%s and %s)", ci, i, prev, l.Backend)
+				}
+				seen[i] = l.Backend
+			}
+		}
+	}
+	// Several stores, so free-space ranking rotates over all spellings.
+	for f := range 4 {
+		name := fmt.Sprintf("sp/%d", f)
+		roundTrip(t, ctx, c, cl, name, zstortest.RandomBytes(6*cl.ChunkSize))
+		check(name)
+	}
+	// Two servers down: 4 distinct backends (7 entries) < min_store_shards.
+	cl.Data[3].Kill()
+	cl.Data[4].Kill()
+	p := cl.WriteFile("sp/refused", zstortest.RandomBytes(1000))
+	if _, err := c.Store(ctx, p, zstor.StoreOptions{}); !errors.Is(err, placement.ErrImpossible) {
+		t.Fatalf("store on 4 distinct servers under 7 names: %v, want ErrImpossible", err)
+	}
+}
+
+func openText(t *testing.T, text string) *zstor.Client {
+	t.Helper()
+	cfg, err := config.Parse([]byte(text))
+	if err != nil {
+		t.Fatalf("config: %v\n%s", err, text)
+	}
+	c, err := zstor.Open(zstortest.Ctx(t), cfg, zstor.Options{Backend: backend.Options{
+		DownFor: 300 * time.Millisecond, DialTimeout: time.Second, IOTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
 }

@@ -56,8 +56,9 @@ type Entry struct {
 	Chunks   int
 	K, N     int
 	// MinShards is, over the object's chunks, the fewest shards that sit on
-	// backends reachable right now (N when fully healthy; below K the
-	// object cannot be read until backends come back).
+	// distinct backends reachable right now (N when fully healthy; below K
+	// the object cannot be read until backends come back). Two shards on
+	// one backend under two spellings count once.
 	MinShards int
 }
 
@@ -112,13 +113,13 @@ func (c *Client) List(ctx context.Context, prefix string) ([]Entry, int, error) 
 			}
 			minShards := rec.Object.N
 			for _, locs := range rec.Locations {
-				n := 0
+				distinct := map[string]bool{}
 				for _, l := range locs {
 					if l.Backend != "" && reachable[l.Backend] {
-						n++
+						distinct[c.locIdentity(l)] = true
 					}
 				}
-				minShards = min(minShards, n)
+				minShards = min(minShards, len(distinct))
 			}
 			out = append(out, Entry{Key: rec.Key, Size: rec.Object.Size, Stored: rec.Stored, Checksum: rec.Object.Checksum,
 				Chunks: len(rec.Object.Chunks), K: rec.Object.K, N: rec.Object.N, MinShards: minShards})
@@ -186,6 +187,57 @@ func (c *Client) fetchAll(ctx context.Context, dec *pipeline.Decoder, key string
 	return good, problems
 }
 
+// locIdentity is the backend identity of a shard location (see canonID);
+// a backend no longer in the config is its recorded ID.
+func (c *Client) locIdentity(l Location) string {
+	if b := c.backends.Lookup(l.Backend); b != nil {
+		return c.canonID(b)
+	}
+	return l.Backend
+}
+
+// Doubled reports whether two shards of a chunk of rec sit on one backend
+// (under two configured spellings of it).
+func (c *Client) Doubled(rec *Record) bool {
+	for _, locs := range rec.Locations {
+		seen := map[string]bool{}
+		for _, l := range locs {
+			if l.Backend == "" {
+				continue
+			}
+			id := c.locIdentity(l)
+			if seen[id] {
+				return true
+			}
+			seen[id] = true
+		}
+	}
+	return false
+}
+
+// doubledShards finds the shards of a chunk that sit on a backend already
+// holding another of its shards under another spelling (records written
+// before spellings were merged): all but the first are reported, and
+// dropped from good, so that rebuild moves them to distinct backends.
+func (c *Client) doubledShards(key string, chunk uint64, locs []Location, good [][]byte) []ShardProblem {
+	var out []ShardProblem
+	seen := map[string]int{}
+	for i, l := range locs {
+		if l.Backend == "" || good[i] == nil {
+			continue
+		}
+		id := c.locIdentity(l)
+		if j, dup := seen[id]; dup {
+			good[i] = nil
+			out = append(out, ShardProblem{Key: key, Chunk: chunk, Shard: i, Backend: l.Backend,
+				Err: fmt.Sprintf("same backend as shard %d (%s)", j, locs[j].Backend)})
+			continue
+		}
+		seen[id] = i
+	}
+	return out
+}
+
 // ScrubReport is the result of Scrub.
 type ScrubReport struct {
 	Objects  int
@@ -235,7 +287,8 @@ func (c *Client) Scrub(ctx context.Context) (*ScrubReport, error) {
 			return nil
 		}
 		for ci := range rec.Object.Chunks {
-			_, problems := c.fetchAll(ctx, dec, rec.Key, &rec.Object.Chunks[ci], rec.Locations[ci])
+			good, problems := c.fetchAll(ctx, dec, rec.Key, &rec.Object.Chunks[ci], rec.Locations[ci])
+			problems = append(problems, c.doubledShards(rec.Key, uint64(ci), rec.Locations[ci], good)...)
 			rep.Shards += len(rec.Locations[ci])
 			rep.Problems = append(rep.Problems, problems...)
 		}
@@ -281,6 +334,7 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 		locs := rec.Locations[ci]
 		newLocs[ci] = locs
 		good, problems := c.fetchAll(ctx, dec, rec.Key, &obj.Chunks[ci], locs)
+		problems = append(problems, c.doubledShards(rec.Key, uint64(ci), locs, good)...)
 		if len(problems) == 0 {
 			continue
 		}

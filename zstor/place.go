@@ -27,7 +27,7 @@ func (c *Client) health(ctx context.Context) []backend.Health {
 	c.hc.mu.Lock()
 	defer c.hc.mu.Unlock()
 	if c.hc.snap == nil || time.Since(c.hc.at) > healthTTL {
-		snap := c.backends.HealthAll(ctx)
+		snap := c.healthAll(ctx)
 		if ctx.Err() != nil {
 			// The calls were cut short by the caller, not by the
 			// backends: this snapshot says nothing for the others.
@@ -72,7 +72,7 @@ func (p *placer) candidates(shardSize int) []placement.Candidate {
 	defer p.mu.Unlock()
 	var out []placement.Candidate
 	for i, b := range p.c.backends.All() {
-		if !p.usable[i] || p.bad[b.ID()] || b.Down() {
+		if !p.usable[i] || p.bad[p.c.canonID(b)] || b.Down() {
 			continue
 		}
 		if p.free[i] >= 0 && p.free[i] < int64(shardSize) {
@@ -193,7 +193,7 @@ func (p *placer) write(ctx context.Context, k, n int, shards [][]byte, held []Lo
 					failed = append(failed, i)
 					lastErr = err
 					p.mu.Lock()
-					p.bad[b.ID()] = true
+					p.bad[p.c.canonID(b)] = true
 					p.mu.Unlock()
 					return
 				}

@@ -157,7 +157,7 @@ func (d *daemon) checkRedundancy(g *generation) {
 		return
 	}
 	backlog := d.noteRedundancy(es)
-	usable := d.usableBackends()
+	usable := d.usableBackends(g)
 	repaired, blocked := 0, 0
 	now := time.Now()
 	for _, e := range backlog {
@@ -205,18 +205,18 @@ func (d *daemon) checkRedundancy(g *generation) {
 	}
 }
 
-// usableBackends is how many data backends the last health check found
-// able to take shards.
-func (d *daemon) usableBackends() int {
+// usableBackends is how many distinct data backends (spellings of one
+// merged) the last health check found able to take shards.
+func (d *daemon) usableBackends(g *generation) int {
 	d.state.mu.RLock()
 	defer d.state.mu.RUnlock()
-	n := 0
+	distinct := map[string]bool{}
 	for _, h := range d.state.data {
 		if h.Usable() {
-			n++
+			distinct[g.client.BackendIdentity(h.Backend)] = true
 		}
 	}
-	return n
+	return len(distinct)
 }
 
 // noteRedundancy records the redundancy of the listed objects and returns
@@ -241,9 +241,14 @@ func (d *daemon) noteRedundancy(es []zstor.Entry) []zstor.Entry {
 }
 
 // repairNow reports whether an object below full redundancy should be
-// rebuilt now: some shard of it has no copy recorded, sits on a backend
-// that left the config, or on one unreachable for RepairAfter.
+// rebuilt now: some shard of it has no copy recorded (stored degraded),
+// sits on a backend that left the config, on one unreachable for
+// RepairAfter, or on a backend holding another shard of the chunk under
+// another spelling.
 func (d *daemon) repairNow(g *generation, rec *zstor.Record) bool {
+	if g.client.Doubled(rec) {
+		return true
+	}
 	st := &d.state
 	st.mu.RLock()
 	defer st.mu.RUnlock()
