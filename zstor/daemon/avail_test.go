@@ -50,3 +50,54 @@ func TestDegradedStoreRepairedWhenBackendReturns(t *testing.T) {
 		t.Fatal("retrieved bytes differ after repair")
 	}
 }
+
+// The daemon collects garbage shards in the background, and keeps the
+// live ones.
+func TestGCLoop(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	sock := socketPath(t)
+	cfg := cl.WriteConfig(zstortest.TestKey, socketExtra(sock))
+	dc := direct(t, cfg)
+	ctx := zstortest.Ctx(t)
+	live := zstortest.RandomBytes(100 << 10)
+	if _, err := dc.Store(ctx, cl.WriteFile("live", live), zstor.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	before := map[string]bool{}
+	for k, err := range dc.Meta().Keys(ctx, "") {
+		if err != nil {
+			t.Fatal(err)
+		}
+		before[k] = true
+	}
+	if _, err := dc.Store(ctx, cl.WriteFile("crashed", zstortest.RandomBytes(100<<10)), zstor.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	for k, err := range dc.Meta().Keys(ctx, "") {
+		if err == nil && !before[k] {
+			if err := dc.Meta().Delete(ctx, k); err != nil { // a crash before the commit
+				t.Fatal(err)
+			}
+		}
+	}
+	entries := func() int64 {
+		var n int64
+		for _, h := range dc.Backends().HealthAll(ctx) {
+			n += h.Entries
+		}
+		return n
+	}
+	full := entries()
+	o := testOptions()
+	o.GCInterval, o.GCGrace, o.GCPause = 300*time.Millisecond, time.Second, time.Millisecond
+	d := startInProcess(t, cfg, sock, o)
+	waitFor(t, "the orphaned shards collected", 30*time.Second, func() bool { return entries() == full/2 })
+	waitLog(t, d.log, "garbage collection done", time.Second)
+	os.Remove(filepath.Join(cl.Root, "live"))
+	if _, err := dc.Retrieve(ctx, filepath.Join(cl.Root, "live"), zstor.RetrieveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(filepath.Join(cl.Root, "live")); !bytes.Equal(got, live) {
+		t.Fatal("live object differs after gc")
+	}
+}

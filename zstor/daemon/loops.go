@@ -50,6 +50,9 @@ func (d *daemon) startLoops() {
 	if d.opts.ScrubInterval > 0 {
 		d.loops.Go(d.scrubLoop)
 	}
+	if d.opts.GCInterval > 0 {
+		d.loops.Go(d.gcLoop)
+	}
 	d.loops.Go(func() { d.every(d.opts.CacheInterval, nil, d.checkCache) })
 }
 
@@ -347,6 +350,38 @@ func (d *daemon) noteScrub(rep *zstor.ScrubReport) {
 	d.state.scrubDone = time.Now()
 	d.state.scrubProblems = len(rep.Problems)
 	d.state.mu.Unlock()
+}
+
+// gcLoop collects garbage shards every GCInterval, the first time one
+// interval after start, slowly (GCPause per candidate).
+func (d *daemon) gcLoop() {
+	t := time.NewTicker(d.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.loopCtx.Done():
+			return
+		case <-t.C:
+		}
+		g := d.acquire()
+		d.gc(g)
+		g.release()
+	}
+}
+
+func (d *daemon) gc(g *generation) {
+	start := time.Now()
+	rep, err := g.client.GC(g.ctx, zstor.GCOptions{Grace: d.opts.GCGrace, Pause: d.opts.GCPause})
+	if err != nil {
+		if g.ctx.Err() == nil {
+			d.log.Warn("zstor daemon: garbage collection failed", slog.String("err", err.Error()))
+		}
+		return
+	}
+	attrs := []any{slog.Int("deleted", rep.Deleted), slog.Int64("bytes", rep.Bytes), slog.Int("shards", rep.Shards),
+		slog.Int("backends", rep.Backends), slog.Int("skipped_backends", len(rep.Skipped)), slog.Int("errors", len(rep.Errors)),
+		slog.Duration("took", time.Since(start))}
+	d.log.Info("zstor daemon: garbage collection done", attrs...)
 }
 
 // queueLoop starts due queued stores, QueueWorkers at a time, until ctx
