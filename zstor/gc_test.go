@@ -8,6 +8,7 @@ import (
 	"iter"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -330,5 +331,67 @@ func TestGCRefuses(t *testing.T) {
 	}
 	if e := totalEntries(t, c); e < int64(n) {
 		t.Fatalf("shards deleted by a refused gc: %d entries left", e)
+	}
+}
+
+// A backend wiped and restarted at its address restarts its ids: records
+// written before name ids that now hold other objects' shards. Repairing,
+// replacing or deleting the old objects must not free those.
+func TestWipedBackendFreesOnlyOwnShards(t *testing.T) {
+	for _, op := range []string{"repair", "replace", "delete"} {
+		t.Run(op, func(t *testing.T) {
+			cl := zstortest.New(t, 6)
+			c := open(t, cl, zstortest.TestKey, "")
+			ctx := zstortest.Ctx(t)
+			old := zstortest.RandomBytes(cl.ChunkSize / 2)
+			if _, err := c.Store(ctx, cl.WriteFile("old", old), zstor.StoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			wipe(t, cl.Data[1])
+			time.Sleep(400 * time.Millisecond) // the client's pause after the failure ends
+			newer := zstortest.RandomBytes(cl.ChunkSize / 2)
+			if _, err := c.Store(ctx, cl.WriteFile("new", newer), zstor.StoreOptions{}); err != nil {
+				t.Fatal(err)
+			}
+			// Both records now name id 0 of the wiped backend.
+			ro, _ := c.Stat(ctx, "old")
+			rn, _ := c.Stat(ctx, "new")
+			victim := c.Backends().All()[1].ID()
+			shared := false
+			for _, a := range ro.Locations[0] {
+				for _, b := range rn.Locations[0] {
+					shared = shared || (a == b && a.Backend == victim)
+				}
+			}
+			if !shared {
+				t.Fatalf("no shared location on the wiped backend: %v / %v", ro.Locations[0], rn.Locations[0])
+			}
+			switch op {
+			case "repair":
+				if rr, err := c.Repair(ctx, ""); err != nil || len(rr.Errors) != 0 {
+					t.Fatalf("repair: %+v, %v", rr, err)
+				}
+			case "replace":
+				if _, err := c.Store(ctx, cl.WriteFile("old", zstortest.RandomBytes(100)), zstor.StoreOptions{}); err != nil {
+					t.Fatal(err)
+				}
+			case "delete":
+				if _, err := c.Delete(ctx, "old"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if now, err := c.Stat(ctx, "new"); err != nil || !slices.Equal(now.Locations[0], rn.Locations[0]) {
+				t.Fatalf("%s of the old object changed the new one's shards (lost and rebuilt): %v", op, err)
+			}
+			rep, err := c.Scrub(ctx)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range rep.Problems {
+				if p.Key == "new" {
+					t.Fatalf("%s of the old object freed a shard of the new one: %s", op, p)
+				}
+			}
+		})
 	}
 }

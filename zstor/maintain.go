@@ -44,7 +44,7 @@ func (c *Client) Delete(ctx context.Context, key string) (leaked int, err error)
 	if err := c.meta.Delete(ctx, mk); err != nil {
 		return 0, fmt.Errorf("zstor delete %q: remove metadata: %w", key, err)
 	}
-	return c.deleteShards(ctx, flatten(rec.Locations)), nil
+	return c.freeShards(ctx, shardsOf(rec)), nil
 }
 
 // Entry is one stored object as List reports it.
@@ -329,7 +329,7 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 	}
 	p := c.newPlacer(ctx, true, 0)
 	newLocs := make([][]Location, len(rec.Locations))
-	var freeAfter []Location
+	var freeAfter []ownedShard
 	for ci := range obj.Chunks {
 		locs := rec.Locations[ci]
 		newLocs[ci] = locs
@@ -347,7 +347,7 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 		for _, i := range rebuilt {
 			toWrite[i] = out[i]
 			if locs[i].Backend != "" {
-				freeAfter = append(freeAfter, locs[i])
+				freeAfter = append(freeAfter, ownedShard{Location: locs[i], obj: obj.ID, chunk: uint64(ci), index: i})
 			}
 		}
 		nl, err := p.write(ctx, obj.K, obj.N, toWrite, locs)
@@ -389,13 +389,13 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 		// metadata backends and name them.
 		return nil, fmt.Errorf("zstor rebuild %q: commit metadata: %w", rec.Key, err)
 	}
-	var reachable []Location
-	for _, l := range freeAfter {
-		if b := c.backends.Lookup(l.Backend); b != nil && !b.Down() {
-			reachable = append(reachable, l)
+	var reachable []ownedShard
+	for _, s := range freeAfter {
+		if b := c.backends.Lookup(s.Backend); b != nil && !b.Down() {
+			reachable = append(reachable, s)
 		}
 	}
-	c.deleteShards(ctx, reachable)
+	c.freeShards(ctx, reachable)
 	c.log.Info("zstor: rebuilt", slog.String("key", rec.Key), slog.Int("shards", res.Rebuilt))
 	return res, nil
 }

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"qss/zstor/backend"
+	"qss/zstor/pipeline"
 	"qss/zstor/placement"
 )
 
@@ -226,8 +227,86 @@ func (p *placer) cleanup(ctx context.Context) {
 	p.c.deleteShards(ctx, written)
 }
 
-// deleteShards frees shards, best effort and concurrently; it returns how
-// many could not be deleted (their backend being unreachable).
+// ownedShard is a recorded shard to free: its location and which shard
+// of which object the record says is there.
+type ownedShard struct {
+	Location
+	obj   pipeline.ObjectID
+	chunk uint64
+	index int
+}
+
+// shardsOf lists the recorded shards of rec (those with a copy).
+func shardsOf(rec *Record) []ownedShard {
+	var out []ownedShard
+	for ci, locs := range rec.Locations {
+		for i, l := range locs {
+			if l.Backend != "" {
+				out = append(out, ownedShard{Location: l, obj: rec.Object.ID, chunk: uint64(ci), index: i})
+			}
+		}
+	}
+	return out
+}
+
+// freeShards frees recorded shards (a replaced version's, a deleted
+// object's, a repaired object's bad copies), best effort and concurrently,
+// each only after reading it back and finding a header that claims to be
+// that shard (object id, chunk and shard index; the checksum is not
+// needed: a corrupt copy is freed too). A backend wiped and restarted at
+// the same address reuses ids, so a recorded location may now hold another
+// object's shard, which is kept. It returns how many could not be freed or
+// were kept.
+func (c *Client) freeShards(ctx context.Context, shards []ownedShard) int {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	var (
+		wg     sync.WaitGroup
+		mu     sync.Mutex
+		failed int
+	)
+	fail := func() {
+		mu.Lock()
+		failed++
+		mu.Unlock()
+	}
+	sem := make(chan struct{}, 16)
+	for _, s := range shards {
+		b := c.backends.Lookup(s.Backend)
+		if b == nil {
+			fail()
+			continue
+		}
+		wg.Go(func() {
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			data, err := b.Get(ctx, s.Seq)
+			if errors.Is(err, backend.ErrNotFound) {
+				return
+			}
+			if err == nil {
+				h, herr := pipeline.ParseShardHeader(data)
+				if herr != nil || h.ObjectID != s.obj || h.ChunkIndex != s.chunk || h.ShardIndex != s.index {
+					c.log.Warn("zstor: not freeing a recorded shard: its location holds another value (backend wiped and restarted?)",
+						slog.String("backend", s.Backend), slog.Uint64("seq", s.Seq), slog.String("object", s.obj.String()))
+					fail()
+					return
+				}
+				err = b.Delete(ctx, s.Seq)
+			}
+			if err != nil {
+				c.log.Warn("zstor: could not free shard", slog.String("backend", s.Backend), slog.Uint64("seq", s.Seq), slog.String("err", err.Error()))
+				fail()
+			}
+		})
+	}
+	wg.Wait()
+	return failed
+}
+
+// deleteShards frees shards this operation wrote itself (no check: the ids
+// were just assigned), best effort and concurrently; it returns how many
+// could not be deleted (their backend being unreachable).
 func (c *Client) deleteShards(ctx context.Context, locs []Location) int {
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 	defer cancel()

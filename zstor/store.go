@@ -141,7 +141,7 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 	}
 	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil, MinShards: minShards}
 	if old != nil {
-		if n := c.deleteShards(ctx, flatten(old.Locations)); n > 0 {
+		if n := c.freeShards(ctx, shardsOf(old)); n > 0 {
 			c.log.Warn("zstor: some shards of the replaced version could not be freed", slog.String("key", key), slog.Int("shards", n))
 		}
 	}
@@ -232,14 +232,6 @@ func (c *Client) undoCommit(ctx context.Context, key, mk string, old *Record, ob
 		return keep(err.Error())
 	}
 	return true
-}
-
-func flatten(locs [][]Location) []Location {
-	var out []Location
-	for _, c := range locs {
-		out = append(out, c...)
-	}
-	return out
 }
 
 // fileChecksum is the whole-file checksum the pipeline records (BLAKE3-256).
