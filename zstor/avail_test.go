@@ -239,3 +239,81 @@ func openText(t *testing.T, text string) *zstor.Client {
 	t.Cleanup(func() { c.Close() })
 	return c
 }
+
+// A record written before spellings were merged may hold two shards of a
+// chunk on one server: list counts them once, scrub reports the extra one,
+// and repair moves it to a distinct backend and frees the doubled copy.
+func TestRepairMovesDoubledShard(t *testing.T) {
+	cl := zstortest.New(t, 6) // every server gets a shard
+	text := cl.ConfigTOML(zstortest.TestKey, "")
+	alias := "localhost:" + strconv.Itoa(cl.Data[0].Port)
+	text += fmt.Sprintf("[[groups.backends]]\naddress = %q\nnamespace = %q\npassword = %q\n\n", alias, zstortest.DataNS, zstortest.DataPass)
+	c := openText(t, text)
+	ctx := zstortest.Ctx(t)
+	data := zstortest.RandomBytes(cl.ChunkSize / 3)
+	p := cl.WriteFile("doubled", data)
+	if _, err := c.Store(ctx, p, zstor.StoreOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	rec, err := c.Stat(ctx, "doubled")
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := c.Backends().All()[0].ID()
+	onFirst, moved := false, -1
+	for i, l := range rec.Locations[0] {
+		if l.Backend == first {
+			onFirst = true
+		} else if moved < 0 {
+			moved = i
+		}
+	}
+	if !onFirst || moved < 0 {
+		t.Fatalf("six shards on six servers expected: %v", rec.Locations[0])
+	}
+	// Copy shard `moved` to server 0 under its other spelling.
+	l := rec.Locations[0][moved]
+	shard, err := c.Backends().Lookup(l.Backend).Get(ctx, l.Seq)
+	if err != nil {
+		t.Fatal(err)
+	}
+	aliasB := c.Backends().Lookup(alias + "/" + zstortest.DataNS)
+	seq, err := aliasB.Put(ctx, shard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rec.Locations[0][moved] = zstor.Location{Backend: aliasB.ID(), Seq: seq}
+	if err := c.PutRecordForTest(ctx, "doubled", rec); err != nil {
+		t.Fatal(err)
+	}
+	if !c.Doubled(rec) {
+		t.Fatal("Doubled does not see two shards on one server")
+	}
+	es, _, err := c.List(ctx, "doubled")
+	if err != nil || len(es) != 1 || es[0].MinShards != 5 {
+		t.Fatalf("list: %+v, %v (want 5 distinct shards)", es, err)
+	}
+	rep, err := c.Scrub(ctx)
+	if err != nil || len(rep.Problems) != 1 || !strings.Contains(rep.Problems[0].Err, "same backend") {
+		t.Fatalf("scrub: %+v, %v", rep, err)
+	}
+	extra := rec.Locations[0][rep.Problems[0].Shard] // the copy repair replaces
+	rr, err := c.Repair(ctx, "")
+	if err != nil || len(rr.Repaired) != 1 || rr.Repaired[0].Rebuilt != 1 {
+		t.Fatalf("repair: %+v, %v", rr, err)
+	}
+	after, err := c.Stat(ctx, "doubled")
+	if err != nil || c.Doubled(after) {
+		t.Fatalf("still doubled after repair: %v", err)
+	}
+	if _, err := c.Backends().Lookup(extra.Backend).Get(ctx, extra.Seq); !errors.Is(err, backend.ErrNotFound) {
+		t.Fatalf("the doubled copy was not freed: %v", err)
+	}
+	os.Remove(p)
+	if _, err := c.Retrieve(ctx, p, zstor.RetrieveOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := os.ReadFile(p); !bytes.Equal(got, data) {
+		t.Fatal("retrieved bytes differ")
+	}
+}
