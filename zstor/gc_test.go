@@ -391,3 +391,102 @@ func TestWipedBackendFreesOnlyOwnShards(t *testing.T) {
 		})
 	}
 }
+
+// hooked is the real metadata store running beforePut before each Put made
+// with a marked context.
+type hooked struct {
+	meta.Store
+	beforePut func()
+}
+
+func (h *hooked) Put(ctx context.Context, key string, v []byte) error {
+	if ctx.Value(markKey{}) != nil {
+		h.beforePut()
+	}
+	return h.Store.Put(ctx, key, v)
+}
+
+// After rounds of failed stores (every metadata backend lost right before
+// the commit, so the shards are kept in case the record landed), GC leaves
+// exactly the shards the records name, and every object reads back.
+func TestGCAfterFailedCommits(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	cfg, err := config.Parse([]byte(cl.ConfigTOML(zstortest.TestKey, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	store, err := meta.NewZDB(zstortest.Ctx(t), cfg.Meta.Backends, cfg.Meta.Prefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &hooked{Store: store, beforePut: func() {
+		for _, m := range cl.Meta {
+			m.Kill()
+		}
+	}}
+	c, err := zstor.Open(zstortest.Ctx(t), cfg, zstor.Options{Meta: h, Backend: backend.Options{
+		DownFor: 300 * time.Millisecond, DialTimeout: time.Second, IOTimeout: 5 * time.Second}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	ctx := zstortest.Ctx(t)
+	retry := func(fn func() error) {
+		t.Helper()
+		var err error
+		for range 30 { // the metadata clients pause after failures
+			if err = fn(); err == nil {
+				return
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		t.Fatal(err)
+	}
+	live := map[string][]byte{}
+	for round := range 3 {
+		name := fmt.Sprintf("live/%d", round)
+		live[name] = zstortest.RandomBytes(2*cl.ChunkSize + round)
+		retry(func() error {
+			_, err := c.Store(ctx, cl.WriteFile(name, live[name]), zstor.StoreOptions{})
+			return err
+		})
+		mctx := context.WithValue(ctx, markKey{}, true)
+		if _, err := c.Store(mctx, cl.WriteFile(fmt.Sprintf("failed/%d", round), zstortest.RandomBytes(3*cl.ChunkSize)), zstor.StoreOptions{}); err == nil {
+			t.Fatal("store committed without a metadata quorum")
+		}
+		for _, m := range cl.Meta {
+			m.RestartSamePort()
+		}
+		if _, err := c.Check(ctx, fmt.Sprintf("failed/%d", round)); !errors.Is(err, zstor.ErrNotStored) {
+			retry(func() error { // not "unavailable": the pause after the failures
+				_, err := c.Check(ctx, fmt.Sprintf("failed/%d", round))
+				if errors.Is(err, zstor.ErrNotStored) {
+					return nil
+				}
+				return fmt.Errorf("the failed store's record: %v", err)
+			})
+		}
+	}
+	before := totalEntries(t, c)
+	time.Sleep(2100 * time.Millisecond)
+	var rep *zstor.GCReport
+	retry(func() error {
+		var err error
+		rep, err = c.GC(ctx, zstor.GCOptions{Grace: time.Second})
+		return err
+	})
+	referenced := int64(0)
+	for name := range live {
+		rec, err := c.Stat(ctx, name)
+		if err != nil {
+			t.Fatal(err)
+		}
+		referenced += int64(len(rec.Locations) * 6)
+	}
+	after := totalEntries(t, c)
+	t.Logf("entries %d → %d, referenced %d; gc %+v", before, after, referenced, rep)
+	if after != referenced || rep.Deleted != int(before-referenced) || rep.Deleted != 3*3*6 {
+		t.Fatalf("after gc %d entries, %d referenced (deleted %d of %d)", after, referenced, rep.Deleted, before)
+	}
+	checkAll(t, ctx, c, cl, live)
+}
