@@ -45,6 +45,26 @@ type Record struct {
 	Locations [][]Location // [chunk][shard index]
 }
 
+// MinShards is the fewest shards any chunk of the record has a copy of:
+// Object.N when complete, less when the object was stored degraded or a
+// repair could not place every shard (a Location with no Backend).
+func (r *Record) MinShards() int {
+	least := r.Object.N
+	for _, locs := range r.Locations {
+		n := 0
+		for _, l := range locs {
+			if l.Backend != "" {
+				n++
+			}
+		}
+		least = min(least, n)
+	}
+	return least
+}
+
+// Degraded reports whether some shard of the record has no copy.
+func (r *Record) Degraded() bool { return r.MinShards() < r.Object.N }
+
 // recordJSON is the serialized form: backends are named once in a table and
 // referred to by index; checksums are packed per chunk.
 type recordJSON struct {

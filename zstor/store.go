@@ -39,6 +39,10 @@ type StoreResult struct {
 	Skipped bool
 	// Replaced is true when an older version was replaced.
 	Replaced bool
+	// MinShards is the fewest shards written for any chunk: below N the
+	// object was stored degraded (too few usable backends) and repair
+	// adds the missing shards when backends return.
+	MinShards int
 }
 
 // Store uploads the regular file at path. Every chunk's n shards are written
@@ -83,7 +87,7 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 		}
 		if sum == old.Object.Checksum {
 			c.log.Info("zstor: already stored, unchanged", slog.String("key", key))
-			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true}
+			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true, MinShards: old.MinShards()}
 			if opts.DeleteLocal {
 				if err := removeSame(path, f); err != nil {
 					return res, err
@@ -100,7 +104,11 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 	}
 
 	start := time.Now()
-	p := c.newPlacer(ctx, false)
+	atLeast := c.cfg.MinStoreShards
+	if atLeast >= c.cfg.ExpectedShards {
+		atLeast = 0 // degraded stores turned off
+	}
+	p := c.newPlacer(ctx, false, atLeast)
 	var locations [][]Location
 	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
 	if opts.Progress != nil {
@@ -125,11 +133,15 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 		}
 		return nil, fmt.Errorf("zstor store %s: commit metadata: %w", path, err)
 	}
+	minShards := rec.MinShards()
 	c.log.Info("zstor: stored", slog.String("key", key), slog.Int64("size", obj.Size),
 		slog.Int("chunks", len(obj.Chunks)), slog.Duration("took", time.Since(start)))
-	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil}
+	if minShards < obj.N {
+		c.log.Warn("zstor: stored degraded", slog.String("key", key), slog.Int("shards", minShards), slog.Int("n", obj.N))
+	}
+	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil, MinShards: minShards}
 	if old != nil {
-		if n := c.deleteShards(ctx, flatten(old.Locations)); n > 0 {
+		if n := c.freeShards(ctx, shardsOf(old)); n > 0 {
 			c.log.Warn("zstor: some shards of the replaced version could not be freed", slog.String("key", key), slog.Int("shards", n))
 		}
 	}
@@ -220,14 +232,6 @@ func (c *Client) undoCommit(ctx context.Context, key, mk string, old *Record, ob
 		return keep(err.Error())
 	}
 	return true
-}
-
-func flatten(locs [][]Location) []Location {
-	var out []Location
-	for _, c := range locs {
-		out = append(out, c...)
-	}
-	return out
 }
 
 // fileChecksum is the whole-file checksum the pipeline records (BLAKE3-256).

@@ -64,6 +64,7 @@ type Client struct {
 	root     string // absolute, cleaned; "" when unset
 	log      *slog.Logger
 	hc       healthCache
+	ids      identities
 	keyOK    atomic.Bool // a record opened with our key, or the store was empty: skip foreignRecords
 }
 
@@ -113,6 +114,7 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Client, error
 		opts.Backend.Logger = opts.Logger
 	}
 	c.backends = backend.New(cfg.Groups, opts.Backend)
+	c.resolveAll(ctx)
 	if cfg.Root != "" {
 		root, err := filepath.Abs(cfg.Root)
 		if err != nil {

@@ -145,6 +145,7 @@ func (a *app) rootCommand() *cobra.Command {
 		a.listCommand(),
 		a.scrubCommand(),
 		a.repairCommand(),
+		a.gcCommand(),
 	)
 	// Errors from here on are the command's, not the command line's
 	// (cobra checks required flags after the pre-run hooks).

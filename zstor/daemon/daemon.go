@@ -85,6 +85,16 @@ type Options struct {
 	// ScrubInterval is the period of the background scrub (default 24 h;
 	// negative disables it). The first scrub runs one interval after start.
 	ScrubInterval time.Duration
+	// GCInterval is the period of the background garbage collection
+	// (zstor.Client.GC; default 24 h, negative disables it). The first
+	// one runs one interval after start.
+	GCInterval time.Duration
+	// GCGrace is the collection's grace period (default
+	// zstor.DefaultGCGrace): it must exceed the longest store.
+	GCGrace time.Duration
+	// GCPause is slept before each candidate shard is inspected, so the
+	// background collection stays slow (default 20 ms).
+	GCPause time.Duration
 	// CacheInterval is the period of the cache cap check (default 1 min).
 	CacheInterval time.Duration
 	// CacheMinAge protects files modified less than this long ago from
@@ -120,6 +130,9 @@ func (o Options) withDefaults() Options {
 	def(&o.RepairInterval, time.Minute)
 	def(&o.RepairAfter, 10*time.Minute)
 	def(&o.ScrubInterval, 24*time.Hour)
+	def(&o.GCInterval, 24*time.Hour)
+	def(&o.GCGrace, zstor.DefaultGCGrace)
+	def(&o.GCPause, 20*time.Millisecond)
 	def(&o.CacheInterval, time.Minute)
 	def(&o.CacheMinAge, 30*time.Second)
 	def(&o.DrainTimeout, 5*time.Minute)

@@ -50,6 +50,9 @@ func (d *daemon) startLoops() {
 	if d.opts.ScrubInterval > 0 {
 		d.loops.Go(d.scrubLoop)
 	}
+	if d.opts.GCInterval > 0 {
+		d.loops.Go(d.gcLoop)
+	}
 	d.loops.Go(func() { d.every(d.opts.CacheInterval, nil, d.checkCache) })
 }
 
@@ -157,7 +160,7 @@ func (d *daemon) checkRedundancy(g *generation) {
 		return
 	}
 	backlog := d.noteRedundancy(es)
-	usable := d.usableBackends()
+	usable := d.usableBackends(g)
 	repaired, blocked := 0, 0
 	now := time.Now()
 	for _, e := range backlog {
@@ -205,18 +208,18 @@ func (d *daemon) checkRedundancy(g *generation) {
 	}
 }
 
-// usableBackends is how many data backends the last health check found
-// able to take shards.
-func (d *daemon) usableBackends() int {
+// usableBackends is how many distinct data backends (spellings of one
+// merged) the last health check found able to take shards.
+func (d *daemon) usableBackends(g *generation) int {
 	d.state.mu.RLock()
 	defer d.state.mu.RUnlock()
-	n := 0
+	distinct := map[string]bool{}
 	for _, h := range d.state.data {
 		if h.Usable() {
-			n++
+			distinct[g.client.BackendIdentity(h.Backend)] = true
 		}
 	}
-	return n
+	return len(distinct)
 }
 
 // noteRedundancy records the redundancy of the listed objects and returns
@@ -241,9 +244,14 @@ func (d *daemon) noteRedundancy(es []zstor.Entry) []zstor.Entry {
 }
 
 // repairNow reports whether an object below full redundancy should be
-// rebuilt now: some shard of it has no copy recorded, sits on a backend
-// that left the config, or on one unreachable for RepairAfter.
+// rebuilt now: some shard of it has no copy recorded (stored degraded),
+// sits on a backend that left the config, on one unreachable for
+// RepairAfter, or on a backend holding another shard of the chunk under
+// another spelling.
 func (d *daemon) repairNow(g *generation, rec *zstor.Record) bool {
+	if g.client.Doubled(rec) {
+		return true
+	}
 	st := &d.state
 	st.mu.RLock()
 	defer st.mu.RUnlock()
@@ -342,6 +350,38 @@ func (d *daemon) noteScrub(rep *zstor.ScrubReport) {
 	d.state.scrubDone = time.Now()
 	d.state.scrubProblems = len(rep.Problems)
 	d.state.mu.Unlock()
+}
+
+// gcLoop collects garbage shards every GCInterval, the first time one
+// interval after start, slowly (GCPause per candidate).
+func (d *daemon) gcLoop() {
+	t := time.NewTicker(d.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.loopCtx.Done():
+			return
+		case <-t.C:
+		}
+		g := d.acquire()
+		d.gc(g)
+		g.release()
+	}
+}
+
+func (d *daemon) gc(g *generation) {
+	start := time.Now()
+	rep, err := g.client.GC(g.ctx, zstor.GCOptions{Grace: d.opts.GCGrace, Pause: d.opts.GCPause})
+	if err != nil {
+		if g.ctx.Err() == nil {
+			d.log.Warn("zstor daemon: garbage collection failed", slog.String("err", err.Error()))
+		}
+		return
+	}
+	attrs := []any{slog.Int("deleted", rep.Deleted), slog.Int64("bytes", rep.Bytes), slog.Int("shards", rep.Shards),
+		slog.Int("backends", rep.Backends), slog.Int("skipped_backends", len(rep.Skipped)), slog.Int("errors", len(rep.Errors)),
+		slog.Duration("took", time.Since(start))}
+	d.log.Info("zstor daemon: garbage collection done", attrs...)
 }
 
 // queueLoop starts due queued stores, QueueWorkers at a time, until ctx
