@@ -249,3 +249,25 @@ func (q *queue) snapshot() []job {
 	sort.Slice(out, func(a, b int) bool { return out[a].Path < out[b].Path })
 	return out
 }
+
+// list returns the queued jobs as the jobs op reports them, sorted by when
+// they are due (then by enqueue order).
+func (q *queue) list() []Job {
+	q.mu.Lock()
+	js := make([]job, 0, len(q.jobs))
+	for _, j := range q.jobs {
+		js = append(js, *j)
+	}
+	q.mu.Unlock()
+	sort.Slice(js, func(a, b int) bool {
+		if !js[a].Next.Equal(js[b].Next) {
+			return js[a].Next.Before(js[b].Next)
+		}
+		return js[a].Seq < js[b].Seq
+	})
+	out := make([]Job, len(js))
+	for i, j := range js {
+		out[i] = Job{Path: j.Path, Key: j.Key, DeleteLocal: j.DeleteLocal, Queued: j.Queued, Attempts: j.Attempts, Next: j.Next, LastErr: j.LastErr}
+	}
+	return out
+}
