@@ -324,17 +324,20 @@ func (a *app) retrieveTree(ctx context.Context, o ops, path, output string, forc
 		return err
 	}
 	opts := zstor.RetrieveOptions{Key: key, Protect: !force}
+	single := func() error {
+		dest := path
+		if output != "" {
+			dest = output
+			if fi, err := os.Stat(output); err == nil && fi.IsDir() {
+				dest = filepath.Join(output, filepath.Base(path))
+			}
+		}
+		return a.retrieve(ctx, o, dest, opts)
+	}
 	if key != "" {
 		_, err := o.Check(ctx, key)
 		if err == nil {
-			dest := path
-			if output != "" {
-				dest = output
-				if fi, err := os.Stat(output); err == nil && fi.IsDir() {
-					dest = filepath.Join(output, filepath.Base(path))
-				}
-			}
-			return a.retrieve(ctx, o, dest, opts)
+			return single()
 		}
 		if !errors.Is(err, zstor.ErrNotStored) {
 			return err
@@ -349,7 +352,9 @@ func (a *app) retrieveTree(ctx context.Context, o ops, path, output string, forc
 		return err
 	}
 	if len(entries) == 0 {
-		return fmt.Errorf("zstor retrieve %s: %w (and none under it)", path, zstor.ErrNotStored)
+		// Neither an object nor a directory of them: the single
+		// retrieve's error says why (not stored, or a wrong key).
+		return single()
 	}
 	base := path
 	if output != "" {
