@@ -41,6 +41,11 @@ type StoreOptions struct {
 // that never existed, so nothing was committed.
 var ErrChanged = errors.New("the file changed while it was being stored")
 
+// racyWindow is longer than the kernel's timestamp tick (at most 10 ms
+// with HZ=100): a file whose ctime is younger than this when its read
+// starts is read only after the window passed (see encodeFile).
+const racyWindow = 25 * time.Millisecond
+
 // tornAttempts is how many times Store reads a file that changes under it
 // before it gives up with ErrChanged.
 const tornAttempts = 3
@@ -231,6 +236,23 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 		before, err := stampOf(f)
 		if err != nil {
 			return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+		}
+		// The kernel stamps ctime from a coarse clock: a write in the same
+		// tick as the last change before the read would leave it as it
+		// is. So a file changed a moment ago is read only once that tick
+		// is surely over (as git does with its "racy" entries).
+		if age := time.Since(time.Unix(before.ctime.Unix())); age < racyWindow {
+			select {
+			case <-time.After(racyWindow - age):
+			case <-ctx.Done():
+				return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w", path, ctx.Err())
+			}
+			if before, err = stampOf(f); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+			}
+			if fi, err = f.Stat(); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+			}
 		}
 		p := c.newPlacer(ctx, false)
 		var locations [][]Location
