@@ -116,7 +116,7 @@ func inspectLocal(path string, rec *Record, protect bool) (localState, bool, err
 		}
 	case fi.Mode().IsRegular():
 		if rec.Link == "" && fi.Size() == rec.Object.Size {
-			f, err := os.Open(path)
+			f, _, err := openRegular(path)
 			if err != nil {
 				return st, false, err
 			}

@@ -423,9 +423,10 @@ func fileChecksum(r io.Reader) (pipeline.Checksum, error) {
 }
 
 // LocalChecksum returns the checksum of a local file as Check would print
-// it once stored.
+// it once stored. Like Store, it refuses anything but a regular file, and
+// never blocks opening one (a FIFO put in place of a file).
 func LocalChecksum(path string) (pipeline.Checksum, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return pipeline.Checksum{}, err
 	}
