@@ -205,6 +205,23 @@ func TestStoreTree(t *testing.T) {
 	if got, _ := os.ReadFile(filepath.Join(dir, "a.txt")); string(got) != "changed" {
 		t.Fatal("the changed file was replaced")
 	}
+
+	// A directory that became a link to elsewhere, stored again: its old
+	// files are still stored under it, but a tree retrieve never writes
+	// through the link.
+	cl.WriteFile("tree2/d/f.txt", []byte("inside"))
+	dir2 := filepath.Join(cl.Root, "tree2")
+	zstorRun(t, cfg, "store", "-r", "-f", dir2).ok(t)
+	outside := t.TempDir()
+	os.RemoveAll(filepath.Join(dir2, "d"))
+	os.Symlink(outside, filepath.Join(dir2, "d"))
+	zstorRun(t, cfg, "store", "-r", "-f", dir2).ok(t)
+	os.RemoveAll(dir2)
+	r = zstorRun(t, cfg, "retrieve", "-f", dir2)
+	if r.code != 1 || !strings.Contains(r.stderr, "does not write through") {
+		t.Fatalf("retrieve through a stored link: exit %d, stderr %q", r.code, r.stderr)
+	}
+	mustNotExist(t, filepath.Join(outside, "f.txt"))
 }
 
 // TestJSONAndStatus: --json on list, check, status and test; status exits

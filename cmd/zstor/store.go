@@ -371,6 +371,11 @@ func (a *app) retrieveTree(ctx context.Context, o ops, path, output string, forc
 			failed++
 			continue
 		}
+		if err := noLinkBetween(base, rel); err != nil {
+			fmt.Fprintf(a.stderr, "zstor retrieve %s: %v\n", e.Key, err)
+			failed++
+			continue
+		}
 		eo := opts
 		eo.Key = e.Key
 		if err := a.retrieve(ctx, o, filepath.Join(base, rel), eo); err != nil {
@@ -380,6 +385,29 @@ func (a *app) retrieveTree(ctx context.Context, o ops, path, output string, forc
 	}
 	if failed > 0 {
 		return fmt.Errorf("zstor retrieve: %d of the %d objects under %s could not be retrieved", failed, len(entries), path)
+	}
+	return nil
+}
+
+// noLinkBetween fails when a directory on the way from base to base/rel
+// is a symbolic link: a tree retrieve writes below base only, never
+// through a link (one retrieved earlier, or one already there) to
+// somewhere else.
+func noLinkBetween(base, rel string) error {
+	p := base
+	parts := strings.Split(rel, string(filepath.Separator))
+	for _, c := range parts[:len(parts)-1] {
+		p = filepath.Join(p, c)
+		fi, err := os.Lstat(p)
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if fi.Mode()&fs.ModeSymlink != 0 {
+			return fmt.Errorf("not retrieved: %s is a symbolic link, and a retrieve does not write through one", p)
+		}
 	}
 	return nil
 }
