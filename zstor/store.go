@@ -44,7 +44,7 @@ var ErrChanged = errors.New("the file changed while it was being stored")
 // racyWindow is longer than the kernel's timestamp tick (at most 10 ms
 // with HZ=100): a file whose ctime is younger than this when its read
 // starts is read only after the window passed (see encodeFile).
-const racyWindow = 25 * time.Millisecond
+const racyWindow = 15 * time.Millisecond
 
 // tornAttempts is how many times Store reads a file that changes under it
 // before it gives up with ErrChanged.

@@ -197,15 +197,21 @@ func filesToStore(path string, w walkOptions) (files []toStore, skipped []string
 		}
 		return files, skipped, errs, nil
 	}
-	err = filepath.WalkDir(path, func(p string, d fs.DirEntry, err error) error {
+	// WalkDir does not enter a root that is a symbolic link; a trailing
+	// separator makes it follow the link (links below are not followed).
+	root := path
+	if li, err := os.Lstat(path); err == nil && li.Mode()&fs.ModeSymlink != 0 {
+		root = path + string(filepath.Separator)
+	}
+	err = filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("zstor store: %w", err))
-			if d != nil && d.IsDir() && p != path {
+			if d != nil && d.IsDir() && p != root {
 				return fs.SkipDir
 			}
 			return nil
 		}
-		if p == path {
+		if p == root {
 			return nil
 		}
 		rel, _ := filepath.Rel(path, p)
