@@ -23,6 +23,17 @@ func init() {
 	}
 	runMonitor = daemon.Run
 	daemonProtocol = daemon.ProtocolVersion
+	readQueue = func(socket string) ([]queuedJob, error) {
+		js, err := daemon.ReadQueue(socket + ".queue")
+		if err != nil {
+			return nil, err
+		}
+		out := make([]queuedJob, len(js))
+		for i, j := range js {
+			out[i] = queuedJob(j)
+		}
+		return out, nil
+	}
 	listJobs = func(ctx context.Context, r remoteOps) ([]queuedJob, error) {
 		c, ok := r.(*daemon.Client)
 		if !ok {

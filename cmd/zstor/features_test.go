@@ -346,8 +346,8 @@ func TestDaemonProgressAndQueue(t *testing.T) {
 		t.Fatal(err)
 	}
 	out, _, code := dmRun(t, "-c", cfgPath, "queue")
-	if code != 1 || out != "" {
-		t.Fatalf("queue without a daemon: exit %d, stdout %q", code, out)
+	if code != 0 || !strings.Contains(out, "the queue is empty") {
+		t.Fatalf("queue without a daemon, never started: exit %d, stdout %q", code, out)
 	}
 	m := dmStartMonitor(t, cfgPath, sock)
 
@@ -439,5 +439,21 @@ func TestDaemonProgressAndQueue(t *testing.T) {
 	case <-m.done:
 	case <-time.After(30 * time.Second):
 		t.Fatal("the daemon did not stop within 30 s of SIGTERM")
+	}
+
+	// The daemon stopped: its queue file still lists the job.
+	out, stderr, code := dmRun(t, "-c", cfgPath, "queue")
+	if code != 0 || !strings.Contains(out, qp) || !strings.Contains(stderr, "no daemon is running") {
+		t.Fatalf("queue after the daemon stopped: exit %d:\n%s%s", code, out, stderr)
+	}
+	out, _, _ = dmRun(t, "-c", cfgPath, "queue", "--json")
+	var q2 struct {
+		DaemonRunning bool `json:"daemon_running"`
+		Jobs          []struct {
+			Path string `json:"path"`
+		} `json:"jobs"`
+	}
+	if err := json.Unmarshal([]byte(out), &q2); err != nil || q2.DaemonRunning || len(q2.Jobs) != 1 || q2.Jobs[0].Path != qp {
+		t.Fatalf("queue --json after the daemon stopped: %v\n%s", err, out)
 	}
 }

@@ -33,12 +33,14 @@ type remoteOps interface {
 // Set by daemon.go's init. dialDaemon returns (nil, nil) when no daemon
 // listens on socket, so the command runs in-process. runMonitor runs the
 // daemon until ctx is cancelled (SIGINT/SIGTERM cancel it).
-// listJobs lists the daemon's queue (nil: no daemon in this build).
+// listJobs lists the daemon's queue, readQueue the queue file of a daemon
+// on socket that is not running (both nil: no daemon in this build).
 // daemonProtocol is the socket protocol version this build speaks.
 var (
 	dialDaemon     func(ctx context.Context, socket string) (remoteOps, error)
 	runMonitor     func(ctx context.Context, configPath string, logger *slog.Logger) error
 	listJobs       func(ctx context.Context, r remoteOps) ([]queuedJob, error)
+	readQueue      func(socket string) ([]queuedJob, error)
 	daemonProtocol int
 )
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"text/tabwriter"
 	"time"
 
@@ -17,7 +18,8 @@ func (a *app) queueCommand() *cobra.Command {
 		Short: "list the stores waiting in the daemon's queue (store -n)",
 		Long: "List the stores queued on the running daemon (store -n), the next due first: the\n" +
 			"file, when it was queued, failed attempts so far, when it is tried next, and the last\n" +
-			"error. A job leaves the queue once its store committed. Needs a running daemon.",
+			"error. A job leaves the queue once its store committed. Without a running daemon, the\n" +
+			"queue file it left (SOCKET.queue) is read: those stores run when it starts again.",
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := a.loadConfig(); err != nil {
@@ -35,15 +37,26 @@ func (a *app) queue(ctx context.Context, asJSON bool) error {
 	if a.cfg.Socket == "" {
 		return errors.New("zstor queue: the config sets no `socket`: there is no daemon and so no queue")
 	}
-	if listJobs == nil {
+	if listJobs == nil || readQueue == nil {
 		return errors.New("zstor queue: daemon not available in this build")
 	}
-	r := a.dial(ctx)
-	if r == nil {
-		return fmt.Errorf("zstor queue: no daemon is running on %s (queued stores run when it starts)", a.cfg.Socket)
+	var jobs []queuedJob
+	var err error
+	running := false
+	if r := a.dial(ctx); r != nil {
+		defer r.Close()
+		running = true
+		jobs, err = listJobs(ctx, r)
+	} else {
+		socket, aerr := filepath.Abs(a.cfg.Socket)
+		if aerr != nil {
+			return fmt.Errorf("zstor queue: socket %q: %w", a.cfg.Socket, aerr)
+		}
+		jobs, err = readQueue(socket)
+		if err == nil && !asJSON {
+			a.notice("no daemon is running on %s: these stores run when it starts", a.cfg.Socket)
+		}
 	}
-	defer r.Close()
-	jobs, err := listJobs(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -52,8 +65,9 @@ func (a *app) queue(ctx context.Context, asJSON bool) error {
 			jobs = []queuedJob{}
 		}
 		return a.writeJSON(struct {
-			Jobs []queuedJob `json:"jobs"`
-		}{jobs})
+			DaemonRunning bool        `json:"daemon_running"`
+			Jobs          []queuedJob `json:"jobs"`
+		}{running, jobs})
 	}
 	if len(jobs) == 0 {
 		a.printf("the queue is empty")

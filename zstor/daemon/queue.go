@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -270,4 +272,47 @@ func (q *queue) list() []Job {
 		out[i] = Job{Path: j.Path, Key: j.Key, DeleteLocal: j.DeleteLocal, Queued: j.Queued, Attempts: j.Attempts, Next: j.Next, LastErr: j.LastErr}
 	}
 	return out
+}
+
+// ReadQueue lists the jobs in the queue file at path while no daemon runs
+// (`zstor queue` then shows what the next start will store). It opens the
+// file read-only, under a shared lock held for the read only; a daemon
+// holding the file makes it fail with an error that says so. A missing
+// file is an empty queue.
+func ReadQueue(path string) ([]Job, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("zstor queue: %s: %w", path, errQueueLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zstor queue: open %s: %w", path, err)
+	}
+	defer db.Close()
+	q := &queue{jobs: map[string]*job{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		if info := tx.Bucket(bucketInfo); info != nil {
+			if v := info.Get(keyVersion); v != nil && string(v) != queueFormat {
+				return fmt.Errorf("queue format %q, this build reads %q", v, queueFormat)
+			}
+		}
+		b := tx.Bucket(bucketJobs)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var j job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("job %q: %w", k, err)
+			}
+			q.jobs[string(k)] = &j
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zstor queue: %s: %w", path, err)
+	}
+	return q.list(), nil
 }
