@@ -457,3 +457,43 @@ func TestDaemonProgressAndQueue(t *testing.T) {
 		t.Fatalf("queue --json after the daemon stopped: %v\n%s", err, out)
 	}
 }
+
+// TestStoreChangingFile: a file rewritten all the time while `zstor store`
+// reads it is refused (exit 1) and nothing is committed; once it stops
+// changing it stores.
+func TestStoreChangingFile(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	cfg := cl.WriteConfig(zstortest.TestKey, "")
+	size := 8 << 20
+	p := cl.WriteFile("chg/f.bin", zstortest.RandomBytes(size))
+	f, err := os.OpenFile(p, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	stop := make(chan struct{})
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		b := make([]byte, 4096)
+		for i := 0; ; i++ {
+			select {
+			case <-stop:
+				return
+			case <-time.After(time.Millisecond):
+			}
+			b[0] = byte(i)
+			f.WriteAt(b, int64(i*4096)%int64(size))
+		}
+	}()
+	r := zstorRun(t, cfg, "store", "-f", p)
+	close(stop)
+	<-done
+	r.fails(t, 1, "changed while it was being stored", "nothing was committed")
+	zstorRun(t, cfg, "check", "-f", p).fails(t, 1, "no stored object")
+	want, err := zstor.LocalChecksum(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	mustContain(t, "store once still", zstorRun(t, cfg, "store", "-f", p).ok(t).stdout, "checksum "+want.String())
+}
