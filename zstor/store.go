@@ -159,7 +159,11 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 		if err != nil {
 			return nil, fmt.Errorf("zstor store: %w", err)
 		}
-		if sum == old.Object.Checksum {
+		// Equal bytes are not uploaded again, unless the permission bits
+		// changed (records written before modes were kept have none, and
+		// are not uploaded again for that alone). A changed mtime alone
+		// does not count: `touch` would cost a full upload.
+		if sum == old.Object.Checksum && (old.Mode == 0 || old.Mode == fi.Mode().Perm()) {
 			c.log.Info("zstor: already stored, unchanged", slog.String("key", key))
 			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true}
 			if opts.DeleteLocal {

@@ -68,6 +68,13 @@ func TestRetrieveElsewhere(t *testing.T) {
 	os.Chmod(p, 0o600)
 	mustContain(t, "retrieve over an unchanged file", zstorRun(t, cfg, "retrieve", "-f", p).ok(t).stdout, "unchanged "+p)
 	checkFile(p, 0o640)
+	// A new mode alone is stored (as a new version), and comes back.
+	os.Chmod(p, 0o604)
+	mustContain(t, "store after chmod", zstorRun(t, cfg, "store", "-f", p).ok(t).stdout, "replaced the previous version")
+	zstorRun(t, cfg, "retrieve", "-f", p, "-o", filepath.Join(outDir, "m.bin")).ok(t)
+	checkFile(filepath.Join(outDir, "m.bin"), 0o604)
+	os.Chmod(p, 0o640)
+	zstorRun(t, cfg, "store", "-f", p).ok(t)
 
 	// Changed since stored: kept without --force, replaced with it.
 	local := append(bytes.Clone(data[:100]), "local edit"...)
