@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
 	"strings"
 	"time"
 
@@ -38,9 +39,15 @@ type Location struct {
 // Record is everything zstor keeps about one stored file: the pipeline's
 // object metadata plus the key, times and shard locations.
 type Record struct {
-	Key       string    // the object key: the path relative to root
-	Stored    time.Time // when this version was committed
-	ModTime   time.Time // the source file's modification time
+	Key     string    // the object key: the path relative to root
+	Stored  time.Time // when this version was committed
+	ModTime time.Time // the source file's modification time
+	// Mode is the source file's permission bits (0 in records written
+	// before they were kept: retrieve then uses 0644).
+	Mode fs.FileMode
+	// Link is the target of a symbolic link stored as a link (store -r);
+	// empty for a file. A link's object holds no bytes.
+	Link      string
 	Object    *pipeline.Object
 	Locations [][]Location // [chunk][shard index]
 }
@@ -73,6 +80,8 @@ type recordJSON struct {
 	KeyPad    string      `json:"keypad"` // spaces: key + keypad fill whole bands
 	Stored    time.Time   `json:"stored"`
 	ModTime   time.Time   `json:"mtime"`
+	Mode      uint32      `json:"mode,omitempty"`
+	Link      string      `json:"link,omitempty"`
 	Version   int         `json:"format"`
 	ID        []byte      `json:"id"`
 	K         int         `json:"k"`
@@ -100,6 +109,7 @@ func encodeRecord(r *Record) ([]byte, error) {
 	o := r.Object
 	j := recordJSON{
 		V: recordVersion, Key: r.Key, Stored: r.Stored.UTC(), ModTime: r.ModTime.UTC(),
+		Mode: uint32(r.Mode.Perm()), Link: r.Link,
 		Version: o.Version, ID: o.ID[:], K: o.K, N: o.N, ChunkSize: o.ChunkSize,
 		Compress: uint8(o.Compression), Size: o.Size, Checksum: o.Checksum[:],
 		KeyPad: keyPad(r.Key),
@@ -157,7 +167,7 @@ func decodeRecord(b []byte) (*Record, error) {
 		Compression: pipeline.Compression(j.Compress), Size: j.Size}
 	copy(o.ID[:], j.ID)
 	copy(o.Checksum[:], j.Checksum)
-	r := &Record{Key: j.Key, Stored: j.Stored, ModTime: j.ModTime, Object: o}
+	r := &Record{Key: j.Key, Stored: j.Stored, ModTime: j.ModTime, Mode: fs.FileMode(j.Mode).Perm(), Link: j.Link, Object: o}
 	for ci, cj := range j.Chunks {
 		c := pipeline.ChunkMeta{Index: uint64(ci), Final: ci == len(j.Chunks)-1,
 			Compression: pipeline.Compression(cj.Compress), PlainSize: cj.PlainSize, CipherSize: cj.CipherSize,

@@ -485,12 +485,20 @@ func (d *daemon) handle(conn net.Conn) {
 	resp := response{V: ProtocolVersion}
 	var result any
 	start := time.Now()
+	// Progress lines and the response share the connection: out serializes
+	// them, and after the response no progress line is written.
+	out := &connWriter{conn: conn}
 	if err = json.Unmarshal(line, &req); err != nil {
 		err = badRequest(err.Error())
-	} else if req.V != ProtocolVersion {
+	} else if req.V < minProtocolVersion || req.V > ProtocolVersion {
 		err = &RemoteError{Kind: KindVersion, Msg: fmt.Sprintf(
 			"zstor daemon speaks protocol v%d, the client v%d: use the zstor binary of the same build as the daemon, or restart the daemon", ProtocolVersion, req.V)}
 	} else {
+		resp.V = req.V
+		if req.V < 2 {
+			// Version 1 has none of the later fields; ignore them.
+			req.Protect, req.Links, req.Progress = false, false, false
+		}
 		conn.SetReadDeadline(time.Time{})
 		ctx, cancel := context.WithCancel(d.opCtx)
 		go func() {
@@ -498,7 +506,7 @@ func (d *daemon) handle(conn net.Conn) {
 			conn.Read(b[:])
 			cancel()
 		}()
-		result, err = d.do(ctx, req)
+		result, err = d.do(ctx, req, out)
 		cancel()
 	}
 	op := req.Op
@@ -516,24 +524,31 @@ func (d *daemon) handle(conn net.Conn) {
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {
-		b, _ = json.Marshal(response{V: ProtocolVersion, Error: &wireError{Kind: KindFailed, Msg: "zstor daemon: " + err.Error()}})
+		b, _ = json.Marshal(response{V: resp.V, Error: &wireError{Kind: KindFailed, Msg: "zstor daemon: " + err.Error()}})
 	}
-	conn.SetWriteDeadline(time.Now().Add(answerTimeout))
-	conn.Write(append(b, '\n'))
+	out.last(append(b, '\n'))
 }
 
 func knownOp(op string) bool {
 	switch op {
-	case opPing, opStore, opQueue, opRetrieve, opCheck, opDelete, opList, opRebuild, opScrub, opRepair, opKeyFor:
+	case opPing, opStore, opQueue, opRetrieve, opCheck, opDelete, opList, opRebuild, opScrub, opRepair, opKeyFor, opJobs:
 		return true
 	}
 	return false
 }
 
 // do runs one request with the current generation's client.
-func (d *daemon) do(ctx context.Context, req request) (any, error) {
-	if req.Op == opPing {
+func (d *daemon) do(ctx context.Context, req request, out *connWriter) (any, error) {
+	switch req.Op {
+	case opPing:
 		return pingResult{Version: ProtocolVersion, PID: os.Getpid(), Config: d.cfgPath}, nil
+	case opJobs:
+		return jobsResult{Jobs: d.queue.list()}, nil
+	}
+	var rep *progressReporter
+	if req.Progress {
+		rep = newProgressReporter(out, req.V)
+		defer rep.stop()
 	}
 	switch req.Op {
 	case opStore, opQueue, opRetrieve, opKeyFor:
@@ -546,7 +561,14 @@ func (d *daemon) do(ctx context.Context, req request) (any, error) {
 	c := g.client
 	switch req.Op {
 	case opStore:
-		r, err := c.Store(ctx, req.Path, zstor.StoreOptions{Key: req.Key, DeleteLocal: req.DeleteLocal})
+		so := zstor.StoreOptions{Key: req.Key, DeleteLocal: req.DeleteLocal, Links: req.Links}
+		if rep != nil {
+			if fi, err := os.Stat(req.Path); err == nil {
+				rep.started(fi.Size())
+			}
+			so.Progress = rep.add
+		}
+		r, err := c.Store(ctx, req.Path, so)
 		if err != nil {
 			return nil, err
 		}
@@ -554,7 +576,11 @@ func (d *daemon) do(ctx context.Context, req request) (any, error) {
 	case opQueue:
 		return nil, d.enqueue(c, req)
 	case opRetrieve:
-		r, err := c.Retrieve(ctx, req.Path, zstor.RetrieveOptions{Key: req.Key})
+		ro := zstor.RetrieveOptions{Key: req.Key, Protect: req.Protect}
+		if rep != nil {
+			ro.Started, ro.Progress = rep.started, rep.add
+		}
+		r, err := c.Retrieve(ctx, req.Path, ro)
 		if err != nil {
 			return nil, err
 		}
