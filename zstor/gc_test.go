@@ -18,6 +18,7 @@ import (
 	"qss/zstor/backend"
 	"qss/zstor/config"
 	"qss/zstor/meta"
+	"qss/zstor/pipeline"
 	"qss/zstor/zstortest"
 )
 
@@ -180,7 +181,7 @@ func openHeld(t *testing.T, cl *zstortest.Cluster) (*zstor.Client, *held) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := meta.NewZDB(zstortest.Ctx(t), cfg.Meta.Backends, cfg.Meta.Prefix)
+	store, err := meta.NewZDB(zstortest.Ctx(t), cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -415,7 +416,7 @@ func TestGCAfterFailedCommits(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	store, err := meta.NewZDB(zstortest.Ctx(t), cfg.Meta.Backends, cfg.Meta.Prefix)
+	store, err := meta.NewZDB(zstortest.Ctx(t), cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 	if err != nil {
 		t.Fatal(err)
 	}
