@@ -1,0 +1,133 @@
+package zdbfs
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"syscall"
+	"testing"
+
+)
+
+// The permission tests run each operation on the local disk (ext4 under
+// /var/tmp, falling back to the test's temporary directory) and on a
+// mount, and compare what the two show. Operations of another user run
+// as uid/gid otherUID (nobody's number space is avoided: any unused id
+// works) through a child process; the mount is made with allow_other so
+// that the kernel lets that user in, and the directories above it are
+// opened to everyone.
+
+const otherUID = 4242
+
+// permEnv is a local directory and a zdbfs mount side by side, both
+// reachable by otherUID.
+type permEnv struct {
+	t     *testing.T
+	mt    *mounted
+	local string
+}
+
+func newPermEnv(t *testing.T) *permEnv {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Fatal("the permission tests need root (to act as another user); the suite runs as root in CI")
+	}
+	base, err := os.MkdirTemp("/var/tmp", "zdbfs-perm")
+	if err != nil {
+		base, err = os.MkdirTemp("", "zdbfs-perm")
+		must(t, err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	must(t, os.Chmod(base, 0o755))
+	local, mnt := filepath.Join(base, "local"), filepath.Join(base, "mnt")
+	must(t, os.Mkdir(local, 0o755))
+	must(t, os.Mkdir(mnt, 0o755))
+	must(t, os.Chmod(local, 0o777))
+	mt := mountAt(t, newBackend(t, "engine"), Config{}, mnt, MountOptions{AllowOther: true})
+	must(t, os.Chmod(mnt, 0o777))
+	return &permEnv{t: t, mt: mt, local: local}
+}
+
+// mountAt mounts a filesystem on dir with the given mount options.
+func mountAt(t *testing.T, b *backend, cfg Config, dir string, mo MountOptions) *mounted {
+	t.Helper()
+	cfg.Meta, cfg.Data = b.meta, b.data
+	if cfg.Logger == nil {
+		cfg.Logger = quietLogger()
+	}
+	ctx := context.Background()
+	f, err := New(ctx, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := MountFS(ctx, f, dir, mo)
+	if err != nil {
+		f.Close(ctx)
+		t.Fatal(err)
+	}
+	mt := &mounted{t: t, m: m, Dir: dir}
+	t.Cleanup(func() { mt.forceUnmount() })
+	return mt
+}
+
+// both runs op on the local directory and on the mount; op returns a
+// description of the outcome, which must be the same on both.
+func (e *permEnv) both(what string, op func(dir string) string) string {
+	e.t.Helper()
+	want := op(e.local)
+	got := op(e.mt.Dir)
+	if got != want {
+		e.t.Errorf("%s: zdbfs gives %q, the local disk %q", what, got, want)
+	}
+	return got
+}
+
+// asOther runs a command as otherUID:otherUID and returns its combined
+// output and error.
+func asOther(name string, args ...string) (string, error) {
+	cmd := exec.Command(name, args...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: otherUID, Gid: otherUID}}
+	out, err := cmd.CombinedOutput()
+	return string(out), err
+}
+
+func modeOf(t *testing.T, path string) string {
+	t.Helper()
+	var st syscall.Stat_t
+	if err := syscall.Stat(path, &st); err != nil {
+		return "stat: " + err.Error()
+	}
+	return fmt.Sprintf("%o", st.Mode&0o7777)
+}
+
+// TestCreateModeZero: open(O_CREAT, 0000) and mkdir(0000) create with
+// mode 0000, as the local disk does (the umask only removes bits).
+func TestCreateModeZero(t *testing.T) {
+	e := newPermEnv(t)
+	e.both("open(O_CREAT, 0)", func(dir string) string {
+		p := filepath.Join(dir, "zero")
+		fd, err := syscall.Open(p, syscall.O_CREAT|syscall.O_WRONLY|syscall.O_EXCL, 0)
+		if err != nil {
+			return err.Error()
+		}
+		syscall.Close(fd)
+		return modeOf(t, p)
+	})
+	e.both("mkdir(0)", func(dir string) string {
+		p := filepath.Join(dir, "zerodir")
+		if err := syscall.Mkdir(p, 0); err != nil {
+			return err.Error()
+		}
+		return modeOf(t, p)
+	})
+	e.both("mknod fifo 0", func(dir string) string {
+		p := filepath.Join(dir, "zerofifo")
+		if err := syscall.Mknod(p, syscall.S_IFIFO, 0); err != nil {
+			return err.Error()
+		}
+		return modeOf(t, p)
+	})
+	e.mt.unmount()
+}
