@@ -381,7 +381,6 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 	}
 	t := nowNs()
 	in.a.Mtime, in.a.Ctime = t, t
-	in.a.Mode = killSUIDGID(in.a.Mode) // a write drops set-user-id (see mount.go)
 	in.dirty = true
 	f.Stats.BytesWrite.Add(uint64(len(data)))
 	if pressure {

@@ -3,6 +3,10 @@ package zdbfs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -113,15 +117,52 @@ func (f *FS) fillAttr(in *inode, out *fuse.Attr) {
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
 
-// killSUIDGID is what a write, a truncate or a chown does to a regular
-// file's mode: set-user-id goes, and set-group-id when the group may
-// execute (without group execute it marks mandatory locking).
-func killSUIDGID(mode uint32) uint32 {
+// killPriv is what a write, a truncate or a chown does to a regular
+// file's mode, by the rules of Linux filesystems (should_remove_suid and
+// setattr_should_drop_sgid): set-user-id goes, and set-group-id when the
+// group may execute or the caller is not in the file's group (oldGID);
+// without group execute, set-group-id marks mandatory locking and is kept
+// for a member of the group. Root (CAP_FSETID, approximated by uid 0)
+// keeps both on a write or a truncate; a chown drops them for root too.
+// The kernel leaves this to zdbfs (CAP_HANDLE_KILLPRIV_V2, see mount.go).
+func killPriv(ctx context.Context, mode, oldGID uint32, chown bool) uint32 {
+	if mode&syscall.S_IFMT != syscall.S_IFREG || mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 {
+		return mode
+	}
+	c, _ := fuse.FromContext(ctx)
+	root := c == nil || c.Uid == 0
+	if root && !chown {
+		return mode
+	}
 	mode &^= syscall.S_ISUID
-	if mode&syscall.S_IXGRP != 0 {
+	if mode&syscall.S_ISGID != 0 && (mode&syscall.S_IXGRP != 0 || !root && !inGroup(c, oldGID)) {
 		mode &^= syscall.S_ISGID
 	}
 	return mode
+}
+
+// inGroup reports whether the caller of a request belongs to group gid:
+// its group, or one of its supplementary groups (read from /proc, as the
+// request does not carry them).
+func inGroup(c *fuse.Caller, gid uint32) bool {
+	if c.Gid == gid {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, g := range strings.Fields(rest) {
+				if n, err := strconv.ParseUint(g, 10, 32); err == nil && uint32(n) == gid {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
 }
 
 func caller(ctx context.Context) (uint32, uint32) {
@@ -176,6 +217,10 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 	defer in.mu.Unlock()
 	old := in.a
 	now := nowNs()
+	_, chown := sa.GetUID()
+	if _, ok := sa.GetGID(); ok {
+		chown = true
+	}
 	if m, ok := sa.GetMode(); ok {
 		in.a.Mode = in.a.Mode&syscall.S_IFMT | m&0o7777
 	}
@@ -197,8 +242,8 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 		}
 		in.a.Mtime = now
 	}
-	if sa.Valid&fuse.FATTR_KILL_SUIDGID != 0 && in.isReg() {
-		in.a.Mode = killSUIDGID(in.a.Mode)
+	if sa.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+		in.a.Mode = killPriv(ctx, in.a.Mode, old.GID, chown)
 	}
 	if t, ok := sa.GetATime(); ok {
 		in.a.Atime = t.UnixNano()
@@ -502,6 +547,7 @@ func (n *Node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 	if err != nil {
 		return 0, n.f.errno("write", err)
 	}
+	n.in.a.Mode = killPriv(ctx, n.in.a.Mode, n.in.a.GID, false)
 	return uint32(k), 0
 }
 

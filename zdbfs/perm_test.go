@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"syscall"
 	"testing"
-
 )
 
 // The permission tests run each operation on the local disk (ext4 under
@@ -130,4 +129,82 @@ func TestCreateModeZero(t *testing.T) {
 		return modeOf(t, p)
 	})
 	e.mt.unmount()
+}
+
+// TestKillSetID: a chown of a regular file (by its owner, and by root)
+// and a write by another user clear set-user-id, and set-group-id when
+// the group may execute, exactly as on the local disk; a chown of a
+// directory keeps them.
+func TestKillSetID(t *testing.T) {
+	e := newPermEnv(t)
+	setup := func(dir, name string, mode uint32, uid int) string {
+		p := filepath.Join(dir, name)
+		must(t, os.WriteFile(p, []byte("x"), 0o600))
+		must(t, os.Chown(p, uid, uid))
+		must(t, os.Chmod(p, os.FileMode(mode&0o777)|modeBits(mode)))
+		return p
+	}
+	for _, mode := range []uint32{0o6755, 0o6745, 0o4700} {
+		e.both(fmt.Sprintf("chown by the owner, mode %o", mode), func(dir string) string {
+			p := setup(dir, fmt.Sprintf("own%o", mode), mode, otherUID)
+			if out, err := asOther("chown", fmt.Sprintf("%d:%d", otherUID, otherUID), p); err != nil {
+				return "chown: " + out
+			}
+			return modeOf(t, p)
+		})
+		e.both(fmt.Sprintf("chown by root, mode %o", mode), func(dir string) string {
+			p := setup(dir, fmt.Sprintf("root%o", mode), mode, otherUID)
+			must(t, os.Chown(p, 0, 0))
+			return modeOf(t, p)
+		})
+	}
+	e.both("chown of a setgid directory", func(dir string) string {
+		p := filepath.Join(dir, "sgiddir")
+		must(t, os.Mkdir(p, 0o755))
+		must(t, os.Chmod(p, 0o755|os.ModeSetgid|os.ModeSetuid))
+		must(t, os.Chown(p, otherUID, otherUID))
+		return modeOf(t, p)
+	})
+	for _, mode := range []uint32{0o6777, 0o6767} {
+		e.both(fmt.Sprintf("write by another user, mode %o", mode), func(dir string) string {
+			p := setup(dir, fmt.Sprintf("w%o", mode), mode, 0)
+			if out, err := asOther("sh", "-c", "printf y >> "+p); err != nil {
+				return "write: " + out
+			}
+			return modeOf(t, p)
+		})
+		e.both(fmt.Sprintf("truncate by another user, mode %o", mode), func(dir string) string {
+			p := setup(dir, fmt.Sprintf("t%o", mode), mode, 0)
+			if out, err := asOther("truncate", "-s", "0", p); err != nil {
+				return "truncate: " + out
+			}
+			return modeOf(t, p)
+		})
+	}
+	e.both("write by root", func(dir string) string {
+		p := setup(dir, "wroot", 0o6777, otherUID)
+		f, err := os.OpenFile(p, os.O_WRONLY|os.O_APPEND, 0)
+		must(t, err)
+		_, err = f.Write([]byte("z"))
+		must(t, err)
+		must(t, f.Close())
+		return modeOf(t, p)
+	})
+	e.mt.unmount()
+}
+
+// modeBits turns the set-id and sticky bits of a numeric mode into
+// os.FileMode flags.
+func modeBits(mode uint32) os.FileMode {
+	var m os.FileMode
+	if mode&syscall.S_ISUID != 0 {
+		m |= os.ModeSetuid
+	}
+	if mode&syscall.S_ISGID != 0 {
+		m |= os.ModeSetgid
+	}
+	if mode&syscall.S_ISVTX != 0 {
+		m |= os.ModeSticky
+	}
+	return m
 }
