@@ -736,9 +736,25 @@ func (f *FS) xattrsLocked(ctx context.Context, in *inode) (xattrList, error) {
 	return xs, nil
 }
 
+// aclXattr reports whether name is a POSIX ACL attribute. zdbfs has no
+// POSIX ACLs: the kernel enforces them only for a server that asks for
+// FUSE_POSIX_ACL, and then leaves the server to keep mode and ACL in step
+// and to inherit default ACLs. Stored as plain xattrs, they were shown
+// (ls: "+") and changed nothing, and cp -p/-a, whose ACL copy then
+// "succeeded", left files at the restrictive mode it creates them with.
+// So their xattrs are refused with EOPNOTSUPP, as by a filesystem mounted
+// without ACL support: cp falls back to chmod, setfacl reports it.
+// Attributes of that name stored by earlier versions are hidden.
+func aclXattr(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
+}
+
 // Getxattr implements NodeGetxattrer.
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	ctx = detach(ctx)
+	if aclXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -784,6 +800,9 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if len(attr) == 0 || len(attr) > 255 {
 		return syscall.ERANGE
 	}
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -816,6 +835,9 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -847,7 +869,9 @@ func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var b []byte
 	for _, x := range xs {
-		b = append(append(b, x.Name...), 0)
+		if !aclXattr(x.Name) {
+			b = append(append(b, x.Name...), 0)
+		}
 	}
 	if len(dest) < len(b) {
 		return uint32(len(b)), syscall.ERANGE

@@ -1,11 +1,15 @@
 package zdbfs
 
 import (
+	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 )
@@ -207,4 +211,73 @@ func modeBits(mode uint32) os.FileMode {
 		m |= os.ModeSticky
 	}
 	return m
+}
+
+// TestCopyPreservesModes: cp -a and cp -p onto the mount leave the modes
+// of the source, no POSIX ACL, and files another user may read stay
+// readable to that user, as on the local disk. zdbfs has no POSIX ACLs:
+// it refuses their xattrs (EOPNOTSUPP) as a filesystem mounted without
+// ACL support does, and cp then sets the mode instead.
+func TestCopyPreservesModes(t *testing.T) {
+	e := newPermEnv(t)
+	src := filepath.Join(filepath.Dir(e.local), "src")
+	must(t, os.MkdirAll(filepath.Join(src, "sub"), 0o755))
+	files := map[string]os.FileMode{"r644": 0o644, "x755": 0o755, "p600": 0o600, "sub/g640": 0o640, "sub/s4755": 0o4755 | os.ModeSetuid}
+	for name, mode := range files {
+		p := filepath.Join(src, name)
+		must(t, os.WriteFile(p, []byte(name), 0o600))
+		must(t, os.Chmod(p, mode))
+	}
+	must(t, os.Chmod(filepath.Join(src, "sub"), 0o750))
+	for _, flag := range []string{"-a", "-p"} {
+		e.both("cp "+flag, func(dir string) string {
+			dst := filepath.Join(dir, "cp"+flag)
+			args := []string{flag, src, dst}
+			if flag == "-p" {
+				args = []string{"-r", "-p", src, dst}
+			}
+			if out, err := exec.Command("cp", args...).CombinedOutput(); err != nil {
+				return "cp: " + string(out)
+			}
+			var sb strings.Builder
+			filepath.Walk(dst, func(p string, fi os.FileInfo, err error) error {
+				if err != nil {
+					fmt.Fprintf(&sb, "%v;", err)
+					return nil
+				}
+				rel, _ := filepath.Rel(dst, p)
+				fmt.Fprintf(&sb, "%s %s", rel, modeOf(t, p))
+				if n, _ := unix.Getxattr(p, "system.posix_acl_access", nil); n > 0 {
+					sb.WriteString(" acl")
+				}
+				sb.WriteString(";")
+				return nil
+			})
+			out, err := asOther("cat", filepath.Join(dst, "r644"))
+			fmt.Fprintf(&sb, " other reads r644: %q %v", out, err)
+			return sb.String()
+		})
+	}
+	// Setting an ACL is refused, and nothing is stored.
+	p := e.mt.path("cp-a/r644")
+	acl := []byte{2, 0, 0, 0, 1, 0, 6, 0, 0xff, 0xff, 0xff, 0xff, 4, 0, 4, 0, 0xff, 0xff, 0xff, 0xff, 0x20, 0, 4, 0, 0xff, 0xff, 0xff, 0xff}
+	for _, name := range []string{"system.posix_acl_access", "system.posix_acl_default"} {
+		target := p
+		if strings.HasSuffix(name, "default") {
+			target = e.mt.path("cp-a/sub")
+		}
+		if err := unix.Setxattr(target, name, acl, 0); !errors.Is(err, unix.EOPNOTSUPP) {
+			t.Errorf("setxattr %s on the mount: %v, want EOPNOTSUPP", name, err)
+		}
+	}
+	if got := modeOf(t, p); got != "644" {
+		t.Errorf("mode after a refused ACL: %s", got)
+	}
+	buf := make([]byte, 4096)
+	n, err := unix.Listxattr(p, buf)
+	must(t, err)
+	if bytes.Contains(buf[:n], []byte("posix_acl")) {
+		t.Errorf("listxattr after a refused ACL: %q", buf[:n])
+	}
+	e.mt.unmount()
 }
