@@ -48,7 +48,7 @@ type Config struct {
 	// and unmount are the durability points (spec §2), and a failure to
 	// store is reported by the next write, fsync or close of the file.
 	SyncClose bool
-	Capacity  uint64        // size reported by statfs (default 10 GiB)
+	Capacity  uint64        // caps the size reported by statfs (default: what zdb reports, see space.go)
 	LeaseTTL  time.Duration // a lease not renewed for this long is stale (default 30 s)
 	UID, GID  uint32        // owner of a new root directory
 	Logger    *slog.Logger
@@ -101,6 +101,7 @@ type FS struct {
 	pushes   chan struct{} // bounds concurrent page pushes
 	trimKick chan struct{}
 	closeq   chan *inode // files last closed after writing, to flush (unless SyncClose)
+	statfs   statfsCache
 	Stats    Stats
 }
 
@@ -152,15 +153,13 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	if cfg.FlushAge <= 0 {
 		cfg.FlushAge = 2 * time.Second
 	}
-	if cfg.Capacity == 0 {
-		cfg.Capacity = 10 << 30
-	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Meta, cfg.Data = spaceStore{cfg.Meta}, spaceStore{cfg.Data} // a full disk is ENOSPC (space.go)
 	mlog := newWBStore(cfg.Meta)
 	f := &FS{
 		cfg:      cfg,

@@ -705,13 +705,33 @@ func (n *Node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence
 	return pos, 0
 }
 
-// Statfs implements NodeStatfser: the capacity is the size= option.
+// Statfs implements NodeStatfser: the bytes zdb holds for both
+// namespaces, and what they can still take (space.go), capped by the
+// size= option when given. When zdb cannot tell (a server without the
+// NSINFO fields), the size= option (or 10 GiB) is shown as free.
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = detach(ctx)
+	n.f.Stats.Requests.Add(1)
 	const bs = 4096
+	used, free, err := n.f.usage(ctx)
+	if err != nil {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return n.f.errno("statfs", err)
+		}
+		used, free = 0, max(n.f.cfg.Capacity, 10<<30)
+	}
+	total := used + free
+	if c := n.f.cfg.Capacity; c > 0 && c < total {
+		total, free = c, c-min(c, used)
+	}
 	out.Bsize, out.Frsize = bs, bs
-	out.Blocks = n.f.cfg.Capacity / bs
-	out.Bfree, out.Bavail = out.Blocks, out.Blocks
-	out.Files, out.Ffree = 1<<32, 1<<32
+	out.Blocks = (total + bs - 1) / bs
+	out.Bfree = free / bs
+	out.Bavail = out.Bfree
+	n.f.amu.Lock()
+	inodes := n.f.nextIno
+	n.f.amu.Unlock()
+	out.Files, out.Ffree = 1<<32, 1<<32-min(inodes, 1<<32)
 	out.NameLen = 255
 	return 0
 }
