@@ -23,6 +23,7 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 	}
 	f.Stats.CacheMisses.Add(1)
 	b := &cblock{key: bkey{in.ino, blk}, data: make([]byte, BlockSize)}
+	b.storedNone()
 	start := blk * BlockSize
 	if start < in.a.Size {
 		switch {
@@ -30,12 +31,18 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 			if blk == 0 {
 				copy(b.data, in.pa.Data)
 			}
-		case blk < in.pa.HWM:
+		case blk < in.pa.HWM && !in.pa.Paged:
 			v, err := f.data.Get(ctx, blockKey(in.ino, blk))
 			if err != nil && !errors.Is(err, ErrNotFound) {
 				return nil, err
 			}
-			copy(b.data, v)
+			b.assemble([][]byte{v})
+		case blk < in.pa.HWM:
+			vs, err := f.data.GetMany(ctx, blockKeys(in.ino, blk, true))
+			if err != nil {
+				return nil, err
+			}
+			b.assemble(vs)
 		}
 		if end := in.a.Size - start; end < BlockSize {
 			clear(b.data[end:])
@@ -250,6 +257,7 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 	var idx []int
 	for i, blk := range blks {
 		out[i] = &cblock{key: bkey{ino, blk}}
+		out[i].storedNone()
 		switch {
 		case blk*BlockSize >= size:
 		case pa.Inline:
@@ -257,9 +265,13 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 				out[i].data = pa.Data
 			}
 		case blk < pa.HWM:
-			keys = append(keys, blockKey(ino, blk))
+			keys = append(keys, blockKeys(ino, blk, pa.Paged)...)
 			idx = append(idx, i)
 		}
+	}
+	per := 1
+	if pa.Paged {
+		per += blockPages
 	}
 	switch len(keys) {
 	case 0:
@@ -269,13 +281,21 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 			return nil, err
 		}
 		out[idx[0]].data = v
+		out[idx[0]].slen[0] = int32(len(v))
 	default:
 		vs, err := f.data.GetMany(ctx, keys)
 		if err != nil {
 			return nil, err
 		}
-		for j, v := range vs {
-			out[idx[j]].data = v
+		for j, i := range idx {
+			b := out[i]
+			if per == 1 {
+				b.data = vs[j]
+				b.slen[0] = int32(len(vs[j]))
+				continue
+			}
+			b.data = make([]byte, BlockSize)
+			b.assemble(vs[j*per : (j+1)*per])
 		}
 	}
 	for _, b := range out {
@@ -330,7 +350,11 @@ func (f *FS) growLocked(ctx context.Context, in *inode, newSize uint64) error {
 		if err != nil {
 			return err
 		}
-		f.cache.markDirty(b)
+		if in.pa.Inline {
+			f.cache.markDirty(b)
+		} else {
+			f.cache.markDirtyRange(b, int(old%BlockSize), BlockSize)
+		}
 	}
 	in.a.Size = newSize
 	in.dirty = true
@@ -361,18 +385,27 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 		pos := uint64(off) + uint64(done)
 		blk := pos / BlockSize
 		var b *cblock
+		lo, hi := 0, BlockSize
 		if pos%BlockSize == 0 && len(data)-done >= BlockSize && f.cache.get(in.ino, blk) == nil {
 			// A whole block: no need to read (or zero) what it replaces.
+			// What zdb holds for it is asked at flush time if it may
+			// hold something (blocks.go).
 			b = &cblock{key: bkey{in.ino, blk}, data: append([]byte(nil), data[done:done+BlockSize]...)}
+			if blk >= in.pa.HWM || in.pa.Inline {
+				b.storedNone()
+			}
 			done += BlockSize
 		} else {
 			var err error
 			if b, err = f.block(ctx, in, blk); err != nil {
 				return 0, err
 			}
-			done += copy(b.mutable()[pos%BlockSize:], data[done:])
+			lo = int(pos % BlockSize)
+			n := copy(b.mutable()[lo:], data[done:])
+			hi = lo + n
+			done += n
 		}
-		if f.cache.markDirty(b) {
+		if f.cache.markDirtyRange(b, lo, hi) {
 			pressure = true
 		}
 	}
@@ -437,37 +470,32 @@ func (f *FS) flushAsync(in *inode) {
 	if len(dirty) == 0 {
 		return
 	}
-	in.flushing = true
 	size := in.a.Size
+	ctx := context.Background()
+	plan, preErr := f.planBlocks(ctx, in, dirty, size)
+	if preErr != nil {
+		in.werr = preErr
+		return
+	}
+	in.flushing = true
 	type snap struct {
 		b    *cblock
 		data []byte
 		ver  uint64
 	}
 	snaps := make([]snap, 0, len(dirty))
-	ops := make([]Op, 0, len(dirty))
 	for _, b := range dirty {
 		b.frozen = true
 		snaps = append(snaps, snap{b, b.data, b.ver})
-		start := b.key.blk * BlockSize
-		var v []byte
-		if start < size {
-			v = trimZeros(b.data[:min(BlockSize, size-start)])
-		}
-		if len(v) == 0 {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-		} else {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-		}
 	}
 	need := max(in.pa.HWM, dirty[len(dirty)-1].key.blk+1)
+	paged := in.pa.Paged || plan.paged
 	na := in.a
 	na.Size, na.HWM, na.Inline, na.Data = size, need, false, nil
-	var preErr error
-	ctx := context.Background()
-	if need > in.pa.HWM {
+	na.Paged, na.Alloc = paged, addAlloc(in.pa.Alloc, plan.alloc)
+	if need > in.pa.HWM || paged != in.pa.Paged {
 		pre := in.pa
-		pre.HWM = need
+		pre.HWM, pre.Paged = need, paged
 		if preErr = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); preErr == nil {
 			in.pa = pre
 		}
@@ -482,10 +510,11 @@ func (f *FS) flushAsync(in *inode) {
 			err = f.mlog.Flush(ctx) // the raised mark is in zdb before the blocks
 		}
 		if err == nil {
-			err = f.data.Apply(ctx, ops)
+			err = plan.apply(ctx, f.data)
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
+		plan.done(err)
 		var clean []*cblock
 		for _, s := range snaps {
 			if &s.b.data[0] == &s.data[0] {
@@ -500,6 +529,7 @@ func (f *FS) flushAsync(in *inode) {
 			if err == nil {
 				in.pa = na
 				in.a.HWM, in.a.Inline, in.a.Data = need, false, nil
+				in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
 				f.cache.markClean(clean)
 				in.gen++
 			}
@@ -615,6 +645,7 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 	in.gen++
 	f.Stats.Flushes.Add(1)
 	na := in.a
+	na.Paged, na.Alloc = in.pa.Paged, in.pa.Alloc
 	if inline {
 		na.Inline, na.Data = true, nil
 		if size > 0 {
@@ -634,10 +665,10 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 			if err := f.mlog.Flush(ctx); err != nil {
 				return err
 			}
-			if err := f.delBlocks(ctx, in.ino, 0, na.HWM); err != nil {
+			if _, err := f.delBlocks(ctx, in.ino, 0, na.HWM, na.Paged, false); err != nil {
 				return err
 			}
-			na.HWM = 0
+			na.HWM, na.Paged, na.Alloc = 0, false, 0
 			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
 				return err
 			}
@@ -649,9 +680,14 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 		if len(dirty) > 0 {
 			need = max(need, dirty[len(dirty)-1].key.blk+1)
 		}
-		if need > in.pa.HWM {
+		plan, err := f.planBlocks(ctx, in, dirty, size)
+		if err != nil {
+			return err
+		}
+		na.Paged = in.pa.Paged || plan.paged
+		if need > in.pa.HWM || na.Paged != in.pa.Paged {
 			pre := in.pa
-			pre.HWM = need
+			pre.HWM, pre.Paged = need, na.Paged
 			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
 				return err
 			}
@@ -667,30 +703,19 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 				return err
 			}
 		}
-		ops := make([]Op, 0, len(dirty))
-		for _, b := range dirty {
-			start := b.key.blk * BlockSize
-			if start >= size {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-				continue
-			}
-			v := trimZeros(b.data[:min(BlockSize, size-start)])
-			if len(v) == 0 {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-			} else {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-			}
-		}
-		if err := f.data.Apply(ctx, ops); err != nil {
+		err = plan.apply(ctx, f.data)
+		plan.done(err)
+		if err != nil {
 			return err
 		}
-		na.HWM = need
+		na.HWM, na.Alloc = need, addAlloc(na.Alloc, plan.alloc)
 		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
 			return err
 		}
 		in.pa = na
 	}
 	in.a.HWM, in.a.Inline, in.a.Data = na.HWM, na.Inline, na.Data
+	in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
 	f.cache.markClean(dirty)
 	in.dirty = false
 	return nil
@@ -715,14 +740,20 @@ func (f *FS) truncateLocked(ctx context.Context, in *inode, size uint64) error {
 			return err
 		}
 		clear(b.mutable()[size%BlockSize:])
-		f.cache.markDirty(b)
+		f.cache.markDirtyRange(b, int(size%BlockSize), BlockSize)
 	}
 	f.cache.truncate(in.ino, keep)
 	if !in.pa.Inline && in.pa.HWM > keep {
-		if err := f.delBlocks(ctx, in.ino, keep, in.pa.HWM); err != nil {
+		freed, err := f.delBlocks(ctx, in.ino, keep, in.pa.HWM, in.pa.Paged, keep > 0)
+		if err != nil {
 			return err
 		}
 		in.pa.HWM = keep // the stored record may say more: that is safe
+		in.pa.Alloc = addAlloc(in.pa.Alloc, -int64(freed))
+		if keep == 0 {
+			in.pa.Alloc = 0
+		}
+		in.a.Alloc = in.pa.Alloc
 	}
 	in.a.Size = size
 	in.dirty = true
@@ -742,7 +773,7 @@ func (f *FS) punchLocked(ctx context.Context, in *inode, off, n uint64) error {
 			return err
 		}
 		clear(b.mutable()[pos%BlockSize : pos%BlockSize+(bend-pos)])
-		f.cache.markDirty(b)
+		f.cache.markDirtyRange(b, int(pos%BlockSize), int(pos%BlockSize+(bend-pos)))
 		pos = bend
 	}
 	in.dirty = true
@@ -760,7 +791,19 @@ func (f *FS) blockHasData(ctx context.Context, in *inode, blk uint64) (bool, err
 	if blk >= in.pa.HWM {
 		return false, nil
 	}
-	return f.data.Exists(ctx, blockKey(in.ino, blk))
+	if !in.pa.Paged {
+		return f.data.Exists(ctx, blockKey(in.ino, blk))
+	}
+	ls, err := f.storedLengths(ctx, blockKeys(in.ino, blk, true))
+	if err != nil {
+		return false, err
+	}
+	for _, l := range ls {
+		if l > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 const seekScanMax = 1 << 16

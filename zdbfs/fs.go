@@ -214,9 +214,19 @@ func (f *FS) checkSuper(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.Version != FormatVersion || s.BlockSize != BlockSize {
-		return fmt.Errorf("zdbfs format v%d with %d-byte blocks: this build reads v%d with %d-byte blocks",
+	if s.Version < 1 || s.Version > FormatVersion || s.BlockSize != BlockSize {
+		return fmt.Errorf("zdbfs format v%d with %d-byte blocks: this build reads v1 to v%d with %d-byte blocks",
 			s.Version, s.BlockSize, FormatVersion, BlockSize)
+	}
+	if s.Version < FormatVersion {
+		// This mount writes v2 inode records, which a v1 build cannot
+		// read: mark the namespace v2 first, so that such a build refuses
+		// it with a clear error instead of failing on a record.
+		s.Version = FormatVersion
+		if err := f.rawMeta.Set(ctx, keySuper, encodeSuper(s)); err != nil {
+			return fmt.Errorf("upgrade superblock to v%d: %w", FormatVersion, err)
+		}
+		f.log.Info("zdbfs namespace upgraded", "format", FormatVersion)
 	}
 	return nil
 }
@@ -392,26 +402,13 @@ func (f *FS) cleanupBlocks(ctx context.Context, in *inode) error {
 	if in.a.HWM <= keep {
 		return nil
 	}
-	if err := f.delBlocks(ctx, in.ino, keep, in.a.HWM); err != nil {
+	if _, err := f.delBlocks(ctx, in.ino, keep, in.a.HWM, in.a.Paged, false); err != nil {
 		return err
 	}
 	in.a.HWM, in.pa.HWM = keep, keep
 	return f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a))
 }
 
-func (f *FS) delBlocks(ctx context.Context, ino, from, to uint64) error {
-	var ops []Op
-	for b := from; b < to; b++ {
-		ops = append(ops, Op{Key: blockKey(ino, b), Del: true})
-		if len(ops) == 512 || b == to-1 {
-			if err := f.data.Apply(ctx, ops); err != nil {
-				return err
-			}
-			ops = ops[:0]
-		}
-	}
-	return nil
-}
 
 // ref counts a FUSE node created for in; unref drops it and evicts a
 // clean, closed inode from the table.
@@ -449,12 +446,14 @@ func (f *FS) unref(in *inode) {
 
 // recordView is the inode record that may be written outside a data
 // flush: the current attributes, but for a regular file the size, block
-// high-water mark and inline data as last written by a flush, so that the
-// record never claims data that is not stored.
+// high-water mark, inline data, page flag and stored bytes as last
+// written by a flush, so that the record never claims data that is not
+// stored.
 func (in *inode) recordView() attrs {
 	v := in.a
 	if in.isReg() {
 		v.Size, v.HWM, v.Inline, v.Data = in.pa.Size, in.pa.HWM, in.pa.Inline, in.pa.Data
+		v.Paged, v.Alloc = in.pa.Paged, in.pa.Alloc
 	}
 	return v
 }
@@ -521,7 +520,7 @@ func (f *FS) purge(ctx context.Context, in *inode) error {
 		if err := f.mlog.Flush(ctx); err != nil {
 			return err
 		}
-		if err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM); err != nil {
+		if _, err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM, in.pa.Paged, false); err != nil {
 			return err
 		}
 	}

@@ -111,10 +111,32 @@ func (f *FS) fillAttr(in *inode, out *fuse.Attr) {
 	out.Size = a.Size
 	out.Rdev = a.Rdev
 	out.Blksize = 4096
-	out.Blocks = (a.Size + 511) / 512
+	out.Blocks = f.allocated(in) / 512
 	out.Atime, out.Atimensec = uint64(a.Atime/1e9), uint32(a.Atime%1e9)
 	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
+}
+
+// allocated is what st_blocks reports, in bytes: for a regular file the
+// bytes stored in the data namespace (holes take nothing), in 4 KiB
+// units, plus its dirty blocks not yet stored (a file just written
+// would otherwise show no blocks, which tools such as tar take for all
+// holes); the content of an inline file, a symlink's target. The caller
+// holds in.mu.
+func (f *FS) allocated(in *inode) uint64 {
+	a := &in.a
+	round := func(n uint64) uint64 { return (n + 4095) &^ 4095 }
+	if !in.isReg() || a.Inline && !in.dirty {
+		return round(a.Size)
+	}
+	n := round(a.Alloc)
+	if d := f.cache.dirtyCount(in.ino); d > 0 || in.dirty {
+		n += uint64(d) * BlockSize
+		if a.Inline || in.pa.Inline {
+			n += round(min(a.Size, InlineMax))
+		}
+	}
+	return min(n, round(a.Size))
 }
 
 // killPriv is what a write, a truncate or a chown does to a regular
