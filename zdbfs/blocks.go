@@ -223,8 +223,8 @@ func (f *FS) learnStored(ctx context.Context, in *inode, bs []*cblock) error {
 
 // blockPlan is what a flush writes for a file's dirty blocks.
 type blockPlan struct {
-	ops   []Op // blocks and page records written, blocks deleted: in any order
-	after []Op // page records deleted, once ops are in zdb
+	ops   []Op  // blocks and page records written, blocks deleted: in any order
+	after []Op  // page records deleted, once ops are in zdb
 	paged bool  // writes page records: the record must say Paged first
 	alloc int64 // change of the bytes stored for the file
 	slen  [][1 + blockPages]int32
@@ -253,7 +253,7 @@ func (f *FS) planBlocks(ctx context.Context, in *inode, dirty []*cblock, size ui
 		if d == 0 {
 			d = allPages
 		}
-		cost, usePages := 0, start < size
+		cost, usePages := 0, start < size && !f.cfg.WholeBlocks
 		for p := range blockPages {
 			if d&(1<<p) == 0 {
 				continue

@@ -51,7 +51,11 @@ type Config struct {
 	Capacity  uint64        // caps the size reported by statfs (default: what zdb reports, see space.go)
 	LeaseTTL  time.Duration // a lease not renewed for this long is stale (default 30 s)
 	UID, GID  uint32        // owner of a new root directory
-	Logger    *slog.Logger
+	// WholeBlocks makes flushes write whole blocks only, never page
+	// records (what format v1 did): for benchmarks, as the reference the
+	// page records are measured against (bench/zdbfsamp).
+	WholeBlocks bool
+	Logger      *slog.Logger
 }
 
 // Stats are counters a monitor can read.
@@ -408,7 +412,6 @@ func (f *FS) cleanupBlocks(ctx context.Context, in *inode) error {
 	in.a.HWM, in.pa.HWM = keep, keep
 	return f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a))
 }
-
 
 // ref counts a FUSE node created for in; unref drops it and evicts a
 // clean, closed inode from the table.
