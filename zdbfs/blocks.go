@@ -253,9 +253,9 @@ func (f *FS) planBlocks(ctx context.Context, in *inode, dirty []*cblock, size ui
 		if d == 0 {
 			d = allPages
 		}
-		cost, usePages := 0, start < size && !f.cfg.WholeBlocks
+		cost, usePages := 0, start < size && !f.cfg.WholeBlocks && bits.OnesCount16(stored|d) <= pageMax
 		for p := range blockPages {
-			if d&(1<<p) == 0 {
+			if !usePages || d&(1<<p) == 0 {
 				continue
 			}
 			pg := trimZeros(b.data[p*PageSize : (p+1)*PageSize])
@@ -264,7 +264,7 @@ func (f *FS) planBlocks(ctx context.Context, in *inode, dirty []*cblock, size ui
 			}
 			cost += max(len(pg), 1) + 40 // a record's key and header
 		}
-		if bits.OnesCount16(stored|d) > pageMax || cost >= len(full) {
+		if cost >= len(full) {
 			usePages = false
 		}
 		if usePages {
