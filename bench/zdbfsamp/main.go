@@ -18,8 +18,11 @@
 // the end reports:
 //
 //   - amplification: bytes sent to zdb per byte the application wrote;
-//   - peak and final data files, against the file's size and against
-//     the live bytes zdb reports (NSINFO data_size_bytes).
+//   - the data files during the random writes (median and peak of the
+//     per-second samples: zdb checks for compaction every 10 s, so the
+//     peak is what the writes add in about that time), and 12 s after
+//     them (final), against the file's size and against the live bytes
+//     zdb reports (NSINFO data_size_bytes).
 //
 // Everything it starts and writes is removed at exit.
 package main
@@ -35,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,7 +110,7 @@ func main() {
 	for _, mode := range strings.Split(*flagModes, ",") {
 		rows = append(rows, runMode(ctx, admin, addr, dataRoot, work, mode))
 	}
-	fmt.Printf("\n| mode | seconds | amplification | data files peak | final | file | zdb live | final/file | final/live |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| mode | seconds | amplification | data files median | peak | final | file | zdb live | final/file | final/live |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
@@ -181,15 +185,21 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 	check(f.Sync())
 
 	var peak atomic.Int64
+	var smu sync.Mutex
+	var samples []int64
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	wg.Go(func() {
 		t := time.NewTicker(time.Second)
 		defer t.Stop()
 		for {
-			if n := files(); n > peak.Load() {
+			n := files()
+			if n > peak.Load() {
 				peak.Store(n)
 			}
+			smu.Lock()
+			samples = append(samples, n)
+			smu.Unlock()
 			select {
 			case <-stop:
 				return
@@ -214,6 +224,14 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 	check(f.Sync())
 	took := time.Since(start)
 	sent := stores[0].bytes.Load() + stores[1].bytes.Load() - before
+	smu.Lock()
+	during := slices.Clone(samples)
+	smu.Unlock()
+	slices.Sort(during)
+	median := int64(0)
+	if len(during) > 0 {
+		median = during[len(during)/2]
+	}
 	check(f.Close())
 	// Give the automatic compaction (checked every 10 s) a chance at what
 	// the last files hold.
@@ -231,8 +249,8 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 	check(m.Unmount())
 	unmounted = true
 	amp := float64(sent) / float64(*flagWrites*4096)
-	return fmt.Sprintf("| %s | %.1f | %.2f× | %s | %s | %s | %s | %.2f | %.2f |", mode, took.Seconds(), amp,
-		mib(peak.Load()), mib(final), mib(*flagSize), mib(live), float64(final)/float64(*flagSize), float64(final)/float64(live))
+	return fmt.Sprintf("| %s | %.1f | %.2f× | %s | %s | %s | %s | %s | %.2f | %.2f |", mode, took.Seconds(), amp,
+		mib(median), mib(peak.Load()), mib(final), mib(*flagSize), mib(live), float64(final)/float64(*flagSize), float64(final)/float64(live))
 }
 
 func dirBytes(dir string) int64 {
