@@ -227,6 +227,11 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 	smu.Lock()
 	during := slices.Clone(samples)
 	smu.Unlock()
+	var series []string
+	for i := 0; i < len(during); i += 5 {
+		series = append(series, fmt.Sprintf("%.0f", float64(during[i])/(1<<20)))
+	}
+	fmt.Printf("%s: data files every 5 s of the random writes (MiB): %s\n", mode, strings.Join(series, " "))
 	slices.Sort(during)
 	median := int64(0)
 	if len(during) > 0 {
