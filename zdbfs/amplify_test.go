@@ -9,6 +9,7 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+	"time"
 )
 
 // countingStore counts the bytes written through a Store (keys and
@@ -311,6 +312,97 @@ func TestFormatV1(t *testing.T) {
 	mt = mountOn(t, b, Config{})
 	if got, err := os.ReadFile(mt.path("d/big")); err != nil || !bytes.Equal(got, big) {
 		t.Fatalf("v1 file after page writes and a remount: %d bytes, %v", len(got), err)
+	}
+	mt.unmount()
+}
+
+// pageDelFails is a data Store whose batches deleting page records fail
+// while fail is set: a crash between a flush's block write and the
+// deletion of the page records that block replaces.
+type pageDelFails struct {
+	Store
+	fail atomic.Bool
+}
+
+func (s *pageDelFails) Apply(ctx context.Context, ops []Op) error {
+	if s.fail.Load() {
+		for _, op := range ops {
+			if op.Del && op.Key[0] == 'c' {
+				return &StoreError{Op: "apply", Err: fmt.Errorf("injected failure")}
+			}
+		}
+	}
+	return s.Store.Apply(ctx, ops)
+}
+
+// TestPagesCrashBetweenBlockAndPages: when a flush writes a whole block
+// and dies before deleting the page records it replaces, a remount shows
+// every page of the block as of that flush or as of the fsync before it,
+// never older, and the file keeps its fsync'ed size.
+func TestPagesCrashBetweenBlockAndPages(t *testing.T) {
+	b := newBackend(t, "engine")
+	pd := &pageDelFails{Store: b.data}
+	b.data = pd
+	mt := mountOn(t, b, Config{FlushAge: time.Hour})
+	fill := func(buf []byte, seed byte) {
+		for i := range buf {
+			buf[i] = seed + byte(i%251)
+		}
+	}
+	s0 := make([]byte, BlockSize)
+	fill(s0, 1)
+	f, err := os.Create(mt.path("f"))
+	must(t, err)
+	_, err = f.Write(s0)
+	must(t, err)
+	must(t, f.Sync()) // S0: the block record
+	s1 := bytes.Clone(s0)
+	for _, p := range []int{1, 2, 3} { // S1: three page records
+		fill(s1[p*PageSize:(p+1)*PageSize], byte(10+p))
+		_, err := f.WriteAt(s1[p*PageSize:(p+1)*PageSize], int64(p*PageSize))
+		must(t, err)
+	}
+	must(t, f.Sync())
+	s2 := bytes.Clone(s1)
+	for p := 2; p < 12; p++ { // S2: ten pages, over two of the records: a whole block
+		fill(s2[p*PageSize:(p+1)*PageSize], byte(40+p))
+		_, err := f.WriteAt(s2[p*PageSize:(p+1)*PageSize], int64(p*PageSize))
+		must(t, err)
+	}
+	pd.fail.Store(true)
+	if err := f.Sync(); err == nil {
+		t.Fatal("fsync succeeded with the page records' deletion failing")
+	}
+	f.Close()
+	mt.forceUnmount() // the crash: nothing more reaches zdb
+	pd.fail.Store(false)
+	mt = mountOn(t, b, Config{})
+	got, err := os.ReadFile(mt.path("f"))
+	must(t, err)
+	if len(got) != BlockSize {
+		t.Fatalf("size %d after the crash, %d was fsync'ed", len(got), BlockSize)
+	}
+	for p := range blockPages {
+		pg := got[p*PageSize : (p+1)*PageSize]
+		if !bytes.Equal(pg, s1[p*PageSize:(p+1)*PageSize]) && !bytes.Equal(pg, s2[p*PageSize:(p+1)*PageSize]) {
+			t.Errorf("page %d is neither as fsync'ed nor as last written", p)
+		}
+	}
+	// Page 2 was rewritten by S2 but its S1 record survived: it shows S1.
+	if !bytes.Equal(got[2*PageSize:3*PageSize], s1[2*PageSize:3*PageSize]) {
+		t.Errorf("page 2: the surviving page record should show S1")
+	}
+	// The next flush of the block cleans up: everything reads as written.
+	f, err = os.OpenFile(mt.path("f"), os.O_RDWR, 0)
+	must(t, err)
+	_, err = f.WriteAt(s2, 0)
+	must(t, err)
+	must(t, f.Sync())
+	must(t, f.Close())
+	mt.unmount()
+	mt = mountOn(t, b, Config{})
+	if got, err := os.ReadFile(mt.path("f")); err != nil || !bytes.Equal(got, s2) {
+		t.Fatalf("after rewriting the block: %d bytes, %v", len(got), err)
 	}
 	mt.unmount()
 }
