@@ -406,3 +406,61 @@ func TestPagesCrashBetweenBlockAndPages(t *testing.T) {
 	}
 	mt.unmount()
 }
+
+// TestPagesUnderPressure: random small writes to a file larger than a
+// small cache, with no fsync, so that background flushes (page records
+// and whole blocks) run while the writer goes on; the file reads back as
+// written, before and after a remount, over both Store implementations.
+func TestPagesUnderPressure(t *testing.T) {
+	for _, kind := range backends {
+		t.Run(kind, func(t *testing.T) {
+			b := newBackend(t, kind)
+			cfg := Config{CacheBytes: 4 << 20, MaxInodes: 64, FlushAge: 50 * time.Millisecond}
+			mt := mountOn(t, b, cfg)
+			const size = 8 << 20
+			model := make([]byte, size)
+			for i := range model {
+				model[i] = byte(i*3 + 7)
+			}
+			must(t, os.WriteFile(mt.path("f"), model, 0o644))
+			f, err := os.OpenFile(mt.path("f"), os.O_RDWR, 0)
+			must(t, err)
+			rng := rand.New(rand.NewPCG(7, 8))
+			buf := make([]byte, 3*PageSize)
+			for i := range 6000 {
+				n := 1 + rng.IntN(len(buf))
+				off := rng.IntN(size - n)
+				for j := range buf[:n] {
+					buf[j] = byte(rng.Uint32())
+				}
+				_, err := f.WriteAt(buf[:n], int64(off))
+				must(t, err)
+				copy(model[off:], buf[:n])
+				if i%1000 == 999 {
+					got := make([]byte, size)
+					_, err := f.ReadAt(got, 0)
+					must(t, err)
+					if !bytes.Equal(got, model) {
+						t.Fatalf("after %d writes the file differs from what was written", i+1)
+					}
+				}
+			}
+			must(t, f.Close())
+			mt.unmount()
+			mt = mountOn(t, b, cfg)
+			got, err := os.ReadFile(mt.path("f"))
+			must(t, err)
+			if !bytes.Equal(got, model) {
+				t.Fatal("after remount the file differs from what was written")
+			}
+			var st syscall.Stat_t
+			must(t, syscall.Stat(mt.path("f"), &st))
+			v, err := b.meta.Get(context.Background(), inodeKey(st.Ino))
+			must(t, err)
+			if a, err := decodeInode(v); err != nil || !a.Paged {
+				t.Errorf("the file's record: %+v, %v: no page records were written", a, err)
+			}
+			mt.unmount()
+		})
+	}
+}
