@@ -22,7 +22,9 @@
 //     per-second samples: zdb checks for compaction every 10 s, so the
 //     peak is what the writes add in about that time), and 12 s after
 //     them (final), against the file's size and against the live bytes
-//     zdb reports (NSINFO data_size_bytes).
+//     zdb reports (NSINFO data_size_bytes);
+//   - the speed of a cold read of the whole file on a fresh mount (zdb's
+//     files are in the page cache): what page records cost a reader.
 //
 // Everything it starts and writes is removed at exit.
 package main
@@ -110,7 +112,7 @@ func main() {
 	for _, mode := range strings.Split(*flagModes, ",") {
 		rows = append(rows, runMode(ctx, admin, addr, dataRoot, work, mode))
 	}
-	fmt.Printf("\n| mode | seconds | amplification | data files median | peak | final | file | zdb live | final/file | final/live |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	fmt.Printf("\n| mode | seconds | amplification | data files median | peak | final | file | zdb live | final/file | final/live | cold read MiB/s |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
 	for _, r := range rows {
 		fmt.Println(r)
 	}
@@ -252,10 +254,25 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 		live += n
 	}
 	check(m.Unmount())
+	// A cold read of the whole file on a fresh mount: what the page
+	// records cost readers (17 keys a block instead of 1).
+	fs, err = zdbfs.New(ctx, zdbfs.Config{Meta: stores[0], Data: stores[1], Logger: log})
+	check(err)
+	m, err = zdbfs.MountFS(ctx, fs, mnt, zdbfs.MountOptions{})
+	check(err)
+	rstart := time.Now()
+	b, err := os.ReadFile(filepath.Join(mnt, "file"))
+	check(err)
+	read := time.Since(rstart)
+	if int64(len(b)) != *flagSize {
+		fatal("read back %d bytes", len(b))
+	}
+	check(m.Unmount())
 	unmounted = true
 	amp := float64(sent) / float64(*flagWrites*4096)
-	return fmt.Sprintf("| %s | %.1f | %.2f× | %s | %s | %s | %s | %s | %.2f | %.2f |", mode, took.Seconds(), amp,
-		mib(median), mib(peak.Load()), mib(final), mib(*flagSize), mib(live), float64(final)/float64(*flagSize), float64(final)/float64(live))
+	return fmt.Sprintf("| %s | %.1f | %.2f× | %s | %s | %s | %s | %s | %.2f | %.2f | %.0f |", mode, took.Seconds(), amp,
+		mib(median), mib(peak.Load()), mib(final), mib(*flagSize), mib(live), float64(final)/float64(*flagSize), float64(final)/float64(live),
+		float64(*flagSize)/(1<<20)/read.Seconds())
 }
 
 func dirBytes(dir string) int64 {
