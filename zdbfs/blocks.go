@@ -2,6 +2,7 @@ package zdbfs
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"math/bits"
 
@@ -30,7 +31,14 @@ import (
 //
 // Only files whose record says Paged (set, and stored, before their first
 // page record is written) have page records, and only their reads look
-// for them: 17 keys a block instead of one, fetched in the same pipeline.
+// for them. A block's page mask record ("m" key) lists its page records,
+// so that a reader asks for the block and its mask, and then only for the
+// pages listed (a second round trip, for blocks that have some) instead
+// of 16 keys. The mask is written in the same batch as new page records
+// (in any order: a page record not listed yet is not read, which shows
+// the page as before this flush) and deleted with the page records after
+// a whole block replaces them; it lists every page record written by a
+// completed flush, and may list some that are gone (read as absent).
 //
 // The inode record (v2) counts the bytes stored for the file (Alloc):
 // st_blocks, so du, counts what is stored, not holes. The cache knows
@@ -71,38 +79,106 @@ func (b *cblock) pagesStored() uint16 {
 	return m
 }
 
-// blockKeys returns the keys to read for block blk: the block, then its
-// page records when the file may have some.
-func blockKeys(ino, blk uint64, paged bool) [][]byte {
+// allBlockKeys returns every key block blk of a file may have: the
+// block, and for a paged file its mask and the 16 page records.
+func allBlockKeys(ino, blk uint64, paged bool) [][]byte {
 	if !paged {
 		return [][]byte{blockKey(ino, blk)}
 	}
-	keys := make([][]byte, 1+blockPages)
-	keys[0] = blockKey(ino, blk)
+	keys := make([][]byte, 2+blockPages)
+	keys[0], keys[1] = blockKey(ino, blk), pageMaskKey(ino, blk)
 	for p := range blockPages {
-		keys[1+p] = pageRecKey(ino, blk, p)
+		keys[2+p] = pageRecKey(ino, blk, p)
 	}
 	return keys
 }
 
-// assemble builds a block's bytes from its stored records (vs as
-// blockKeys lists them, nil for a missing one) and records what is
-// stored in b. b.data must be BlockSize bytes.
-func (b *cblock) assemble(vs [][]byte) {
-	b.slen = [1 + blockPages]int32{}
-	b.sknown = true
-	if len(vs) > 0 {
-		copy(b.data, vs[0])
-		b.slen[0] = int32(len(vs[0]))
+func decodeMask(v []byte) uint16 {
+	if len(v) < 2 {
+		return 0
 	}
-	for p := 1; p < len(vs); p++ {
-		if vs[p] == nil {
+	return binary.LittleEndian.Uint16(v)
+}
+
+// storedBlock is what zdb holds for one block: the block record and the
+// page records its mask lists (nil: none).
+type storedBlock struct {
+	base  []byte
+	pages [blockPages][]byte
+}
+
+// readBlocks reads blocks blks of ino: each block record, and for a paged
+// file its mask, then the page records the masks list, in a second
+// pipeline.
+func (f *FS) readBlocks(ctx context.Context, ino uint64, paged bool, blks []uint64) ([]storedBlock, error) {
+	out := make([]storedBlock, len(blks))
+	per := 1
+	if paged {
+		per = 2
+	}
+	keys := make([][]byte, 0, per*len(blks))
+	for _, blk := range blks {
+		keys = append(keys, blockKey(ino, blk))
+		if paged {
+			keys = append(keys, pageMaskKey(ino, blk))
+		}
+	}
+	var vs [][]byte
+	if len(keys) == 1 {
+		v, err := f.data.Get(ctx, keys[0])
+		if err != nil && !errors.Is(err, ErrNotFound) {
+			return nil, err
+		}
+		vs = [][]byte{v}
+	} else {
+		var err error
+		if vs, err = f.data.GetMany(ctx, keys); err != nil {
+			return nil, err
+		}
+	}
+	var pkeys [][]byte
+	type at struct{ i, p int }
+	var where []at
+	for i := range blks {
+		out[i].base = vs[i*per]
+		if !paged {
 			continue
 		}
-		pg := b.data[(p-1)*PageSize : p*PageSize]
+		m := decodeMask(vs[i*per+1])
+		for p := range blockPages {
+			if m&(1<<p) != 0 {
+				pkeys = append(pkeys, pageRecKey(ino, blks[i], p))
+				where = append(where, at{i, p})
+			}
+		}
+	}
+	if len(pkeys) > 0 {
+		pvs, err := f.data.GetMany(ctx, pkeys)
+		if err != nil {
+			return nil, err
+		}
+		for j, w := range where {
+			out[w.i].pages[w.p] = pvs[j]
+		}
+	}
+	return out, nil
+}
+
+// assemble builds a block's bytes from what zdb holds for it and records
+// that in b. b.data must be BlockSize bytes.
+func (b *cblock) assemble(sb *storedBlock) {
+	b.slen = [1 + blockPages]int32{}
+	b.sknown = true
+	copy(b.data, sb.base)
+	b.slen[0] = int32(len(sb.base))
+	for p, v := range sb.pages {
+		if v == nil {
+			continue
+		}
+		pg := b.data[p*PageSize : (p+1)*PageSize]
 		clear(pg)
-		copy(pg, vs[p])
-		b.slen[p] = int32(max(len(vs[p]), 1))
+		copy(pg, v)
+		b.slen[1+p] = int32(max(len(v), 1))
 	}
 }
 
@@ -185,9 +261,9 @@ func (f *FS) storedLengths(ctx context.Context, keys [][]byte) ([]int64, error) 
 }
 
 // learnStored asks zdb what the blocks whose stored lengths the cache
-// does not know have stored.
+// does not know have stored: the lengths of their block records, and of
+// the page records their masks list.
 func (f *FS) learnStored(ctx context.Context, in *inode, bs []*cblock) error {
-	var keys [][]byte
 	var who []*cblock
 	for _, b := range bs {
 		if b.sknown {
@@ -197,28 +273,72 @@ func (f *FS) learnStored(ctx context.Context, in *inode, bs []*cblock) error {
 			b.storedNone()
 			continue
 		}
-		keys = append(keys, blockKeys(in.ino, b.key.blk, in.pa.Paged)...)
 		who = append(who, b)
 	}
-	if len(keys) == 0 {
+	if len(who) == 0 {
 		return nil
 	}
-	ls, err := f.storedLengths(ctx, keys)
+	blks := make([]uint64, len(who))
+	for i, b := range who {
+		blks[i] = b.key.blk
+	}
+	ls, err := f.storedOf(ctx, in.ino, in.pa.Paged, blks)
 	if err != nil {
 		return err
 	}
-	per := 1
-	if in.pa.Paged {
-		per += blockPages
-	}
 	for i, b := range who {
-		b.slen = [1 + blockPages]int32{}
-		for j := range per {
-			b.slen[j] = int32(max(ls[i*per+j], 0)) // records are never empty
-		}
-		b.sknown = true
+		b.slen, b.sknown = ls[i], true
 	}
 	return nil
+}
+
+// storedOf returns the stored lengths of blocks blks of ino: the block
+// record, then each page record its mask lists (0: none).
+func (f *FS) storedOf(ctx context.Context, ino uint64, paged bool, blks []uint64) ([][1 + blockPages]int32, error) {
+	out := make([][1 + blockPages]int32, len(blks))
+	keys := make([][]byte, len(blks))
+	for i, blk := range blks {
+		keys[i] = blockKey(ino, blk)
+	}
+	ls, err := f.storedLengths(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	for i, l := range ls {
+		out[i][0] = int32(max(l, 0))
+	}
+	if !paged {
+		return out, nil
+	}
+	for i, blk := range blks {
+		keys[i] = pageMaskKey(ino, blk)
+	}
+	masks, err := f.data.GetMany(ctx, keys)
+	if err != nil {
+		return nil, err
+	}
+	var pkeys [][]byte
+	type at struct{ i, p int }
+	var where []at
+	for i, v := range masks {
+		m := decodeMask(v)
+		for p := range blockPages {
+			if m&(1<<p) != 0 {
+				pkeys = append(pkeys, pageRecKey(ino, blks[i], p))
+				where = append(where, at{i, p})
+			}
+		}
+	}
+	if len(pkeys) > 0 {
+		pls, err := f.storedLengths(ctx, pkeys)
+		if err != nil {
+			return nil, err
+		}
+		for j, w := range where {
+			out[w.i][1+w.p] = int32(max(pls[j], 0)) // records are never empty
+		}
+	}
+	return out, nil
 }
 
 // blockPlan is what a flush writes for a file's dirty blocks.
@@ -283,6 +403,15 @@ func (f *FS) planBlocks(ctx context.Context, in *inode, dirty []*cblock, size ui
 				nl[1+p] = int32(len(pg))
 				pl.paged = true
 			}
+			var now uint16
+			for p := range blockPages {
+				if nl[1+p] > 0 {
+					now |= 1 << p
+				}
+			}
+			if now&^stored != 0 {
+				pl.ops = append(pl.ops, Op{Key: pageMaskKey(in.ino, b.key.blk), Value: binary.LittleEndian.AppendUint16(nil, now)})
+			}
 		} else {
 			if len(full) > 0 {
 				pl.ops = append(pl.ops, Op{Key: blockKey(in.ino, b.key.blk), Value: full})
@@ -290,12 +419,16 @@ func (f *FS) planBlocks(ctx context.Context, in *inode, dirty []*cblock, size ui
 				pl.ops = append(pl.ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
 			}
 			nl[0] = int32(len(full))
-			// The page records go after the block (see the top).
+			// The page records and their mask go after the block (see
+			// the top).
 			for p := range blockPages {
 				if stored&(1<<p) != 0 {
 					pl.after = append(pl.after, Op{Key: pageRecKey(in.ino, b.key.blk, p), Del: true})
 					nl[1+p] = 0
 				}
+			}
+			if stored != 0 {
+				pl.after = append(pl.after, Op{Key: pageMaskKey(in.ino, b.key.blk), Del: true})
 			}
 		}
 		for j := range nl {
@@ -361,7 +494,7 @@ func (f *FS) delBlocks(ctx context.Context, ino, from, to uint64, paged, count b
 		return err
 	}
 	for b := from; b < to; b++ {
-		for _, k := range blockKeys(ino, b, paged) {
+		for _, k := range allBlockKeys(ino, b, paged) {
 			ops = append(ops, Op{Key: k, Del: true})
 			keys = append(keys, k)
 		}

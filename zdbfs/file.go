@@ -2,7 +2,6 @@ package zdbfs
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"syscall"
 	"time"
@@ -31,18 +30,12 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 			if blk == 0 {
 				copy(b.data, in.pa.Data)
 			}
-		case blk < in.pa.HWM && !in.pa.Paged:
-			v, err := f.data.Get(ctx, blockKey(in.ino, blk))
-			if err != nil && !errors.Is(err, ErrNotFound) {
-				return nil, err
-			}
-			b.assemble([][]byte{v})
 		case blk < in.pa.HWM:
-			vs, err := f.data.GetMany(ctx, blockKeys(in.ino, blk, true))
+			sb, err := f.readBlocks(ctx, in.ino, in.pa.Paged, []uint64{blk})
 			if err != nil {
 				return nil, err
 			}
-			b.assemble(vs)
+			b.assemble(&sb[0])
 		}
 		if end := in.a.Size - start; end < BlockSize {
 			clear(b.data[end:])
@@ -253,7 +246,7 @@ func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
 // belong to the caller), so a cold read copies each byte once here.
 func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64, blks []uint64) ([]*cblock, error) {
 	out := make([]*cblock, len(blks))
-	var keys [][]byte
+	var want []uint64
 	var idx []int
 	for i, blk := range blks {
 		out[i] = &cblock{key: bkey{ino, blk}}
@@ -265,37 +258,24 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 				out[i].data = pa.Data
 			}
 		case blk < pa.HWM:
-			keys = append(keys, blockKeys(ino, blk, pa.Paged)...)
+			want = append(want, blk)
 			idx = append(idx, i)
 		}
 	}
-	per := 1
-	if pa.Paged {
-		per += blockPages
-	}
-	switch len(keys) {
-	case 0:
-	case 1:
-		v, err := f.data.Get(ctx, keys[0])
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		out[idx[0]].data = v
-		out[idx[0]].slen[0] = int32(len(v))
-	default:
-		vs, err := f.data.GetMany(ctx, keys)
+	if len(want) > 0 {
+		sbs, err := f.readBlocks(ctx, ino, pa.Paged, want)
 		if err != nil {
 			return nil, err
 		}
 		for j, i := range idx {
-			b := out[i]
-			if per == 1 {
-				b.data = vs[j]
-				b.slen[0] = int32(len(vs[j]))
+			b, sb := out[i], &sbs[j]
+			if !pa.Paged {
+				b.data = sb.base // the value belongs to us: kept as is when whole
+				b.slen[0] = int32(len(sb.base))
 				continue
 			}
 			b.data = make([]byte, BlockSize)
-			b.assemble(vs[j*per : (j+1)*per])
+			b.assemble(sb)
 		}
 	}
 	for _, b := range out {
@@ -794,11 +774,11 @@ func (f *FS) blockHasData(ctx context.Context, in *inode, blk uint64) (bool, err
 	if !in.pa.Paged {
 		return f.data.Exists(ctx, blockKey(in.ino, blk))
 	}
-	ls, err := f.storedLengths(ctx, blockKeys(in.ino, blk, true))
+	ls, err := f.storedOf(ctx, in.ino, true, []uint64{blk})
 	if err != nil {
 		return false, err
 	}
-	for _, l := range ls {
+	for _, l := range ls[0] {
 		if l > 0 {
 			return true, nil
 		}

@@ -85,6 +85,13 @@ func blockKey(ino, blk uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, blk)
 }
 
+// pageMaskKey is "m" + ino + block number (data namespace, v2): which
+// page records of the block to read (u16, bit p for page p).
+func pageMaskKey(ino, blk uint64) []byte {
+	k := inoKey('m', ino)
+	return binary.BigEndian.AppendUint64(k, blk)
+}
+
 // pageRecKey is "c" + ino + block number + page number (data namespace,
 // v2): a page of the block, stored apart from it, which replaces the
 // block's bytes of that page.

@@ -255,7 +255,8 @@ func runMode(ctx context.Context, admin *client.Client, addr, dataRoot, work, mo
 	}
 	check(m.Unmount())
 	// A cold read of the whole file on a fresh mount: what the page
-	// records cost readers (17 keys a block instead of 1).
+	// records cost readers (a mask per block, a second round trip for
+	// the pages it lists).
 	fs, err = zdbfs.New(ctx, zdbfs.Config{Meta: stores[0], Data: stores[1], Logger: log})
 	check(err)
 	m, err = zdbfs.MountFS(ctx, fs, mnt, zdbfs.MountOptions{})
