@@ -26,7 +26,7 @@ import (
 // page as of this flush or the one before, never older: see
 // docs/zdbfs-format.md). A block taking a random 4 KiB write per flush
 // costs pageMax page records, then one block: (pageMax·4 + 64) KiB for
-// pageMax+1 writes of 4 KiB, 2.9× with pageMax = 6, and holds at most
+// pageMax+1 writes of 4 KiB, 3.1× with pageMax = 6, and holds at most
 // 64 + 24 KiB of live records for 64 KiB of data.
 //
 // Only files whose record says Paged (set, and stored, before their first
@@ -61,7 +61,7 @@ func pageSpan(lo, hi int) uint16 {
 	return uint16((1<<(last+1) - 1) &^ (1<<first - 1))
 }
 
-// storedKnown marks b as having nothing stored (a block above the file's
+// storedNone marks b as having nothing stored (a block above the file's
 // high-water mark or past its end).
 func (b *cblock) storedNone() {
 	b.slen = [1 + blockPages]int32{}
@@ -483,8 +483,8 @@ func (f *FS) delBlocks(ctx context.Context, ino, from, to uint64, paged, count b
 			if err != nil {
 				return err
 			}
-			for _, l := range ls {
-				if l > 0 {
+			for i, l := range ls {
+				if l > 0 && keys[i][0] != 'm' { // masks are not counted in Alloc
 					freed += uint64(l)
 				}
 			}

@@ -3,6 +3,7 @@ package zdbfs
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"syscall"
@@ -51,7 +52,7 @@ func parseSpace(info map[string]string) (nsSpace, error) {
 		return v
 	}
 	if _, ok := info["data_disk_freespace_bytes"]; !ok {
-		return nsSpace{}, errors.New("NSINFO has no data_disk_freespace_bytes")
+		return nsSpace{}, fmt.Errorf("NSINFO has no data_disk_freespace_bytes: %w", errors.ErrUnsupported)
 	}
 	s := nsSpace{Live: num("data_size_bytes"), Limit: num("data_limits_bytes")}
 	s.Used = s.Live + num("index_size_bytes")
@@ -61,6 +62,12 @@ func parseSpace(info map[string]string) (nsSpace, error) {
 
 func (s *ClientStore) space(ctx context.Context) (nsSpace, error) {
 	info, err := s.c.NSInfo(ctx, s.c.Namespace())
+	var re *client.ReplyError
+	if errors.As(err, &re) {
+		// The server answered but will not tell (an old server, a
+		// protected namespace): statfs shows size= instead.
+		return nsSpace{}, fmt.Errorf("NSINFO: %w (%w)", errors.ErrUnsupported, err)
+	}
 	if err != nil {
 		return nsSpace{}, mapClientErr("nsinfo", err)
 	}
