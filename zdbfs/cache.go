@@ -27,6 +27,11 @@ type cblock struct {
 	elem   *list.Element
 	ver    uint64 // bumped by every change (under the inode's mutex)
 	frozen bool   // data is being written by a background flush: copy before changing
+	pdirty uint16 // dirty pages (blocks.go); 0 with dirty: all of them
+	// What zdb holds for the block (blocks.go), when sknown: the length
+	// of the block record, then of each page record (0: none).
+	slen   [1 + blockPages]int32
+	sknown bool
 }
 
 // mutable returns b's bytes for changing them: a copy when a background
@@ -127,9 +132,17 @@ func (c *cache) putClean(b *cblock) {
 	c.evictLocked()
 }
 
-// markDirty records that b was modified (and re-inserts it if it was
-// evicted meanwhile). It reports whether the cache is under dirty pressure.
+// markDirty records that b was modified as a whole (and re-inserts it if
+// it was evicted meanwhile). It reports whether the cache is under dirty
+// pressure.
 func (c *cache) markDirty(b *cblock) (pressure bool) {
+	return c.markDirtyRange(b, 0, BlockSize)
+}
+
+// markDirtyRange records that bytes [lo, hi) of b were modified, like
+// markDirty.
+func (c *cache) markDirtyRange(b *cblock, lo, hi int) (pressure bool) {
+	b.pdirty |= pageSpan(lo, hi)
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.insertLocked(b)
@@ -178,7 +191,7 @@ func (c *cache) markClean(bs []*cblock) {
 		if !b.dirty || c.byIno[b.key.ino][b.key.blk] != b {
 			continue
 		}
-		b.dirty = false
+		b.dirty, b.pdirty = false, 0
 		c.ndirt--
 		if c.dirty[b.key.ino]--; c.dirty[b.key.ino] <= 0 {
 			delete(c.dirty, b.key.ino)
@@ -192,6 +205,13 @@ func (c *cache) dirtyBytes() int64 {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.ndirt * BlockSize
+}
+
+// dirtyCount is the number of ino's dirty blocks.
+func (c *cache) dirtyCount(ino uint64) int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.dirty[ino]
 }
 
 func (c *cache) hasDirty(ino uint64) bool {

@@ -2,7 +2,6 @@ package zdbfs
 
 import (
 	"context"
-	"errors"
 	"sync"
 	"syscall"
 	"time"
@@ -23,6 +22,7 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 	}
 	f.Stats.CacheMisses.Add(1)
 	b := &cblock{key: bkey{in.ino, blk}, data: make([]byte, BlockSize)}
+	b.storedNone()
 	start := blk * BlockSize
 	if start < in.a.Size {
 		switch {
@@ -31,11 +31,11 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 				copy(b.data, in.pa.Data)
 			}
 		case blk < in.pa.HWM:
-			v, err := f.data.Get(ctx, blockKey(in.ino, blk))
-			if err != nil && !errors.Is(err, ErrNotFound) {
+			sb, err := f.readBlocks(ctx, in.ino, in.pa.Paged, []uint64{blk})
+			if err != nil {
 				return nil, err
 			}
-			copy(b.data, v)
+			b.assemble(&sb[0])
 		}
 		if end := in.a.Size - start; end < BlockSize {
 			clear(b.data[end:])
@@ -246,10 +246,11 @@ func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
 // belong to the caller), so a cold read copies each byte once here.
 func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64, blks []uint64) ([]*cblock, error) {
 	out := make([]*cblock, len(blks))
-	var keys [][]byte
+	var want []uint64
 	var idx []int
 	for i, blk := range blks {
 		out[i] = &cblock{key: bkey{ino, blk}}
+		out[i].storedNone()
 		switch {
 		case blk*BlockSize >= size:
 		case pa.Inline:
@@ -257,25 +258,24 @@ func (f *FS) fetchBlocks(ctx context.Context, ino uint64, pa attrs, size uint64,
 				out[i].data = pa.Data
 			}
 		case blk < pa.HWM:
-			keys = append(keys, blockKey(ino, blk))
+			want = append(want, blk)
 			idx = append(idx, i)
 		}
 	}
-	switch len(keys) {
-	case 0:
-	case 1:
-		v, err := f.data.Get(ctx, keys[0])
-		if err != nil && !errors.Is(err, ErrNotFound) {
-			return nil, err
-		}
-		out[idx[0]].data = v
-	default:
-		vs, err := f.data.GetMany(ctx, keys)
+	if len(want) > 0 {
+		sbs, err := f.readBlocks(ctx, ino, pa.Paged, want)
 		if err != nil {
 			return nil, err
 		}
-		for j, v := range vs {
-			out[idx[j]].data = v
+		for j, i := range idx {
+			b, sb := out[i], &sbs[j]
+			if !pa.Paged {
+				b.data = sb.base // the value belongs to us: kept as is when whole
+				b.slen[0] = int32(len(sb.base))
+				continue
+			}
+			b.data = make([]byte, BlockSize)
+			b.assemble(sb)
 		}
 	}
 	for _, b := range out {
@@ -330,7 +330,11 @@ func (f *FS) growLocked(ctx context.Context, in *inode, newSize uint64) error {
 		if err != nil {
 			return err
 		}
-		f.cache.markDirty(b)
+		if in.pa.Inline {
+			f.cache.markDirty(b)
+		} else {
+			f.cache.markDirtyRange(b, int(old%BlockSize), BlockSize)
+		}
 	}
 	in.a.Size = newSize
 	in.dirty = true
@@ -361,18 +365,27 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 		pos := uint64(off) + uint64(done)
 		blk := pos / BlockSize
 		var b *cblock
+		lo, hi := 0, BlockSize
 		if pos%BlockSize == 0 && len(data)-done >= BlockSize && f.cache.get(in.ino, blk) == nil {
 			// A whole block: no need to read (or zero) what it replaces.
+			// What zdb holds for it is asked at flush time if it may
+			// hold something (blocks.go).
 			b = &cblock{key: bkey{in.ino, blk}, data: append([]byte(nil), data[done:done+BlockSize]...)}
+			if blk >= in.pa.HWM || in.pa.Inline {
+				b.storedNone()
+			}
 			done += BlockSize
 		} else {
 			var err error
 			if b, err = f.block(ctx, in, blk); err != nil {
 				return 0, err
 			}
-			done += copy(b.mutable()[pos%BlockSize:], data[done:])
+			lo = int(pos % BlockSize)
+			n := copy(b.mutable()[lo:], data[done:])
+			hi = lo + n
+			done += n
 		}
-		if f.cache.markDirty(b) {
+		if f.cache.markDirtyRange(b, lo, hi) {
 			pressure = true
 		}
 	}
@@ -381,7 +394,6 @@ func (f *FS) writeLocked(ctx context.Context, in *inode, data []byte, off int64)
 	}
 	t := nowNs()
 	in.a.Mtime, in.a.Ctime = t, t
-	in.a.Mode = killSUIDGID(in.a.Mode) // a write drops set-user-id (see mount.go)
 	in.dirty = true
 	f.Stats.BytesWrite.Add(uint64(len(data)))
 	if pressure {
@@ -438,37 +450,32 @@ func (f *FS) flushAsync(in *inode) {
 	if len(dirty) == 0 {
 		return
 	}
-	in.flushing = true
 	size := in.a.Size
+	ctx := context.Background()
+	plan, preErr := f.planBlocks(ctx, in, dirty, size)
+	if preErr != nil {
+		in.werr = preErr
+		return
+	}
+	in.flushing = true
 	type snap struct {
 		b    *cblock
 		data []byte
 		ver  uint64
 	}
 	snaps := make([]snap, 0, len(dirty))
-	ops := make([]Op, 0, len(dirty))
 	for _, b := range dirty {
 		b.frozen = true
 		snaps = append(snaps, snap{b, b.data, b.ver})
-		start := b.key.blk * BlockSize
-		var v []byte
-		if start < size {
-			v = trimZeros(b.data[:min(BlockSize, size-start)])
-		}
-		if len(v) == 0 {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-		} else {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-		}
 	}
 	need := max(in.pa.HWM, dirty[len(dirty)-1].key.blk+1)
+	paged := in.pa.Paged || plan.paged
 	na := in.a
 	na.Size, na.HWM, na.Inline, na.Data = size, need, false, nil
-	var preErr error
-	ctx := context.Background()
-	if need > in.pa.HWM {
+	na.Paged, na.Alloc = paged, addAlloc(in.pa.Alloc, plan.alloc)
+	if need > in.pa.HWM || paged != in.pa.Paged {
 		pre := in.pa
-		pre.HWM = need
+		pre.HWM, pre.Paged = need, paged
 		if preErr = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); preErr == nil {
 			in.pa = pre
 		}
@@ -483,10 +490,11 @@ func (f *FS) flushAsync(in *inode) {
 			err = f.mlog.Flush(ctx) // the raised mark is in zdb before the blocks
 		}
 		if err == nil {
-			err = f.data.Apply(ctx, ops)
+			err = plan.apply(ctx, f.data)
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
+		plan.done(err)
 		var clean []*cblock
 		for _, s := range snaps {
 			if &s.b.data[0] == &s.data[0] {
@@ -501,6 +509,7 @@ func (f *FS) flushAsync(in *inode) {
 			if err == nil {
 				in.pa = na
 				in.a.HWM, in.a.Inline, in.a.Data = need, false, nil
+				in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
 				f.cache.markClean(clean)
 				in.gen++
 			}
@@ -616,6 +625,7 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 	in.gen++
 	f.Stats.Flushes.Add(1)
 	na := in.a
+	na.Paged, na.Alloc = in.pa.Paged, in.pa.Alloc
 	if inline {
 		na.Inline, na.Data = true, nil
 		if size > 0 {
@@ -635,10 +645,10 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 			if err := f.mlog.Flush(ctx); err != nil {
 				return err
 			}
-			if err := f.delBlocks(ctx, in.ino, 0, na.HWM); err != nil {
+			if _, err := f.delBlocks(ctx, in.ino, 0, na.HWM, na.Paged, false); err != nil {
 				return err
 			}
-			na.HWM = 0
+			na.HWM, na.Paged, na.Alloc = 0, false, 0
 			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
 				return err
 			}
@@ -650,9 +660,14 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 		if len(dirty) > 0 {
 			need = max(need, dirty[len(dirty)-1].key.blk+1)
 		}
-		if need > in.pa.HWM {
+		plan, err := f.planBlocks(ctx, in, dirty, size)
+		if err != nil {
+			return err
+		}
+		na.Paged = in.pa.Paged || plan.paged
+		if need > in.pa.HWM || na.Paged != in.pa.Paged {
 			pre := in.pa
-			pre.HWM = need
+			pre.HWM, pre.Paged = need, na.Paged
 			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
 				return err
 			}
@@ -668,30 +683,19 @@ func (f *FS) flushData(ctx context.Context, in *inode) error {
 				return err
 			}
 		}
-		ops := make([]Op, 0, len(dirty))
-		for _, b := range dirty {
-			start := b.key.blk * BlockSize
-			if start >= size {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-				continue
-			}
-			v := trimZeros(b.data[:min(BlockSize, size-start)])
-			if len(v) == 0 {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-			} else {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-			}
-		}
-		if err := f.data.Apply(ctx, ops); err != nil {
+		err = plan.apply(ctx, f.data)
+		plan.done(err)
+		if err != nil {
 			return err
 		}
-		na.HWM = need
+		na.HWM, na.Alloc = need, addAlloc(na.Alloc, plan.alloc)
 		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
 			return err
 		}
 		in.pa = na
 	}
 	in.a.HWM, in.a.Inline, in.a.Data = na.HWM, na.Inline, na.Data
+	in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
 	f.cache.markClean(dirty)
 	in.dirty = false
 	return nil
@@ -716,14 +720,20 @@ func (f *FS) truncateLocked(ctx context.Context, in *inode, size uint64) error {
 			return err
 		}
 		clear(b.mutable()[size%BlockSize:])
-		f.cache.markDirty(b)
+		f.cache.markDirtyRange(b, int(size%BlockSize), BlockSize)
 	}
 	f.cache.truncate(in.ino, keep)
 	if !in.pa.Inline && in.pa.HWM > keep {
-		if err := f.delBlocks(ctx, in.ino, keep, in.pa.HWM); err != nil {
+		freed, err := f.delBlocks(ctx, in.ino, keep, in.pa.HWM, in.pa.Paged, keep > 0)
+		if err != nil {
 			return err
 		}
 		in.pa.HWM = keep // the stored record may say more: that is safe
+		in.pa.Alloc = addAlloc(in.pa.Alloc, -int64(freed))
+		if keep == 0 {
+			in.pa.Alloc = 0
+		}
+		in.a.Alloc = in.pa.Alloc
 	}
 	in.a.Size = size
 	in.dirty = true
@@ -743,7 +753,7 @@ func (f *FS) punchLocked(ctx context.Context, in *inode, off, n uint64) error {
 			return err
 		}
 		clear(b.mutable()[pos%BlockSize : pos%BlockSize+(bend-pos)])
-		f.cache.markDirty(b)
+		f.cache.markDirtyRange(b, int(pos%BlockSize), int(pos%BlockSize+(bend-pos)))
 		pos = bend
 	}
 	in.dirty = true
@@ -761,7 +771,19 @@ func (f *FS) blockHasData(ctx context.Context, in *inode, blk uint64) (bool, err
 	if blk >= in.pa.HWM {
 		return false, nil
 	}
-	return f.data.Exists(ctx, blockKey(in.ino, blk))
+	if !in.pa.Paged {
+		return f.data.Exists(ctx, blockKey(in.ino, blk))
+	}
+	ls, err := f.storedOf(ctx, in.ino, true, []uint64{blk})
+	if err != nil {
+		return false, err
+	}
+	for _, l := range ls[0] {
+		if l > 0 {
+			return true, nil
+		}
+	}
+	return false, nil
 }
 
 const seekScanMax = 1 << 16

@@ -1,7 +1,9 @@
 package zdbfs
 
-// Record formats: see docs/zdbfs-format.md ("zdbfs format v1"). Every
-// record starts with a version byte so that a later format can read v1.
+// Record formats: see docs/zdbfs-format.md ("zdbfs format v2"). Every
+// record starts with a version byte so that a later format can read the
+// earlier ones: v2 changed the inode record only (page records and the
+// stored-bytes count), every other record is still written as v1.
 
 import (
 	"crypto/sha256"
@@ -10,12 +12,22 @@ import (
 	"fmt"
 )
 
-// FormatVersion is the version of the records written by this package.
-const FormatVersion = 1
+// FormatVersion is the version of the superblock written by this
+// package; a mount accepts v1 and v2 namespaces and marks a v1 one v2.
+const FormatVersion = 2
+
+// Record versions: inode records are written as v2 (v1 is read), every
+// other record as v1.
+const (
+	recordV1 = 1
+	inodeV2  = 2
+)
 
 // Sizes fixed by format v1.
 const (
 	BlockSize     = 64 << 10 // data block size
+	PageSize      = 4 << 10  // page records (v2) replace this much of a block
+	blockPages    = BlockSize / PageSize
 	InlineMax     = 4 << 10  // files up to this size keep their data in the inode record
 	RootIno       = 1        // inode id of the root directory
 	pageMaxEntry  = 256      // directory entries per listing page
@@ -73,6 +85,22 @@ func blockKey(ino, blk uint64) []byte {
 	return binary.BigEndian.AppendUint64(k, blk)
 }
 
+// pageMaskKey is "m" + ino + block number (data namespace, v2): which
+// page records of the block to read (u16, bit p for page p).
+func pageMaskKey(ino, blk uint64) []byte {
+	k := inoKey('m', ino)
+	return binary.BigEndian.AppendUint64(k, blk)
+}
+
+// pageRecKey is "c" + ino + block number + page number (data namespace,
+// v2): a page of the block, stored apart from it, which replaces the
+// block's bytes of that page.
+func pageRecKey(ino, blk uint64, page int) []byte {
+	k := inoKey('c', ino)
+	k = binary.BigEndian.AppendUint64(k, blk)
+	return append(k, byte(page))
+}
+
 // dec is a bounds-checked little-endian reader.
 type dec struct {
 	b   []byte
@@ -116,14 +144,19 @@ type attrs struct {
 	Entries             uint64 // directories: number of entries
 	Pages               uint32 // directories: listing pages ever used (next page number)
 	Inline              bool   // Data holds the whole file content
+	Paged               bool   // v2: page records may exist (below HWM)
 	Data                []byte // symlink target or inline file data
+	Alloc               uint64 // v2: bytes stored in the data namespace (blocks and pages)
 }
 
-const flagInline = 1
+const (
+	flagInline = 1
+	flagPaged  = 2
+)
 
 func encodeInode(a *attrs) []byte {
-	b := make([]byte, 0, 80+len(a.Data))
-	b = append(b, FormatVersion)
+	b := make([]byte, 0, 88+len(a.Data))
+	b = append(b, inodeV2)
 	b = le32(b, a.Mode)
 	b = le32(b, a.UID)
 	b = le32(b, a.GID)
@@ -140,14 +173,19 @@ func encodeInode(a *attrs) []byte {
 	if a.Inline {
 		fl |= flagInline
 	}
+	if a.Paged {
+		fl |= flagPaged
+	}
 	b = append(b, fl)
 	b = le32(b, uint32(len(a.Data)))
-	return append(b, a.Data...)
+	b = append(b, a.Data...)
+	return le64(b, a.Alloc)
 }
 
 func decodeInode(v []byte) (*attrs, error) {
 	d := &dec{b: v}
-	if ver := d.u8(); ver != FormatVersion {
+	ver := d.u8()
+	if ver != recordV1 && ver != inodeV2 {
 		return nil, fmt.Errorf("inode record version %d: %w", ver, errCorrupt)
 	}
 	a := &attrs{}
@@ -158,8 +196,19 @@ func decodeInode(v []byte) (*attrs, error) {
 	a.HWM = d.u64()
 	a.Entries = d.u64()
 	a.Pages = d.u32()
-	a.Inline = d.u8()&flagInline != 0
+	fl := d.u8()
+	a.Inline = fl&flagInline != 0
 	a.Data = d.bytes32()
+	if ver == inodeV2 {
+		a.Paged = fl&flagPaged != 0
+		a.Alloc = d.u64()
+	} else {
+		// v1 kept no count: the stored bytes are at most the size.
+		a.Alloc = a.Size
+		if a.Inline || a.Mode&0o170000 != 0o100000 {
+			a.Alloc = 0
+		}
+	}
 	return a, d.err
 }
 
@@ -172,7 +221,7 @@ type dirent struct {
 }
 
 func encodeDirent(e *dirent) []byte {
-	b := []byte{FormatVersion}
+	b := []byte{recordV1}
 	b = le64(b, e.Ino)
 	b = le32(b, e.Type)
 	b = le32(b, e.Page)
@@ -181,7 +230,7 @@ func encodeDirent(e *dirent) []byte {
 
 func decodeDirent(v []byte) (*dirent, error) {
 	d := &dec{b: v}
-	if d.u8() != FormatVersion {
+	if d.u8() != recordV1 {
 		return nil, errCorrupt
 	}
 	e := &dirent{Ino: d.u64(), Type: d.u32(), Page: d.u32()}
@@ -197,7 +246,7 @@ type pageEntry struct {
 }
 
 func encodePage(es []pageEntry) []byte {
-	b := []byte{FormatVersion}
+	b := []byte{recordV1}
 	for _, e := range es {
 		b = append(b, byte(len(e.Name)))
 		b = append(b, e.Name...)
@@ -209,7 +258,7 @@ func encodePage(es []pageEntry) []byte {
 
 func decodePage(v []byte) ([]pageEntry, error) {
 	d := &dec{b: v}
-	if d.u8() != FormatVersion {
+	if d.u8() != recordV1 {
 		return nil, errCorrupt
 	}
 	var es []pageEntry
@@ -238,7 +287,7 @@ type xattrPair struct {
 }
 
 func encodeXattrs(xs xattrList) []byte {
-	b := []byte{FormatVersion}
+	b := []byte{recordV1}
 	for _, x := range xs {
 		b = append(b, byte(len(x.Name)))
 		b = append(b, x.Name...)
@@ -250,7 +299,7 @@ func encodeXattrs(xs xattrList) []byte {
 
 func decodeXattrs(v []byte) (xattrList, error) {
 	d := &dec{b: v}
-	if d.u8() != FormatVersion {
+	if d.u8() != recordV1 {
 		return nil, errCorrupt
 	}
 	var xs xattrList
@@ -294,7 +343,7 @@ type lease struct {
 }
 
 func encodeLease(l *lease) []byte {
-	b := []byte{FormatVersion}
+	b := []byte{recordV1}
 	b = append(b, l.Token[:]...)
 	b = le32(b, l.PID)
 	b = le64(b, uint64(l.Renewed))
@@ -303,7 +352,7 @@ func encodeLease(l *lease) []byte {
 
 func decodeLease(v []byte) (*lease, error) {
 	d := &dec{b: v}
-	if d.u8() != FormatVersion {
+	if d.u8() != recordV1 {
 		return nil, errCorrupt
 	}
 	l := &lease{}
@@ -315,7 +364,7 @@ func decodeLease(v []byte) (*lease, error) {
 }
 
 func encodeU64s(vs []uint64) []byte {
-	b := []byte{FormatVersion}
+	b := []byte{recordV1}
 	for _, v := range vs {
 		b = le64(b, v)
 	}
@@ -324,7 +373,7 @@ func encodeU64s(vs []uint64) []byte {
 
 func decodeU64s(v []byte) ([]uint64, error) {
 	d := &dec{b: v}
-	if d.u8() != FormatVersion || len(d.b)%8 != 0 {
+	if d.u8() != recordV1 || len(d.b)%8 != 0 {
 		return nil, errCorrupt
 	}
 	var out []uint64

@@ -48,10 +48,14 @@ type Config struct {
 	// and unmount are the durability points (spec §2), and a failure to
 	// store is reported by the next write, fsync or close of the file.
 	SyncClose bool
-	Capacity  uint64        // size reported by statfs (default 10 GiB)
+	Capacity  uint64        // caps the size reported by statfs (default: what zdb reports, see space.go)
 	LeaseTTL  time.Duration // a lease not renewed for this long is stale (default 30 s)
 	UID, GID  uint32        // owner of a new root directory
-	Logger    *slog.Logger
+	// WholeBlocks makes flushes write whole blocks only, never page
+	// records (what format v1 did): for benchmarks, as the reference the
+	// page records are measured against (bench/zdbfsamp).
+	WholeBlocks bool
+	Logger      *slog.Logger
 }
 
 // Stats are counters a monitor can read.
@@ -101,6 +105,7 @@ type FS struct {
 	pushes   chan struct{} // bounds concurrent page pushes
 	trimKick chan struct{}
 	closeq   chan *inode // files last closed after writing, to flush (unless SyncClose)
+	statfs   statfsCache
 	Stats    Stats
 }
 
@@ -152,15 +157,13 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	if cfg.FlushAge <= 0 {
 		cfg.FlushAge = 2 * time.Second
 	}
-	if cfg.Capacity == 0 {
-		cfg.Capacity = 10 << 30
-	}
 	if cfg.LeaseTTL <= 0 {
 		cfg.LeaseTTL = 30 * time.Second
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
+	cfg.Meta, cfg.Data = spaceStore{cfg.Meta}, spaceStore{cfg.Data} // a full disk is ENOSPC (space.go)
 	mlog := newWBStore(cfg.Meta)
 	f := &FS{
 		cfg:      cfg,
@@ -215,9 +218,19 @@ func (f *FS) checkSuper(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	if s.Version != FormatVersion || s.BlockSize != BlockSize {
-		return fmt.Errorf("zdbfs format v%d with %d-byte blocks: this build reads v%d with %d-byte blocks",
+	if s.Version < 1 || s.Version > FormatVersion || s.BlockSize != BlockSize {
+		return fmt.Errorf("zdbfs format v%d with %d-byte blocks: this build reads v1 to v%d with %d-byte blocks",
 			s.Version, s.BlockSize, FormatVersion, BlockSize)
+	}
+	if s.Version < FormatVersion {
+		// This mount writes v2 inode records, which a v1 build cannot
+		// read: mark the namespace v2 first, so that such a build refuses
+		// it with a clear error instead of failing on a record.
+		s.Version = FormatVersion
+		if err := f.rawMeta.Set(ctx, keySuper, encodeSuper(s)); err != nil {
+			return fmt.Errorf("upgrade superblock to v%d: %w", FormatVersion, err)
+		}
+		f.log.Info("zdbfs namespace upgraded", "format", FormatVersion)
 	}
 	return nil
 }
@@ -393,25 +406,11 @@ func (f *FS) cleanupBlocks(ctx context.Context, in *inode) error {
 	if in.a.HWM <= keep {
 		return nil
 	}
-	if err := f.delBlocks(ctx, in.ino, keep, in.a.HWM); err != nil {
+	if _, err := f.delBlocks(ctx, in.ino, keep, in.a.HWM, in.a.Paged, false); err != nil {
 		return err
 	}
 	in.a.HWM, in.pa.HWM = keep, keep
 	return f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&in.a))
-}
-
-func (f *FS) delBlocks(ctx context.Context, ino, from, to uint64) error {
-	var ops []Op
-	for b := from; b < to; b++ {
-		ops = append(ops, Op{Key: blockKey(ino, b), Del: true})
-		if len(ops) == 512 || b == to-1 {
-			if err := f.data.Apply(ctx, ops); err != nil {
-				return err
-			}
-			ops = ops[:0]
-		}
-	}
-	return nil
 }
 
 // ref counts a FUSE node created for in; unref drops it and evicts a
@@ -450,12 +449,14 @@ func (f *FS) unref(in *inode) {
 
 // recordView is the inode record that may be written outside a data
 // flush: the current attributes, but for a regular file the size, block
-// high-water mark and inline data as last written by a flush, so that the
-// record never claims data that is not stored.
+// high-water mark, inline data, page flag and stored bytes as last
+// written by a flush, so that the record never claims data that is not
+// stored.
 func (in *inode) recordView() attrs {
 	v := in.a
 	if in.isReg() {
 		v.Size, v.HWM, v.Inline, v.Data = in.pa.Size, in.pa.HWM, in.pa.Inline, in.pa.Data
+		v.Paged, v.Alloc = in.pa.Paged, in.pa.Alloc
 	}
 	return v
 }
@@ -522,7 +523,7 @@ func (f *FS) purge(ctx context.Context, in *inode) error {
 		if err := f.mlog.Flush(ctx); err != nil {
 			return err
 		}
-		if err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM); err != nil {
+		if _, err := f.delBlocks(ctx, in.ino, 0, in.pa.HWM, in.pa.Paged, false); err != nil {
 			return err
 		}
 	}

@@ -3,6 +3,10 @@ package zdbfs
 import (
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
@@ -107,21 +111,80 @@ func (f *FS) fillAttr(in *inode, out *fuse.Attr) {
 	out.Size = a.Size
 	out.Rdev = a.Rdev
 	out.Blksize = 4096
-	out.Blocks = (a.Size + 511) / 512
+	out.Blocks = f.allocated(in) / 512
 	out.Atime, out.Atimensec = uint64(a.Atime/1e9), uint32(a.Atime%1e9)
 	out.Mtime, out.Mtimensec = uint64(a.Mtime/1e9), uint32(a.Mtime%1e9)
 	out.Ctime, out.Ctimensec = uint64(a.Ctime/1e9), uint32(a.Ctime%1e9)
 }
 
-// killSUIDGID is what a write, a truncate or a chown does to a regular
-// file's mode: set-user-id goes, and set-group-id when the group may
-// execute (without group execute it marks mandatory locking).
-func killSUIDGID(mode uint32) uint32 {
+// allocated is what st_blocks reports, in bytes: for a regular file the
+// bytes stored in the data namespace (holes take nothing), in 4 KiB
+// units, plus its dirty blocks not yet stored (a file just written
+// would otherwise show no blocks, which tools such as tar take for all
+// holes); the content of an inline file, a symlink's target. The caller
+// holds in.mu.
+func (f *FS) allocated(in *inode) uint64 {
+	a := &in.a
+	round := func(n uint64) uint64 { return (n + 4095) &^ 4095 }
+	if !in.isReg() || a.Inline && !in.dirty {
+		return round(a.Size)
+	}
+	n := round(a.Alloc)
+	if d := f.cache.dirtyCount(in.ino); d > 0 || in.dirty {
+		n += uint64(d) * BlockSize
+		if a.Inline || in.pa.Inline {
+			n += round(min(a.Size, InlineMax))
+		}
+	}
+	return min(n, round(a.Size))
+}
+
+// killPriv is what a write, a truncate or a chown does to a regular
+// file's mode, by the rules of Linux filesystems (should_remove_suid and
+// setattr_should_drop_sgid): set-user-id goes, and set-group-id when the
+// group may execute or the caller is not in the file's group (oldGID);
+// without group execute, set-group-id marks mandatory locking and is kept
+// for a member of the group. Root (CAP_FSETID, approximated by uid 0)
+// keeps both on a write or a truncate; a chown drops them for root too.
+// The kernel leaves this to zdbfs (CAP_HANDLE_KILLPRIV_V2, see mount.go).
+func killPriv(ctx context.Context, mode, oldGID uint32, chown bool) uint32 {
+	if mode&syscall.S_IFMT != syscall.S_IFREG || mode&(syscall.S_ISUID|syscall.S_ISGID) == 0 {
+		return mode
+	}
+	c, _ := fuse.FromContext(ctx)
+	root := c == nil || c.Uid == 0
+	if root && !chown {
+		return mode
+	}
 	mode &^= syscall.S_ISUID
-	if mode&syscall.S_IXGRP != 0 {
+	if mode&syscall.S_ISGID != 0 && (mode&syscall.S_IXGRP != 0 || !root && !inGroup(c, oldGID)) {
 		mode &^= syscall.S_ISGID
 	}
 	return mode
+}
+
+// inGroup reports whether the caller of a request belongs to group gid:
+// its group, or one of its supplementary groups (read from /proc, as the
+// request does not carry them).
+func inGroup(c *fuse.Caller, gid uint32) bool {
+	if c.Gid == gid {
+		return true
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", c.Pid))
+	if err != nil {
+		return false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if rest, ok := strings.CutPrefix(line, "Groups:"); ok {
+			for _, g := range strings.Fields(rest) {
+				if n, err := strconv.ParseUint(g, 10, 32); err == nil && uint32(n) == gid {
+					return true
+				}
+			}
+			return false
+		}
+	}
+	return false
 }
 
 func caller(ctx context.Context) (uint32, uint32) {
@@ -176,6 +239,10 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 	defer in.mu.Unlock()
 	old := in.a
 	now := nowNs()
+	_, chown := sa.GetUID()
+	if _, ok := sa.GetGID(); ok {
+		chown = true
+	}
 	if m, ok := sa.GetMode(); ok {
 		in.a.Mode = in.a.Mode&syscall.S_IFMT | m&0o7777
 	}
@@ -197,8 +264,8 @@ func (n *Node) Setattr(ctx context.Context, fh gofs.FileHandle, sa *fuse.SetAttr
 		}
 		in.a.Mtime = now
 	}
-	if sa.Valid&fuse.FATTR_KILL_SUIDGID != 0 && in.isReg() {
-		in.a.Mode = killSUIDGID(in.a.Mode)
+	if sa.Valid&fuse.FATTR_KILL_SUIDGID != 0 {
+		in.a.Mode = killPriv(ctx, in.a.Mode, old.GID, chown)
 	}
 	if t, ok := sa.GetATime(); ok {
 		in.a.Atime = t.UnixNano()
@@ -502,6 +569,7 @@ func (n *Node) Write(ctx context.Context, fh gofs.FileHandle, data []byte, off i
 	if err != nil {
 		return 0, n.f.errno("write", err)
 	}
+	n.in.a.Mode = killPriv(ctx, n.in.a.Mode, n.in.a.GID, false)
 	return uint32(k), 0
 }
 
@@ -659,13 +727,33 @@ func (n *Node) Lseek(ctx context.Context, fh gofs.FileHandle, off uint64, whence
 	return pos, 0
 }
 
-// Statfs implements NodeStatfser: the capacity is the size= option.
+// Statfs implements NodeStatfser: the bytes zdb holds for both
+// namespaces, and what they can still take (space.go), capped by the
+// size= option when given. When zdb cannot tell (a server without the
+// NSINFO fields), the size= option (or 10 GiB) is shown as free.
 func (n *Node) Statfs(ctx context.Context, out *fuse.StatfsOut) syscall.Errno {
+	ctx = detach(ctx)
+	n.f.Stats.Requests.Add(1)
 	const bs = 4096
+	used, free, err := n.f.usage(ctx)
+	if err != nil {
+		if !errors.Is(err, errors.ErrUnsupported) {
+			return n.f.errno("statfs", err)
+		}
+		used, free = 0, max(n.f.cfg.Capacity, 10<<30)
+	}
+	total := used + free
+	if c := n.f.cfg.Capacity; c > 0 && c < total {
+		total, free = c, c-min(c, used)
+	}
 	out.Bsize, out.Frsize = bs, bs
-	out.Blocks = n.f.cfg.Capacity / bs
-	out.Bfree, out.Bavail = out.Blocks, out.Blocks
-	out.Files, out.Ffree = 1<<32, 1<<32
+	out.Blocks = (total + bs - 1) / bs
+	out.Bfree = free / bs
+	out.Bavail = out.Bfree
+	n.f.amu.Lock()
+	inodes := n.f.nextIno
+	n.f.amu.Unlock()
+	out.Files, out.Ffree = 1<<32, 1<<32-min(inodes, 1<<32)
 	out.NameLen = 255
 	return 0
 }
@@ -690,9 +778,25 @@ func (f *FS) xattrsLocked(ctx context.Context, in *inode) (xattrList, error) {
 	return xs, nil
 }
 
+// aclXattr reports whether name is a POSIX ACL attribute. zdbfs has no
+// POSIX ACLs: the kernel enforces them only for a server that asks for
+// FUSE_POSIX_ACL, and then leaves the server to keep mode and ACL in step
+// and to inherit default ACLs. Stored as plain xattrs, they were shown
+// (ls: "+") and changed nothing, and cp -p/-a, whose ACL copy then
+// "succeeded", left files at the restrictive mode it creates them with.
+// So their xattrs are refused with EOPNOTSUPP, as by a filesystem mounted
+// without ACL support: cp falls back to chmod, setfacl reports it.
+// Attributes of that name stored by earlier versions are hidden.
+func aclXattr(name string) bool {
+	return name == "system.posix_acl_access" || name == "system.posix_acl_default"
+}
+
 // Getxattr implements NodeGetxattrer.
 func (n *Node) Getxattr(ctx context.Context, attr string, dest []byte) (uint32, syscall.Errno) {
 	ctx = detach(ctx)
+	if aclXattr(attr) {
+		return 0, syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -738,6 +842,9 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 	if len(attr) == 0 || len(attr) > 255 {
 		return syscall.ERANGE
 	}
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -770,6 +877,9 @@ func (n *Node) Setxattr(ctx context.Context, attr string, data []byte, flags uin
 func (n *Node) Removexattr(ctx context.Context, attr string) syscall.Errno {
 	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
+	if aclXattr(attr) {
+		return syscall.EOPNOTSUPP
+	}
 	in := n.in
 	in.mu.Lock()
 	defer in.mu.Unlock()
@@ -801,7 +911,9 @@ func (n *Node) Listxattr(ctx context.Context, dest []byte) (uint32, syscall.Errn
 	}
 	var b []byte
 	for _, x := range xs {
-		b = append(append(b, x.Name...), 0)
+		if !aclXattr(x.Name) {
+			b = append(append(b, x.Name...), 0)
+		}
 	}
 	if len(dest) < len(b) {
 		return uint32(len(b)), syscall.ERANGE

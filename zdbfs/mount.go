@@ -99,6 +99,9 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 		EntryTimeout:   &sec,
 		AttrTimeout:    &sec,
 		RootStableAttr: &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
+		// Modes are reported as stored: without this go-fuse shows a
+		// mode of 0000 (open(O_CREAT, 0), mkdir(0)) as 0644 or 0755.
+		NullPermissions: true,
 		MountOptions: fuse.MountOptions{
 			FsName:        name,
 			Name:          "zdbfs",

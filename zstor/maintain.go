@@ -44,7 +44,7 @@ func (c *Client) Delete(ctx context.Context, key string) (leaked int, err error)
 	if err := c.meta.Delete(ctx, mk); err != nil {
 		return 0, fmt.Errorf("zstor delete %q: remove metadata: %w", key, err)
 	}
-	return c.deleteShards(ctx, flatten(rec.Locations)), nil
+	return c.freeShards(ctx, shardsOf(rec)), nil
 }
 
 // Entry is one stored object as List reports it.
@@ -56,8 +56,9 @@ type Entry struct {
 	Chunks   int
 	K, N     int
 	// MinShards is, over the object's chunks, the fewest shards that sit on
-	// backends reachable right now (N when fully healthy; below K the
-	// object cannot be read until backends come back).
+	// distinct backends reachable right now (N when fully healthy; below K
+	// the object cannot be read until backends come back). Two shards on
+	// one backend under two spellings count once.
 	MinShards int
 	// Placement is, per chunk, the IDs of the backends its shards are
 	// recorded on ("" for a shard with none): what the daemon needs to
@@ -129,6 +130,12 @@ func (c *Client) list(ctx context.Context, prefix string, tolerant bool) (Census
 			sem <- struct{}{}
 			defer func() { <-sem }()
 			sealed, err := c.meta.Get(ctx, mk)
+			if errors.Is(err, meta.ErrUnauthentic) {
+				mu.Lock()
+				foreign++
+				mu.Unlock()
+				return
+			}
 			if err != nil {
 				if !errors.Is(err, context.Canceled) && !errors.Is(err, meta.ErrNotFound) {
 					mu.Lock()
@@ -153,15 +160,15 @@ func (c *Client) list(ctx context.Context, prefix string, tolerant bool) (Census
 			minShards := rec.Object.N
 			placement := make([][]string, len(rec.Locations))
 			for i, locs := range rec.Locations {
-				n := 0
+				distinct := map[string]bool{}
 				placement[i] = make([]string, len(locs))
 				for j, l := range locs {
 					placement[i][j] = l.Backend
 					if l.Backend != "" && reachable[l.Backend] {
-						n++
+						distinct[c.locIdentity(l)] = true
 					}
 				}
-				minShards = min(minShards, n)
+				minShards = min(minShards, len(distinct))
 			}
 			out = append(out, Entry{Key: rec.Key, Size: rec.Object.Size, Stored: rec.Stored, Checksum: rec.Object.Checksum,
 				Chunks: len(rec.Object.Chunks), K: rec.Object.K, N: rec.Object.N, MinShards: minShards, Placement: placement})
@@ -232,6 +239,57 @@ func (c *Client) fetchAll(ctx context.Context, dec *pipeline.Decoder, key string
 	return good, problems
 }
 
+// locIdentity is the backend identity of a shard location (see canonID);
+// a backend no longer in the config is its recorded ID.
+func (c *Client) locIdentity(l Location) string {
+	if b := c.backends.Lookup(l.Backend); b != nil {
+		return c.canonID(b)
+	}
+	return l.Backend
+}
+
+// Doubled reports whether two shards of a chunk of rec sit on one backend
+// (under two configured spellings of it).
+func (c *Client) Doubled(rec *Record) bool {
+	for _, locs := range rec.Locations {
+		seen := map[string]bool{}
+		for _, l := range locs {
+			if l.Backend == "" {
+				continue
+			}
+			id := c.locIdentity(l)
+			if seen[id] {
+				return true
+			}
+			seen[id] = true
+		}
+	}
+	return false
+}
+
+// doubledShards finds the shards of a chunk that sit on a backend already
+// holding another of its shards under another spelling (records written
+// before spellings were merged): all but the first are reported, and
+// dropped from good, so that rebuild moves them to distinct backends.
+func (c *Client) doubledShards(key string, chunk uint64, locs []Location, good [][]byte) []ShardProblem {
+	var out []ShardProblem
+	seen := map[string]int{}
+	for i, l := range locs {
+		if l.Backend == "" || good[i] == nil {
+			continue
+		}
+		id := c.locIdentity(l)
+		if j, dup := seen[id]; dup {
+			good[i] = nil
+			out = append(out, ShardProblem{Key: key, Chunk: chunk, Shard: i, Backend: l.Backend,
+				Err: fmt.Sprintf("same backend as shard %d (%s)", j, locs[j].Backend)})
+			continue
+		}
+		seen[id] = i
+	}
+	return out
+}
+
 // ScrubReport is the result of Scrub.
 type ScrubReport struct {
 	Objects  int
@@ -281,7 +339,8 @@ func (c *Client) Scrub(ctx context.Context) (*ScrubReport, error) {
 			return nil
 		}
 		for ci := range rec.Object.Chunks {
-			_, problems := c.fetchAll(ctx, dec, rec.Key, &rec.Object.Chunks[ci], rec.Locations[ci])
+			good, problems := c.fetchAll(ctx, dec, rec.Key, &rec.Object.Chunks[ci], rec.Locations[ci])
+			problems = append(problems, c.doubledShards(rec.Key, uint64(ci), rec.Locations[ci], good)...)
 			rep.Shards += len(rec.Locations[ci])
 			rep.Problems = append(rep.Problems, problems...)
 		}
@@ -320,13 +379,14 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 	if err != nil {
 		return nil, fmt.Errorf("zstor rebuild %q: %w", rec.Key, err)
 	}
-	p := c.newPlacer(ctx, true)
+	p := c.newPlacer(ctx, true, 0)
 	newLocs := make([][]Location, len(rec.Locations))
-	var freeAfter []Location
+	var freeAfter []ownedShard
 	for ci := range obj.Chunks {
 		locs := rec.Locations[ci]
 		newLocs[ci] = locs
 		good, problems := c.fetchAll(ctx, dec, rec.Key, &obj.Chunks[ci], locs)
+		problems = append(problems, c.doubledShards(rec.Key, uint64(ci), locs, good)...)
 		if len(problems) == 0 {
 			continue
 		}
@@ -339,7 +399,7 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 		for _, i := range rebuilt {
 			toWrite[i] = out[i]
 			if locs[i].Backend != "" {
-				freeAfter = append(freeAfter, locs[i])
+				freeAfter = append(freeAfter, ownedShard{Location: locs[i], obj: obj.ID, chunk: uint64(ci), index: i})
 			}
 		}
 		nl, err := p.write(ctx, obj.K, obj.N, toWrite, locs)
@@ -381,13 +441,13 @@ func (c *Client) rebuild(ctx context.Context, mk string, rec *Record) (*RebuildR
 		// metadata backends and name them.
 		return nil, fmt.Errorf("zstor rebuild %q: commit metadata: %w", rec.Key, err)
 	}
-	var reachable []Location
-	for _, l := range freeAfter {
-		if b := c.backends.Lookup(l.Backend); b != nil && !b.Down() {
-			reachable = append(reachable, l)
+	var reachable []ownedShard
+	for _, s := range freeAfter {
+		if b := c.backends.Lookup(s.Backend); b != nil && !b.Down() {
+			reachable = append(reachable, s)
 		}
 	}
-	c.deleteShards(ctx, reachable)
+	c.freeShards(ctx, reachable)
 	c.log.Info("zstor: rebuilt", slog.String("key", rec.Key), slog.Int("shards", res.Rebuilt))
 	return res, nil
 }

@@ -7,6 +7,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"io/fs"
+	"strings"
 	"time"
 
 	"qss/zstor/pipeline"
@@ -15,6 +17,12 @@ import (
 // recordVersion is the version of the JSON record inside the sealed
 // metadata value (docs/zstor.md, "Metadata record contents").
 const recordVersion = 1
+
+// keyPadBand is the granularity of the key's padding: a record's size
+// reveals the length of the (JSON-encoded) object key only as the number of
+// keyPadBand-byte bands it needs, so every key up to keyPadBand bytes —
+// nearly every path — makes records of the same size.
+const keyPadBand = 256
 
 // infoPathKey derives the key of the keyed hash that turns an object key
 // (a path) into a metadata key, so the store never sees paths.
@@ -31,20 +39,49 @@ type Location struct {
 // Record is everything zstor keeps about one stored file: the pipeline's
 // object metadata plus the key, times and shard locations.
 type Record struct {
-	Key       string    // the object key: the path relative to root
-	Stored    time.Time // when this version was committed
-	ModTime   time.Time // the source file's modification time
+	Key     string    // the object key: the path relative to root
+	Stored  time.Time // when this version was committed
+	ModTime time.Time // the source file's modification time
+	// Mode is the source file's permission bits (0 in records written
+	// before they were kept: retrieve then uses 0644).
+	Mode fs.FileMode
+	// Link is the target of a symbolic link stored as a link (store -r);
+	// empty for a file. A link's object holds no bytes.
+	Link      string
 	Object    *pipeline.Object
 	Locations [][]Location // [chunk][shard index]
 }
+
+// MinShards is the fewest shards any chunk of the record has a copy of:
+// Object.N when complete, less when the object was stored degraded or a
+// repair could not place every shard (a Location with no Backend).
+func (r *Record) MinShards() int {
+	least := r.Object.N
+	for _, locs := range r.Locations {
+		n := 0
+		for _, l := range locs {
+			if l.Backend != "" {
+				n++
+			}
+		}
+		least = min(least, n)
+	}
+	return least
+}
+
+// Degraded reports whether some shard of the record has no copy.
+func (r *Record) Degraded() bool { return r.MinShards() < r.Object.N }
 
 // recordJSON is the serialized form: backends are named once in a table and
 // referred to by index; checksums are packed per chunk.
 type recordJSON struct {
 	V         int         `json:"v"`
 	Key       string      `json:"key"`
+	KeyPad    string      `json:"keypad"` // spaces: key + keypad fill whole bands
 	Stored    time.Time   `json:"stored"`
 	ModTime   time.Time   `json:"mtime"`
+	Mode      uint32      `json:"mode,omitempty"`
+	Link      string      `json:"link,omitempty"`
 	Version   int         `json:"format"`
 	ID        []byte      `json:"id"`
 	K         int         `json:"k"`
@@ -72,8 +109,10 @@ func encodeRecord(r *Record) ([]byte, error) {
 	o := r.Object
 	j := recordJSON{
 		V: recordVersion, Key: r.Key, Stored: r.Stored.UTC(), ModTime: r.ModTime.UTC(),
+		Mode: uint32(r.Mode.Perm()), Link: r.Link,
 		Version: o.Version, ID: o.ID[:], K: o.K, N: o.N, ChunkSize: o.ChunkSize,
 		Compress: uint8(o.Compression), Size: o.Size, Checksum: o.Checksum[:],
+		KeyPad: keyPad(r.Key),
 	}
 	table := map[string]int{}
 	for ci, c := range o.Chunks {
@@ -100,6 +139,19 @@ func encodeRecord(r *Record) ([]byte, error) {
 	return json.Marshal(j)
 }
 
+// keyPad returns the padding that brings the JSON encoding of key to a
+// whole number of keyPadBand-byte bands (at least one), so the record's
+// size does not tell the key's length.
+func keyPad(key string) string {
+	enc, err := json.Marshal(key)
+	if err != nil {
+		return ""
+	}
+	n := len(enc) - 2 // without the quotes
+	target := max(1, (n+keyPadBand-1)/keyPadBand) * keyPadBand
+	return strings.Repeat(" ", target-n)
+}
+
 func decodeRecord(b []byte) (*Record, error) {
 	var j recordJSON
 	if err := json.Unmarshal(b, &j); err != nil {
@@ -115,7 +167,7 @@ func decodeRecord(b []byte) (*Record, error) {
 		Compression: pipeline.Compression(j.Compress), Size: j.Size}
 	copy(o.ID[:], j.ID)
 	copy(o.Checksum[:], j.Checksum)
-	r := &Record{Key: j.Key, Stored: j.Stored, ModTime: j.ModTime, Object: o}
+	r := &Record{Key: j.Key, Stored: j.Stored, ModTime: j.ModTime, Mode: fs.FileMode(j.Mode).Perm(), Link: j.Link, Object: o}
 	for ci, cj := range j.Chunks {
 		c := pipeline.ChunkMeta{Index: uint64(ci), Final: ci == len(j.Chunks)-1,
 			Compression: pipeline.Compression(cj.Compress), PlainSize: cj.PlainSize, CipherSize: cj.CipherSize,

@@ -17,6 +17,7 @@ import (
 	"qss/zstor/backend"
 	"qss/zstor/config"
 	"qss/zstor/meta"
+	"qss/zstor/pipeline"
 	"qss/zstor/zstortest"
 )
 
@@ -111,7 +112,7 @@ func TestReviewRebuildDoesNotCommitStaleRecord(t *testing.T) {
 				t.Fatal(err)
 			}
 			ctx := zstortest.Ctx(t)
-			ms, err := meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix)
+			ms, err := meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -227,7 +228,7 @@ func TestReviewStoreUndoDoesNotRestoreStaleRecord(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := zstortest.Ctx(t)
-	ms, err := meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix)
+	ms, err := meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 	if err != nil {
 		t.Fatal(err)
 	}

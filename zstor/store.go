@@ -6,11 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/zeebo/blake3"
+	"golang.org/x/sys/unix"
 
 	"qss/zstor/meta"
 	"qss/zstor/pipeline"
@@ -24,8 +27,85 @@ type StoreOptions struct {
 	// the file still hashes to the stored checksum.
 	DeleteLocal bool
 	// Progress, when set, is called with the number of bytes read as the
-	// file is consumed.
+	// file is consumed. A store that starts again (the file changed while
+	// it was read) reports the bytes of every attempt.
 	Progress func(n int)
+	// Links stores a symbolic link at path as a link (its target, no
+	// bytes), as store -r does; without it a link is followed and must
+	// lead to a regular file (0-stor_v2's behaviour).
+	Links bool
+}
+
+// ErrChanged is wrapped by Store's error when the file kept changing while
+// it was read (tornAttempts times): what was read may be a mix of versions
+// that never existed, so nothing was committed.
+var ErrChanged = errors.New("the file changed while it was being stored")
+
+// racyWindow is longer than the kernel's timestamp tick (at most 10 ms
+// with HZ=100): a file whose ctime is younger than this when its read
+// starts is read only after the window passed (see encodeFile).
+const racyWindow = 15 * time.Millisecond
+
+// tornAttempts is how many times Store reads a file that changes under it
+// before it gives up with ErrChanged.
+const tornAttempts = 3
+
+// fileStamp is what tells that a file changed: a write changes the size or
+// the ctime (and usually the mtime), even one that restores the mtime.
+type fileStamp struct {
+	size         int64
+	mtime, ctime unix.Timespec
+	ino          uint64
+}
+
+func stampOf(f *os.File) (fileStamp, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return fileStamp{}, err
+	}
+	return fileStamp{size: st.Size, mtime: st.Mtim, ctime: st.Ctim, ino: st.Ino}, nil
+}
+
+// openRegular opens path for reading without ever blocking: O_NONBLOCK
+// makes opening a FIFO return at once (a plain open waits for a writer,
+// forever), and the file is refused unless it is a regular file. It
+// follows symbolic links.
+func openRegular(path string) (*os.File, os.FileInfo, error) {
+	f, err := os.OpenFile(path, os.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, nil, err
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return nil, nil, err
+	}
+	if !fi.Mode().IsRegular() {
+		f.Close()
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s)", path, kindOf(fi.Mode()))
+	}
+	return f, fi, nil
+}
+
+// kindOf names a file type for messages.
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "a directory"
+	case m&fs.ModeSymlink != 0:
+		return "a symbolic link"
+	case m&fs.ModeNamedPipe != 0:
+		return "a FIFO"
+	case m&fs.ModeSocket != 0:
+		return "a socket"
+	case m&fs.ModeCharDevice != 0:
+		return "a character device"
+	case m&fs.ModeDevice != 0:
+		return "a block device"
+	case m.IsRegular():
+		return "a regular file"
+	}
+	return "a special file"
 }
 
 // StoreResult describes a stored (or skipped) file.
@@ -39,6 +119,10 @@ type StoreResult struct {
 	Skipped bool
 	// Replaced is true when an older version was replaced.
 	Replaced bool
+	// MinShards is the fewest shards written for any chunk: below N the
+	// object was stored degraded (too few usable backends) and repair
+	// adds the missing shards when backends return.
+	MinShards int
 }
 
 // Store uploads the regular file at path. Every chunk's n shards are written
@@ -56,18 +140,16 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 			return nil, err
 		}
 	}
-	f, err := os.Open(path)
+	if opts.Links {
+		if fi, err := os.Lstat(path); err == nil && fi.Mode()&fs.ModeSymlink != 0 {
+			return c.storeLink(ctx, path, key, fi)
+		}
+	}
+	f, fi, err := openRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("zstor store: %w", err)
 	}
 	defer f.Close()
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("zstor store: %w", err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("zstor store: %s is not a regular file", path)
-	}
 
 	old, mk, err := c.getRecord(ctx, key)
 	if err != nil && !errors.Is(err, ErrNotStored) {
@@ -76,14 +158,18 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 	if errors.Is(err, ErrNotStored) && c.foreignRecords(ctx) {
 		return nil, fmt.Errorf("zstor store %s: the metadata store holds records this config's key cannot decrypt: wrong encryption key? (refusing to store)", path)
 	}
-	if old != nil && old.Object.Size == fi.Size() {
+	if old != nil && old.Link == "" && old.Object.Size == fi.Size() {
 		sum, err := fileChecksum(f)
 		if err != nil {
 			return nil, fmt.Errorf("zstor store: %w", err)
 		}
-		if sum == old.Object.Checksum {
+		// Equal bytes are not uploaded again, unless the permission bits
+		// changed (records written before modes were kept have none, and
+		// are not uploaded again for that alone). A changed mtime alone
+		// does not count: `touch` would cost a full upload.
+		if sum == old.Object.Checksum && (old.Mode == 0 || old.Mode == fi.Mode().Perm()) {
 			c.log.Info("zstor: already stored, unchanged", slog.String("key", key))
-			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true}
+			res := &StoreResult{Key: key, Size: fi.Size(), Checksum: sum, Chunks: len(old.Object.Chunks), Skipped: true, MinShards: old.MinShards()}
 			if opts.DeleteLocal {
 				if err := removeSame(path, f); err != nil {
 					return res, err
@@ -100,36 +186,26 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 	}
 
 	start := time.Now()
-	p := c.newPlacer(ctx, false)
-	var locations [][]Location
-	var r io.Reader = bufio.NewReaderSize(f, 1<<20)
-	if opts.Progress != nil {
-		r = &progressReader{r: r, fn: opts.Progress}
-	}
-	obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
-		locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
-		if err != nil {
-			return err
-		}
-		locations = append(locations, locs)
-		return nil
-	})
+	obj, locations, p, fi, err := c.encodeFile(ctx, path, f, opts.Progress)
 	if err != nil {
-		p.cleanup(ctx)
-		return nil, fmt.Errorf("zstor store %s: %w", path, err)
+		return nil, err
 	}
-	rec := &Record{Key: key, Stored: time.Now(), ModTime: fi.ModTime(), Object: obj, Locations: locations}
+	rec := &Record{Key: key, Stored: time.Now(), ModTime: fi.ModTime(), Mode: fi.Mode().Perm(), Object: obj, Locations: locations}
 	if err := c.putRecord(ctx, mk, rec); err != nil {
 		if c.undoCommit(ctx, key, mk, old, obj) {
 			p.cleanup(ctx)
 		}
 		return nil, fmt.Errorf("zstor store %s: commit metadata: %w", path, err)
 	}
+	minShards := rec.MinShards()
 	c.log.Info("zstor: stored", slog.String("key", key), slog.Int64("size", obj.Size),
 		slog.Int("chunks", len(obj.Chunks)), slog.Duration("took", time.Since(start)))
-	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil}
+	if minShards < obj.N {
+		c.log.Warn("zstor: stored degraded", slog.String("key", key), slog.Int("shards", minShards), slog.Int("n", obj.N))
+	}
+	res := &StoreResult{Key: key, Size: obj.Size, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil, MinShards: minShards}
 	if old != nil {
-		if n := c.deleteShards(ctx, flatten(old.Locations)); n > 0 {
+		if n := c.freeShards(ctx, shardsOf(old)); n > 0 {
 			c.log.Warn("zstor: some shards of the replaced version could not be freed", slog.String("key", key), slog.Int("shards", n))
 		}
 	}
@@ -151,6 +227,133 @@ func (c *Client) Store(ctx context.Context, path string, opts StoreOptions) (*St
 		}
 	}
 	return res, nil
+}
+
+// encodeFile reads f (opened on path) from the start and writes its
+// shards; it returns the object, its shard locations, the placer that wrote
+// them (for cleanup) and the file's state at the start of the read that
+// succeeded. A file that changed while it was read (its size, mtime, ctime
+// or inode differ after the read, or it did not hold as many bytes as its
+// size said) may have given a mix of versions: its shards are freed and the
+// read starts again, up to tornAttempts times, then ErrChanged.
+func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progress func(int)) (*pipeline.Object, [][]Location, *placer, os.FileInfo, error) {
+	for attempt := 1; ; attempt++ {
+		if _, err := f.Seek(0, io.SeekStart); err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+		}
+		fi, err := f.Stat()
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+		}
+		before, err := stampOf(f)
+		if err != nil {
+			return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+		}
+		// The kernel stamps ctime from a coarse clock: a write in the same
+		// tick as the last change before the read would leave it as it
+		// is. So a file changed a moment ago is read only once that tick
+		// is surely over (as git does with its "racy" entries).
+		if age := time.Since(time.Unix(before.ctime.Unix())); age < racyWindow {
+			select {
+			case <-time.After(racyWindow - age):
+			case <-ctx.Done():
+				return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w", path, ctx.Err())
+			}
+			if before, err = stampOf(f); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+			}
+			if fi, err = f.Stat(); err != nil {
+				return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+			}
+		}
+		p := c.newPlacer(ctx, false, c.degradedFloor())
+		var locations [][]Location
+		var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+		if progress != nil {
+			r = &progressReader{r: r, fn: progress}
+		}
+		obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
+			locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
+			if err != nil {
+				return err
+			}
+			locations = append(locations, locs)
+			return nil
+		})
+		if err != nil {
+			p.cleanup(ctx)
+			return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w", path, err)
+		}
+		after, err := stampOf(f)
+		if err != nil {
+			p.cleanup(ctx)
+			return nil, nil, nil, nil, fmt.Errorf("zstor store: %w", err)
+		}
+		if after == before && obj.Size == before.size {
+			return obj, locations, p, fi, nil
+		}
+		p.cleanup(ctx)
+		if attempt >= tornAttempts {
+			return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w (tried %d times; nothing was committed)", path, ErrChanged, attempt)
+		}
+		c.log.Warn("zstor: the file changed while it was read; reading it again", slog.String("path", path), slog.Int("attempt", attempt))
+	}
+}
+
+// degradedFloor is the fewest shards a store may write when too few
+// backends are usable for n (min_store_shards), or 0 when degraded stores
+// are turned off (min_store_shards = n).
+func (c *Client) degradedFloor() int {
+	if c.cfg.MinStoreShards >= c.cfg.ExpectedShards {
+		return 0
+	}
+	return c.cfg.MinStoreShards
+}
+
+// storeLink stores the symbolic link at path as a link: a record with its
+// target and an empty object. An unchanged link is skipped.
+func (c *Client) storeLink(ctx context.Context, path, key string, fi os.FileInfo) (*StoreResult, error) {
+	target, err := os.Readlink(path)
+	if err != nil {
+		return nil, fmt.Errorf("zstor store: %w", err)
+	}
+	old, mk, err := c.getRecord(ctx, key)
+	if err != nil && !errors.Is(err, ErrNotStored) {
+		return nil, fmt.Errorf("zstor store %s: %w", path, err)
+	}
+	if errors.Is(err, ErrNotStored) && c.foreignRecords(ctx) {
+		return nil, fmt.Errorf("zstor store %s: the metadata store holds records this config's key cannot decrypt: wrong encryption key? (refusing to store)", path)
+	}
+	if old != nil && old.Link == target {
+		return &StoreResult{Key: key, Checksum: old.Object.Checksum, Chunks: len(old.Object.Chunks), Skipped: true}, nil
+	}
+	p := c.newPlacer(ctx, false, c.degradedFloor())
+	var locations [][]Location
+	obj, err := c.enc.Encode(ctx, strings.NewReader(""), func(ctx context.Context, ch *pipeline.EncodedChunk) error {
+		locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
+		if err != nil {
+			return err
+		}
+		locations = append(locations, locs)
+		return nil
+	})
+	if err != nil {
+		p.cleanup(ctx)
+		return nil, fmt.Errorf("zstor store %s: %w", path, err)
+	}
+	rec := &Record{Key: key, Stored: time.Now(), ModTime: fi.ModTime(), Link: target, Object: obj, Locations: locations}
+	if err := c.putRecord(ctx, mk, rec); err != nil {
+		if c.undoCommit(ctx, key, mk, old, obj) {
+			p.cleanup(ctx)
+		}
+		return nil, fmt.Errorf("zstor store %s: commit metadata: %w", path, err)
+	}
+	if old != nil {
+		if n := c.freeShards(ctx, shardsOf(old)); n > 0 {
+			c.log.Warn("zstor: some shards of the replaced version could not be freed", slog.String("key", key), slog.Int("shards", n))
+		}
+	}
+	return &StoreResult{Key: key, Checksum: obj.Checksum, Chunks: len(obj.Chunks), Replaced: old != nil}, nil
 }
 
 // removeSame deletes path only while it still names the open file f (whose
@@ -222,14 +425,6 @@ func (c *Client) undoCommit(ctx context.Context, key, mk string, old *Record, ob
 	return true
 }
 
-func flatten(locs [][]Location) []Location {
-	var out []Location
-	for _, c := range locs {
-		out = append(out, c...)
-	}
-	return out
-}
-
 // fileChecksum is the whole-file checksum the pipeline records (BLAKE3-256).
 func fileChecksum(r io.Reader) (pipeline.Checksum, error) {
 	h := blake3.New()
@@ -242,9 +437,10 @@ func fileChecksum(r io.Reader) (pipeline.Checksum, error) {
 }
 
 // LocalChecksum returns the checksum of a local file as Check would print
-// it once stored.
+// it once stored. Like Store, it refuses anything but a regular file, and
+// never blocks opening one (a FIFO put in place of a file).
 func LocalChecksum(path string) (pipeline.Checksum, error) {
-	f, err := os.Open(path)
+	f, _, err := openRegular(path)
 	if err != nil {
 		return pipeline.Checksum{}, err
 	}

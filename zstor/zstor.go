@@ -6,8 +6,10 @@
 //
 // Objects are named by keys: a file's path relative to the configured root
 // (or its absolute path when no root is set). A metadata record lives under
-// a keyed hash of its key, never the key itself, and is sealed with
-// pipeline.MetaSealer, with the key inside, so List can decrypt and filter.
+// a keyed hash of its key, never the key itself, and is sealed by the
+// metadata store with pipeline.MetaSealer (which binds the store key, the
+// record's version and kind), with the object key inside, so List can
+// decrypt and filter.
 //
 // The invariant the data path keeps: a record is committed only after every
 // shard it names was acknowledged by its backend, so no record ever claims
@@ -42,7 +44,9 @@ var ErrNotUnderRoot = errors.New("path is not under the configured root")
 // Options configure a Client beyond its config file.
 type Options struct {
 	// Meta is the metadata store; nil makes Open build the one the config
-	// names.
+	// names. A store built by the caller must seal with
+	// pipeline.NewMetaSealer(cfg.MetaKey()) (meta.WithSealer,
+	// meta.WithEtcdSealer).
 	Meta meta.Store
 	// Backend tunes the data backends' timeouts and pools.
 	Backend backend.Options
@@ -56,11 +60,11 @@ type Client struct {
 	backends *backend.Set
 	meta     meta.Store
 	enc      *pipeline.Encoder
-	sealer   *pipeline.MetaSealer
 	paths    *pathHasher
 	root     string // absolute, cleaned; "" when unset
 	log      *slog.Logger
 	hc       healthCache
+	ids      identities
 	keyOK    atomic.Bool // a record opened with our key, or the store was empty: skip foreignRecords
 }
 
@@ -75,10 +79,11 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Client, error
 		var err error
 		switch cfg.Meta.Type {
 		case config.MetaZdb:
-			store, err = meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithLogger(opts.Logger))
+			store, err = meta.NewZDB(ctx, cfg.Meta.Backends, cfg.Meta.Prefix, meta.WithLogger(opts.Logger),
+				meta.WithSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 		case config.MetaEtcd:
 			store, err = meta.NewEtcd(ctx, cfg.Meta.Endpoints, cfg.Meta.Prefix, cfg.Meta.Username, cfg.Meta.Password,
-				meta.WithEtcdLogger(opts.Logger))
+				meta.WithEtcdLogger(opts.Logger), meta.WithEtcdSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 		default:
 			err = fmt.Errorf("metadata store type %q is not available in this build", cfg.Meta.Type)
 		}
@@ -99,17 +104,17 @@ func Open(ctx context.Context, cfg *config.Config, opts Options) (*Client, error
 		return nil, fmt.Errorf("zstor: %w", err)
 	}
 	c := &Client{
-		cfg:    cfg,
-		meta:   store,
-		enc:    enc,
-		sealer: pipeline.NewMetaSealer(cfg.MetaKey()),
-		paths:  ph,
-		log:    opts.Logger,
+		cfg:   cfg,
+		meta:  store,
+		enc:   enc,
+		paths: ph,
+		log:   opts.Logger,
 	}
 	if opts.Backend.Logger == nil {
 		opts.Backend.Logger = opts.Logger
 	}
 	c.backends = backend.New(cfg.Groups, opts.Backend)
+	c.resolveAll(ctx)
 	if cfg.Root != "" {
 		root, err := filepath.Abs(cfg.Root)
 		if err != nil {
@@ -166,22 +171,25 @@ func (c *Client) rules(k, n int) placement.Rules {
 	return placement.Rules{K: k, N: n, RedundantGroups: c.cfg.RedundantGroups, RedundantNodes: c.cfg.RedundantNodes}
 }
 
-// getRecord reads and opens the record of an object key. A missing record
-// wraps ErrNotStored; when the store holds records this key cannot open,
-// the error says the encryption key is probably wrong.
+// getRecord reads and decodes the record of an object key. A missing
+// record wraps ErrNotStored; when the store holds records this key cannot
+// open, the error says the encryption key is probably wrong.
 func (c *Client) getRecord(ctx context.Context, key string) (*Record, string, error) {
 	mk := c.paths.metaKey(key)
-	sealed, err := c.meta.Get(ctx, mk)
+	plain, err := c.meta.Get(ctx, mk)
 	if errors.Is(err, meta.ErrNotFound) {
 		if c.foreignRecords(ctx) {
 			return nil, mk, fmt.Errorf("%w for %q (the metadata store holds records this config's key cannot decrypt: wrong encryption key?)", ErrNotStored, key)
 		}
 		return nil, mk, fmt.Errorf("%w for %q", ErrNotStored, key)
 	}
+	if errors.Is(err, meta.ErrUnauthentic) {
+		return nil, mk, fmt.Errorf("metadata of %q: %w (wrong encryption key?)", key, err)
+	}
 	if err != nil {
 		return nil, mk, fmt.Errorf("metadata of %q: %w", key, err)
 	}
-	rec, err := c.openRecord(mk, sealed)
+	rec, err := decodeRecord(plain)
 	if err != nil {
 		return nil, mk, fmt.Errorf("metadata of %q: %w", key, err)
 	}
@@ -189,38 +197,50 @@ func (c *Client) getRecord(ctx context.Context, key string) (*Record, string, er
 	return rec, mk, nil
 }
 
-// foreignRecords reports whether the first few records in the store all
-// fail to open with our key (none at all: false).
+// foreignSample bounds how many records foreignRecords reads.
+const foreignSample = 100
+
+// foreignRecords reports whether the store holds records, and every one of
+// the first foreignSample fails authentication with our key (meta's
+// ErrUnauthentic): then this config's key is almost certainly wrong. It
+// stops at the first record that opens, so records that fail (junk written
+// by a backend, or left by another key) never block stores of other
+// objects while any good record is in the sample; the zdb store does not
+// even report records that fail on a minority of the backends.
 func (c *Client) foreignRecords(ctx context.Context) bool {
 	if c.keyOK.Load() {
 		return false
 	}
 	seen, bad := 0, 0
 	for k, err := range c.meta.Keys(ctx, "") {
-		if err != nil || seen >= 3 {
+		if err != nil {
+			return false
+		}
+		if seen >= foreignSample {
 			break
 		}
 		seen++
-		v, err := c.meta.Get(ctx, k)
-		if err != nil {
-			continue
-		}
-		if _, err := c.sealer.Open(v, []byte(k)); errors.Is(err, pipeline.ErrDecrypt) {
+		_, err := c.meta.Get(ctx, k)
+		switch {
+		case err == nil:
+			c.keyOK.Store(true)
+			return false
+		case errors.Is(err, meta.ErrUnauthentic):
 			bad++
+		case !errors.Is(err, meta.ErrNotFound):
+			return false // unknown: ask again next time
 		}
 	}
-	if seen == 0 || bad < seen {
-		c.keyOK.Store(true)
+	if bad == 0 {
+		c.keyOK.Store(true) // empty, or nothing but deleted keys
 		return false
 	}
 	return true
 }
 
-func (c *Client) openRecord(mk string, sealed []byte) (*Record, error) {
-	plain, err := c.sealer.Open(sealed, []byte(mk))
-	if err != nil {
-		return nil, err
-	}
+// openRecord decodes a record as the metadata store returned it (the
+// store has already authenticated and decrypted it).
+func (c *Client) openRecord(_ string, plain []byte) (*Record, error) {
 	return decodeRecord(plain)
 }
 
@@ -229,9 +249,5 @@ func (c *Client) putRecord(ctx context.Context, mk string, rec *Record) error {
 	if err != nil {
 		return err
 	}
-	sealed, err := c.sealer.Seal(plain, []byte(mk))
-	if err != nil {
-		return err
-	}
-	return c.meta.Put(ctx, mk, sealed)
+	return c.meta.Put(ctx, mk, plain)
 }

@@ -30,6 +30,7 @@ type config struct {
 	synctime, rotate                                        int
 	compactRatio                                            float64
 	compactHorizon                                          time.Duration
+	compactInterval                                         time.Duration
 }
 
 func main() {
@@ -57,6 +58,7 @@ func run(argv []string) int {
 	fs.IntVar(&c.synctime, "synctime", 0, "fsync every N seconds")
 	fs.IntVar(&c.rotate, "rotate", 0, "rotate changed data files every N seconds")
 	fs.Float64Var(&c.compactRatio, "compact-ratio", zdb.DefaultCompactRatio, "compact a namespace when this share of its data files is dead (0: only on COMPACT)")
+	fs.DurationVar(&c.compactInterval, "compact-interval", 10*time.Second, "how often the dead share of each namespace is checked against --compact-ratio")
 	fs.DurationVar(&c.compactHorizon, "compact-horizon", 0, "never compact files changed within this long (HISTORY keeps every version written within it)")
 	fs.BoolVar(&c.background, "background", false, "run in the background")
 	fs.StringVar(&c.logfile, "logfile", "", "log to this file instead of stderr")
@@ -170,8 +172,8 @@ func validate(c *config) error {
 	if c.maxsize < 0 || c.synctime < 0 || c.rotate < 0 {
 		return errors.New("--maxsize, --synctime and --rotate cannot be negative")
 	}
-	if c.compactRatio < 0 || c.compactRatio >= 1 || c.compactHorizon < 0 {
-		return errors.New("--compact-ratio must be in [0, 1) and --compact-horizon not negative")
+	if c.compactRatio < 0 || c.compactRatio >= 1 || c.compactHorizon < 0 || c.compactInterval < 100*time.Millisecond {
+		return errors.New("--compact-ratio must be in [0, 1), --compact-horizon not negative, --compact-interval at least 100ms")
 	}
 	if c.inflight < 1<<20 {
 		return errors.New("--inflight must be at least 1M")
@@ -196,6 +198,7 @@ func serve(c config, log *slog.Logger) int {
 		Sync: c.sync, SyncTime: time.Duration(c.synctime) * time.Second,
 		Rotate: time.Duration(c.rotate) * time.Second, Logger: log,
 		CompactRatio: c.compactRatio, CompactHorizon: c.compactHorizon,
+		CompactInterval: c.compactInterval,
 	}
 	if c.compactRatio == 0 {
 		opts.CompactRatio = -1 // automatic compaction off

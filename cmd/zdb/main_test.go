@@ -112,6 +112,7 @@ func TestFlagErrors(t *testing.T) {
 		{[]string{"--datasize", "1000"}, "--datasize must be at least"},
 		{[]string{"--protect"}, "--protect needs --admin"},
 		{[]string{"--dualnet"}, "--dualnet needs --socket"},
+		{[]string{"--compact-interval", "1ms"}, "--compact-interval at least 100ms"},
 		{[]string{"--nosuchflag"}, "flag provided but not defined"},
 	} {
 		cmd := exec.Command(bin, c.args...)

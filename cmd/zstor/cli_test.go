@@ -91,7 +91,7 @@ func TestRoundTrips(t *testing.T) {
 		}
 	}
 	ls = lines(zstorRun(t, cfg, "list", "rt/f1-").ok(t).stdout)
-	if len(ls) != 2 || !strings.HasSuffix(ls[1], " rt/f1-1.bin") || !strings.HasPrefix(ls[1], "1 ") {
+	if len(ls) != 2 || !strings.HasSuffix(ls[1], " rt/f1-1.bin") || !strings.HasPrefix(ls[1], "1B ") {
 		t.Fatalf("list rt/f1-:\n%s", strings.Join(ls, "\n"))
 	}
 	mustContain(t, "list of an empty prefix", zstorRun(t, cfg, "list", "nothing/").ok(t).stdout, "no stored objects")
@@ -200,9 +200,12 @@ func TestStoreOptions(t *testing.T) {
 	zstorRun(t, sock, "check", "-f", np).ok(t)
 	zstorRun(t, cfg, "store", "-n", "-f", cl.WriteFile("n/other.txt", []byte("x"))).ok(t)
 
-	// -d when the upload fails: the file stays.
+	// -d when the upload fails: the file stays. (With one of the n
+	// backends down the store succeeds degraded; two leave fewer than
+	// min_store_shards.)
 	kept := cl.WriteFile("del/kept.bin", ddata)
 	cl.Data[0].Kill()
+	cl.Data[1].Kill()
 	zstorRun(t, cfg, "store", "-d", "-f", kept).fails(t, 1, "no placement")
 	if fileSHA(t, kept) != dataSHA(ddata) {
 		t.Fatal("store -d deleted or changed the file after a failed upload")
@@ -273,7 +276,10 @@ func TestMaintenance(t *testing.T) {
 	// A data and a metadata backend down.
 	cl.Data[3].Kill()
 	cl.Meta[1].Kill()
-	st = statusRows(t, zstorRun(t, cfg, "status").ok(t).stdout)
+	// status fails, naming both problems.
+	r = zstorRun(t, cfg, "status")
+	r.fails(t, 1, "2 backends unreachable", "2 objects below full redundancy")
+	st = statusRows(t, r.stdout)
 	for addr, row := range st {
 		down := addr == cl.Data[3].Addr()+"/"+zstortest.DataNS || addr == cl.Meta[1].Addr()+"/"+zstortest.MetaNS
 		if (row[3] == "no") != down {
@@ -337,6 +343,9 @@ func TestMaintenance(t *testing.T) {
 func statusRows(t *testing.T, out string) map[string][]string {
 	t.Helper()
 	ls := lines(out)
+	if n := len(ls); n > 0 && strings.HasPrefix(ls[n-1], "objects: ") {
+		ls = ls[:n-1]
+	}
 	if len(ls) != 1+4+6 || !strings.HasPrefix(ls[0], "KIND") {
 		t.Fatalf("status: %d lines, want a header and 10:\n%s", len(ls), out)
 	}
@@ -422,7 +431,9 @@ address = "127.0.0.1:4"
 	// work; status still reports.
 	good := write(base)
 	zstorRun(t, good, "test").fails(t, 1, "the config cannot work", "0 of 1 metadata backends usable")
-	if n := strings.Count(zstorRun(t, good, "status").ok(t).stdout, " no "); n != 4 {
+	r := zstorRun(t, good, "status")
+	r.fails(t, 1, "4 backends unreachable", "the objects cannot be listed")
+	if n := strings.Count(r.stdout, " no "); n != 4 {
 		t.Fatalf("status with every backend down: %d unreachable rows, want 4", n)
 	}
 	zstorRun(t, good, "check", "-f", inRoot).fails(t, 1, "not enough metadata backends")

@@ -22,4 +22,31 @@ func init() {
 		return c, nil
 	}
 	runMonitor = daemon.Run
+	daemonProtocol = daemon.ProtocolVersion
+	readQueue = func(socket string) ([]queuedJob, error) {
+		js, err := daemon.ReadQueue(socket + ".queue")
+		if err != nil {
+			return nil, err
+		}
+		out := make([]queuedJob, len(js))
+		for i, j := range js {
+			out[i] = queuedJob(j)
+		}
+		return out, nil
+	}
+	listJobs = func(ctx context.Context, r remoteOps) ([]queuedJob, error) {
+		c, ok := r.(*daemon.Client)
+		if !ok {
+			return nil, errors.New("zstor queue: not a daemon client")
+		}
+		js, err := c.Jobs(ctx)
+		if err != nil {
+			return nil, err
+		}
+		out := make([]queuedJob, len(js))
+		for i, j := range js {
+			out[i] = queuedJob(j)
+		}
+		return out, nil
+	}
 }

@@ -81,18 +81,18 @@ func TestProgressBars(t *testing.T) {
 	ctx := zstortest.Ctx(t)
 	data := zstortest.RandomBytes(9*cl.ChunkSize + 3)
 	p := cl.WriteFile("bars/file.bin", data)
-	if err := a.storeFile(ctx, c, false, p, zstor.StoreOptions{}); err != nil {
+	if err := a.storeFile(ctx, c, p, zstor.StoreOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	os.Remove(p)
-	if err := a.retrieve(ctx, c, false, p); err != nil {
+	if err := a.retrieve(ctx, c, p, zstor.RetrieveOptions{}); err != nil {
 		t.Fatal(err)
 	}
 	if fileSHA(t, p) != dataSHA(data) {
 		t.Fatal("retrieved bytes differ")
 	}
 	// A failing retrieve abandons its bar.
-	if err := a.retrieve(ctx, c, false, filepath.Join(cl.Root, "bars", "none")); err == nil {
+	if err := a.retrieve(ctx, c, filepath.Join(cl.Root, "bars", "none"), zstor.RetrieveOptions{}); err == nil {
 		t.Fatal("retrieve of a missing object succeeded")
 	}
 	mustContain(t, "stdout", out.String(), "stored "+p, "retrieved "+p)

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -14,6 +16,7 @@ import (
 
 func (a *app) checkCommand() *cobra.Command {
 	var file string
+	var asJSON bool
 	cmd := &cobra.Command{
 		Use:   "check -f PATH",
 		Short: "print the stored checksum (hex) of a file; exit 1 when it is not stored",
@@ -28,12 +31,19 @@ func (a *app) checkCommand() *cobra.Command {
 				if err != nil {
 					return err
 				}
+				if asJSON {
+					return a.writeJSON(struct {
+						Key      string `json:"key"`
+						Checksum string `json:"checksum"`
+					}{key, sum.String()})
+				}
 				a.printf("%s", sum)
 				return nil
 			})
 		},
 	}
 	cmd.Flags().StringVarP(&file, "file", "f", "", "path of the stored file")
+	cmd.Flags().BoolVar(&asJSON, "json", false, `print {"key", "checksum"} as JSON`)
 	cmd.MarkFlagRequired("file")
 	return cmd
 }
@@ -68,32 +78,67 @@ func (a *app) deleteCommand() *cobra.Command {
 }
 
 func (a *app) listCommand() *cobra.Command {
-	return &cobra.Command{
+	var asJSON, bytes bool
+	cmd := &cobra.Command{
 		Use:   "list [PREFIX]",
 		Short: "list stored objects (under a key prefix) with size, time and health",
-		Args:  cobra.MaximumNArgs(1),
+		Long: "List the stored objects whose key starts with PREFIX: size (binary units, or bytes\n" +
+			"with --bytes), time stored (UTC), health (shards on reachable backends out of n) and\n" +
+			"key. --json prints every field, sizes in bytes.",
+		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prefix := ""
 			if len(args) == 1 {
 				prefix = args[0]
 			}
 			return a.withOps(cmd.Context(), func(o ops, _ remoteOps) error {
-				return a.list(cmd.Context(), o, prefix)
+				return a.list(cmd.Context(), o, prefix, asJSON, bytes)
 			})
 		},
 	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the objects as JSON")
+	cmd.Flags().BoolVar(&bytes, "bytes", false, "sizes in bytes instead of binary units")
+	return cmd
 }
 
-// list prints one object per line: size in bytes, time stored (UTC),
-// health (shards on reachable backends out of n), key last since it may
-// hold spaces.
-func (a *app) list(ctx context.Context, o ops, prefix string) error {
+// entryJSON is one object in list --json.
+type entryJSON struct {
+	Key       string    `json:"key"`
+	Size      int64     `json:"size"`
+	Stored    time.Time `json:"stored"`
+	Checksum  string    `json:"checksum"`
+	Chunks    int       `json:"chunks"`
+	K         int       `json:"k"`
+	N         int       `json:"n"`
+	MinShards int       `json:"min_shards"`
+	Health    string    `json:"health"` // healthy, degraded, unreadable
+}
+
+func toEntryJSON(e zstor.Entry) entryJSON {
+	return entryJSON{Key: e.Key, Size: e.Size, Stored: e.Stored.UTC(), Checksum: e.Checksum.String(), Chunks: e.Chunks,
+		K: e.K, N: e.N, MinShards: e.MinShards, Health: strings.ToLower(strings.Fields(health(e))[0])}
+}
+
+// list prints one object per line: size, time stored (UTC), health
+// (shards on reachable backends out of n), key last since it may hold
+// spaces; or with asJSON {"objects": [...], "undecryptable": n}.
+func (a *app) list(ctx context.Context, o ops, prefix string, asJSON, bytes bool) error {
 	entries, foreign, err := o.List(ctx, prefix)
 	if err != nil {
 		return err
 	}
 	if foreign > 0 {
 		a.notice("%d metadata records cannot be decrypted with this config's key (stored with another key?)", foreign)
+	}
+	if asJSON {
+		out := struct {
+			Objects       []entryJSON `json:"objects"`
+			Undecryptable int         `json:"undecryptable"`
+		}{Objects: []entryJSON{}, Undecryptable: foreign}
+		for _, e := range entries {
+			out.Objects = append(out.Objects, toEntryJSON(e))
+		}
+		return a.writeJSON(out)
 	}
 	if len(entries) == 0 {
 		if prefix != "" {
@@ -106,7 +151,11 @@ func (a *app) list(ctx context.Context, o ops, prefix string) error {
 	tw := tabwriter.NewWriter(a.stdout, 0, 0, 2, ' ', 0)
 	fmt.Fprintln(tw, "SIZE\tSTORED\tHEALTH\tKEY")
 	for _, e := range entries {
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\n", e.Size, e.Stored.UTC().Format(time.RFC3339), health(e), e.Key)
+		size := sizeString(e.Size)
+		if bytes {
+			size = strconv.FormatInt(e.Size, 10)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", size, e.Stored.UTC().Format(time.RFC3339), health(e), e.Key)
 	}
 	return tw.Flush()
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"qss/zstor"
 	"qss/zstor/pipeline"
@@ -32,10 +33,27 @@ type remoteOps interface {
 // Set by daemon.go's init. dialDaemon returns (nil, nil) when no daemon
 // listens on socket, so the command runs in-process. runMonitor runs the
 // daemon until ctx is cancelled (SIGINT/SIGTERM cancel it).
+// listJobs lists the daemon's queue, readQueue the queue file of a daemon
+// on socket that is not running (both nil: no daemon in this build).
+// daemonProtocol is the socket protocol version this build speaks.
 var (
-	dialDaemon func(ctx context.Context, socket string) (remoteOps, error)
-	runMonitor func(ctx context.Context, configPath string, logger *slog.Logger) error
+	dialDaemon     func(ctx context.Context, socket string) (remoteOps, error)
+	runMonitor     func(ctx context.Context, configPath string, logger *slog.Logger) error
+	listJobs       func(ctx context.Context, r remoteOps) ([]queuedJob, error)
+	readQueue      func(socket string) ([]queuedJob, error)
+	daemonProtocol int
 )
+
+// queuedJob is one store waiting in the daemon's queue.
+type queuedJob struct {
+	Path        string    `json:"path"`
+	Key         string    `json:"key,omitempty"`
+	DeleteLocal bool      `json:"delete_local,omitempty"`
+	Queued      time.Time `json:"queued"`
+	Attempts    int       `json:"attempts"`
+	Next        time.Time `json:"next"`
+	LastErr     string    `json:"last_error,omitempty"`
+}
 
 var _ ops = (*zstor.Client)(nil)
 

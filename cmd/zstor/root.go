@@ -2,12 +2,15 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
+	"runtime/debug"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -91,6 +94,48 @@ func (a *app) notice(format string, args ...any) {
 	fmt.Fprintf(a.stderr, "zstor: "+format+"\n", args...)
 }
 
+// writeJSON prints v on stdout as indented JSON (the --json output).
+func (a *app) writeJSON(v any) error {
+	enc := json.NewEncoder(a.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+// version says which build this is: the module version, and the VCS
+// revision and time the binary was built from when the build recorded
+// them, then the daemon protocol it speaks.
+func version() string {
+	v, rev, when, dirty := "(devel)", "", "", false
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		if bi.Main.Version != "" {
+			v = bi.Main.Version
+		}
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.time":
+				when = s.Value
+			case "vcs.modified":
+				dirty = s.Value == "true"
+			}
+		}
+	}
+	if len(rev) > 12 {
+		rev = rev[:12]
+	}
+	if rev != "" {
+		v += " " + rev
+		if dirty {
+			v += "-dirty"
+		}
+	}
+	if when != "" {
+		v += " " + when
+	}
+	return fmt.Sprintf("%s %s (daemon protocol v%d)", v, runtime.Version(), daemonProtocol)
+}
+
 // printf writes a line of the command's report on stdout.
 func (a *app) printf(format string, args ...any) {
 	fmt.Fprintf(a.stdout, format+"\n", args...)
@@ -105,10 +150,10 @@ func (a *app) rootCommand() *cobra.Command {
 		Short: "encrypted, erasure-coded storage of files over zdb backends",
 		Long: "zstor stores files on a set of zdb backends, compressed, encrypted and erasure-coded,\n" +
 			"with the command line and config file of 0-stor_v2 (zstor_v2).",
-		SilenceUsage:      true,
-		SilenceErrors:     true,
-		TraverseChildren:  true,
-		CompletionOptions: cobra.CompletionOptions{DisableDefaultCmd: true},
+		SilenceUsage:     true,
+		SilenceErrors:    true,
+		TraverseChildren: true,
+		Version:          version(),
 		// With TraverseChildren, cobra leaves an unknown command to the
 		// root's argument check.
 		Args: func(_ *cobra.Command, args []string) error {
@@ -133,6 +178,7 @@ func (a *app) rootCommand() *cobra.Command {
 	f.BoolVarP(&a.debug, "debug", "d", false, "debug logs")
 	f.StringVar(&a.logFile, "log_file", "", "append logs to this file instead of stderr")
 	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	root.SetVersionTemplate("zstor {{.Version}}\n")
 	root.AddCommand(
 		a.storeCommand(),
 		a.retrieveCommand(),
@@ -145,6 +191,8 @@ func (a *app) rootCommand() *cobra.Command {
 		a.listCommand(),
 		a.scrubCommand(),
 		a.repairCommand(),
+		a.gcCommand(),
+		a.queueCommand(),
 	)
 	// Errors from here on are the command's, not the command line's
 	// (cobra checks required flags after the pre-run hooks).

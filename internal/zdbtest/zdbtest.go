@@ -77,6 +77,8 @@ type Server struct {
 	mu    sync.Mutex
 	done  chan struct{}
 	State *os.ProcessState
+
+	samePort bool // the next start keeps Port (RestartSamePort)
 }
 
 // Start runs a zdb on a fresh directory with the given extra flags and waits
@@ -163,7 +165,9 @@ func (s *Server) start() {
 	bin := Binary(s.t)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
-		s.Port = FreePort(s.t)
+		if !s.samePort {
+			s.Port = FreePort(s.t)
+		}
 		argv := append([]string{
 			"--listen", "127.0.0.1", "--port", strconv.Itoa(s.Port),
 			"--data", s.DataDir(), "--index", s.IndexDir(),
@@ -253,6 +257,17 @@ func (s *Server) Wait(timeout time.Duration) bool {
 func (s *Server) Restart() {
 	s.t.Helper()
 	s.Stop()
+	s.start()
+}
+
+// RestartSamePort stops (or has stopped) the server and starts it again
+// on the same directories, flags and port, as a backend that comes back at
+// the address its clients know.
+func (s *Server) RestartSamePort() {
+	s.t.Helper()
+	s.Stop()
+	s.samePort = true
+	defer func() { s.samePort = false }()
 	s.start()
 }
 

@@ -144,3 +144,28 @@ func TestCompactKilled(t *testing.T) {
 		c.expect(strconv.Quote(v), "GET", k)
 	}
 }
+
+// TestCompactAutomaticFlags: --compact-ratio and --compact-interval reach
+// the engine: overwritten data is reclaimed without COMPACT, within a few
+// checks of the interval.
+func TestCompactAutomaticFlags(t *testing.T) {
+	s, c := start(t, "--datasize", "524288", "--compact-ratio", "0.3", "--compact-interval", "200ms")
+	value := strings.Repeat("v", 4000)
+	for round := 0; round < 6; round++ {
+		for i := 0; i < 100; i++ {
+			c.do("SET", "k"+strconv.Itoa(i), value+strconv.Itoa(round))
+		}
+	}
+	dataDir := filepath.Join(s.DataDir(), "default")
+	before := dirSize(t, dataDir)
+	deadline := time.Now().Add(5 * time.Second) // the default interval is 10 s
+	for dirSize(t, dataDir) > before/2 {
+		if time.Now().After(deadline) {
+			t.Fatalf("no automatic compaction: %d bytes of data files, %d before", dirSize(t, dataDir), before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	for i := 0; i < 100; i++ {
+		c.expect(strconv.Quote(value+"5"), "GET", "k"+strconv.Itoa(i))
+	}
+}

@@ -57,6 +57,11 @@ type Config struct {
 	// Concurrency is how many chunks are processed at once (ours:
 	// concurrency).
 	Concurrency int
+	// MinStoreShards is the fewest shards per chunk a store may write
+	// when not all n fit on the usable backends (ours: min_store_shards,
+	// default k+1 capped at n; n turns degraded stores off). Such an object
+	// is degraded: repair writes the missing shards when backends return.
+	MinStoreShards int
 
 	// Encryption holds the data master key.
 	Encryption Encryption

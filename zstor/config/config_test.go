@@ -169,6 +169,8 @@ func TestErrors(t *testing.T) {
 		{"k < 0", edit("minimal_shards = 2", "minimal_shards = -1"), ErrInvalid, "minimal_shards", "at least 1", 0},
 		{"n too big", edit("expected_shards = 3", "expected_shards = 300"), ErrInvalid, "expected_shards", "at most 255", 0},
 		{"redundant_nodes < 0", edit("expected_shards = 3", "expected_shards = 3\nredundant_nodes = -1"), ErrInvalid, "redundant_nodes", "negative", 0},
+		{"min_store_shards < k", edit("expected_shards = 3", "expected_shards = 3\nmin_store_shards = 1"), ErrInvalid, "min_store_shards", "between minimal_shards (2) and expected_shards (3)", 0},
+		{"min_store_shards > n", edit("expected_shards = 3", "expected_shards = 3\nmin_store_shards = 4"), ErrInvalid, "min_store_shards", "between", 0},
 		{"prometheus port", edit("expected_shards = 3", "expected_shards = 3\nprometheus_port = 70000"), ErrInvalid, "prometheus_port", "1..65535", 0},
 
 		{"key not hex", edit(`key = "0001`, `key = "zz01`), ErrInvalid, "encryption.key", "not hex", 0},
@@ -267,6 +269,12 @@ func TestOurKeys(t *testing.T) {
 		if err != nil || c.ChunkSize != want || c.Concurrency != 3 {
 			t.Errorf("chunk_size = %s: %v, %v", v, c, err)
 		}
+	}
+	if c, err := Parse([]byte(base)); err != nil || c.MinStoreShards != 3 {
+		t.Errorf("min_store_shards default with k=2 n=3: %v, %v", c.MinStoreShards, err)
+	}
+	if c, err := Parse([]byte(edit("expected_shards = 3", "expected_shards = 3\nmin_store_shards = 2"))); err != nil || c.MinStoreShards != 2 {
+		t.Errorf("min_store_shards = 2: %v, %v", c, err)
 	}
 	i, j := strings.Index(base, "[meta]"), strings.Index(base, "[[groups]]")
 	doc := base[:i] + etcdMeta + "username = \"zstor\"\npassword = \"etcdpw\"\n\n" + base[j:]

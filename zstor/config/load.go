@@ -31,8 +31,9 @@ type rawConfig struct {
 	ZdbfsMountpoint   string `toml:"zdbfs_mountpoint"`
 
 	// Ours.
-	ChunkSize   any `toml:"chunk_size"` // integer bytes or a string such as "4 MiB"
-	Concurrency int `toml:"concurrency"`
+	ChunkSize      any  `toml:"chunk_size"` // integer bytes or a string such as "4 MiB"
+	Concurrency    int  `toml:"concurrency"`
+	MinStoreShards *int `toml:"min_store_shards"`
 
 	Encryption  *rawEncryption  `toml:"encryption"`
 	Compression *rawCompression `toml:"compression"`
@@ -196,6 +197,14 @@ func (r *rawConfig) resolve(dir string) (*Config, error) {
 		return nil, invalid("prometheus_port", "is %d, must be 1..65535 (or absent)", c.PrometheusPort)
 	case c.MaxZdbDataDirSize < 0:
 		return nil, invalid("max_zdb_data_dir_size", "is %d, must not be negative (MiB)", c.MaxZdbDataDirSize)
+	}
+	c.MinStoreShards = min(c.MinimalShards+1, c.ExpectedShards)
+	if r.MinStoreShards != nil {
+		c.MinStoreShards = *r.MinStoreShards
+		if c.MinStoreShards < c.MinimalShards || c.MinStoreShards > c.ExpectedShards {
+			return nil, invalid("min_store_shards", "is %d, must be between minimal_shards (%d) and expected_shards (%d)",
+				c.MinStoreShards, c.MinimalShards, c.ExpectedShards)
+		}
 	}
 
 	// Chunks and concurrency.

@@ -31,8 +31,8 @@ const keyForTimeout = 30 * time.Second
 // one connection: one request, one response (docs/zstor-daemon.md). Safe
 // for concurrent use.
 //
-// Func fields of the options (Progress) cannot cross the socket and are
-// ignored. Paths are made absolute here, since the daemon does not share
+// The options' callbacks (Progress, Started) are served by progress lines
+// the daemon sends while it works. Paths are made absolute here, since the daemon does not share
 // the caller's working directory.
 type Client struct {
 	socket string
@@ -60,6 +60,12 @@ func (c *Client) Close() error { return nil }
 
 // call sends one request and decodes the result into out (nil: ignore it).
 func (c *Client) call(ctx context.Context, req request, out any) error {
+	return c.callProgress(ctx, req, out, nil)
+}
+
+// callProgress is call with progress: each progress line the daemon sends
+// before its response goes to onProgress (which req.Progress asks for).
+func (c *Client) callProgress(ctx context.Context, req request, out any, onProgress func(progressInfo)) error {
 	req.V = ProtocolVersion
 	var d net.Dialer
 	conn, err := d.DialContext(ctx, "unix", c.socket)
@@ -84,18 +90,29 @@ func (c *Client) call(ctx context.Context, req request, out any) error {
 	if _, err := conn.Write(append(line, '\n')); err != nil {
 		return c.ioErr(ctx, "send the request", err)
 	}
-	resp, err := readLine(bufio.NewReader(conn), maxResponseBytes)
-	if err != nil {
-		return c.ioErr(ctx, "read the answer", err)
-	}
+	br := bufio.NewReader(conn)
 	var r struct {
-		V      int             `json:"v"`
-		OK     bool            `json:"ok"`
-		Error  *wireError      `json:"error"`
-		Result json.RawMessage `json:"result"`
+		V        int             `json:"v"`
+		OK       bool            `json:"ok"`
+		Error    *wireError      `json:"error"`
+		Result   json.RawMessage `json:"result"`
+		Progress *progressInfo   `json:"progress"`
 	}
-	if err := json.Unmarshal(resp, &r); err != nil {
-		return fmt.Errorf("zstor daemon: malformed answer: %w", err)
+	for {
+		resp, err := readLine(br, maxResponseBytes)
+		if err != nil {
+			return c.ioErr(ctx, "read the answer", err)
+		}
+		r.Progress = nil
+		if err := json.Unmarshal(resp, &r); err != nil {
+			return fmt.Errorf("zstor daemon: malformed answer: %w", err)
+		}
+		if r.Progress == nil {
+			break
+		}
+		if onProgress != nil {
+			onProgress(*r.Progress)
+		}
 	}
 	if r.Error != nil {
 		return &RemoteError{Kind: r.Error.Kind, Msg: r.Error.Msg}
@@ -164,7 +181,8 @@ func (c *Client) Store(ctx context.Context, path string, o zstor.StoreOptions) (
 		return nil, err
 	}
 	var r storeResult
-	if err := c.call(ctx, request{Op: opStore, Path: p, Key: o.Key, DeleteLocal: o.DeleteLocal}, &r); err != nil {
+	req := request{Op: opStore, Path: p, Key: o.Key, DeleteLocal: o.DeleteLocal, Links: o.Links, Progress: o.Progress != nil}
+	if err := c.callProgress(ctx, req, &r, progressFunc(o.Progress, nil)); err != nil {
 		return nil, err
 	}
 	return r.toZstor()
@@ -181,14 +199,48 @@ func (c *Client) Queue(ctx context.Context, path string, o zstor.StoreOptions) e
 	return c.call(ctx, request{Op: opQueue, Path: p, Key: o.Key, DeleteLocal: o.DeleteLocal}, nil)
 }
 
-// Retrieve asks the daemon to rebuild the file at path.
+// progressFunc turns zstor's Progress (bytes since the last call) and
+// Started (the total, once) callbacks into a handler of progress lines
+// (bytes done so far, total or -1).
+func progressFunc(progress func(int), started func(int64)) func(progressInfo) {
+	if progress == nil && started == nil {
+		return nil
+	}
+	var last int64
+	told := false
+	return func(p progressInfo) {
+		if !told && p.Total >= 0 {
+			told = true
+			if started != nil {
+				started(p.Total)
+			}
+		}
+		if p.Done > last && progress != nil {
+			progress(int(p.Done - last))
+			last = p.Done
+		}
+	}
+}
+
+// Jobs lists the daemon's queue of stores (store -n), the next due first.
+func (c *Client) Jobs(ctx context.Context) ([]Job, error) {
+	var r jobsResult
+	if err := c.call(ctx, request{Op: opJobs}, &r); err != nil {
+		return nil, err
+	}
+	return r.Jobs, nil
+}
+
+// Retrieve asks the daemon to rebuild the file at path, with its progress
+// reported through o.Progress and o.Started.
 func (c *Client) Retrieve(ctx context.Context, path string, o zstor.RetrieveOptions) (*zstor.RetrieveResult, error) {
 	p, err := abs(path)
 	if err != nil {
 		return nil, err
 	}
 	var r retrieveResult
-	if err := c.call(ctx, request{Op: opRetrieve, Path: p, Key: o.Key}, &r); err != nil {
+	req := request{Op: opRetrieve, Path: p, Key: o.Key, Protect: o.Protect, Progress: o.Progress != nil || o.Started != nil}
+	if err := c.callProgress(ctx, req, &r, progressFunc(o.Progress, o.Started)); err != nil {
 		return nil, err
 	}
 	return r.toZstor()

@@ -51,6 +51,7 @@ import (
 	"qss/zstor/backend"
 	"qss/zstor/config"
 	"qss/zstor/meta"
+	"qss/zstor/pipeline"
 )
 
 // Options tune the daemon beyond its config file. The zero value is the
@@ -89,6 +90,16 @@ type Options struct {
 	// ScrubInterval is the period of the background scrub (default 24 h;
 	// negative disables it). The first scrub runs one interval after start.
 	ScrubInterval time.Duration
+	// GCInterval is the period of the background garbage collection
+	// (zstor.Client.GC; default 24 h, negative disables it). The first
+	// one runs one interval after start.
+	GCInterval time.Duration
+	// GCGrace is the collection's grace period (default
+	// zstor.DefaultGCGrace): it must exceed the longest store.
+	GCGrace time.Duration
+	// GCPause is slept before each candidate shard is inspected, so the
+	// background collection stays slow (default 20 ms).
+	GCPause time.Duration
 	// CacheInterval is the period of the cache cap check (default 1 min).
 	CacheInterval time.Duration
 	// CacheMinAge protects files modified less than this long ago from
@@ -125,6 +136,9 @@ func (o Options) withDefaults() Options {
 	def(&o.RepairInterval, time.Minute)
 	def(&o.RepairAfter, 10*time.Minute)
 	def(&o.ScrubInterval, 24*time.Hour)
+	def(&o.GCInterval, 24*time.Hour)
+	def(&o.GCGrace, zstor.DefaultGCGrace)
+	def(&o.GCPause, 20*time.Millisecond)
 	def(&o.CacheInterval, time.Minute)
 	def(&o.CacheMinAge, 30*time.Second)
 	def(&o.DrainTimeout, 5*time.Minute)
@@ -365,7 +379,7 @@ func (d *daemon) open(cfg *config.Config) (*generation, error) {
 	}
 	if cfg.Meta.Type == config.MetaEtcd {
 		st, err := meta.NewEtcd(d.loopCtx, cfg.Meta.Endpoints, cfg.Meta.Prefix, cfg.Meta.Username, cfg.Meta.Password,
-			meta.WithEtcdLogger(d.log))
+			meta.WithEtcdLogger(d.log), meta.WithEtcdSealer(pipeline.NewMetaSealer(cfg.MetaKey())))
 		if err != nil {
 			return nil, fmt.Errorf("zstor monitor: open metadata store: %w", err)
 		}
@@ -487,12 +501,20 @@ func (d *daemon) handle(conn net.Conn) {
 	resp := response{V: ProtocolVersion}
 	var result any
 	start := time.Now()
+	// Progress lines and the response share the connection: out serializes
+	// them, and after the response no progress line is written.
+	out := &connWriter{conn: conn}
 	if err = json.Unmarshal(line, &req); err != nil {
 		err = badRequest(err.Error())
-	} else if req.V != ProtocolVersion {
+	} else if req.V < minProtocolVersion || req.V > ProtocolVersion {
 		err = &RemoteError{Kind: KindVersion, Msg: fmt.Sprintf(
 			"zstor daemon speaks protocol v%d, the client v%d: use the zstor binary of the same build as the daemon, or restart the daemon", ProtocolVersion, req.V)}
 	} else {
+		resp.V = req.V
+		if req.V < 2 {
+			// Version 1 has none of the later fields; ignore them.
+			req.Protect, req.Links, req.Progress = false, false, false
+		}
 		conn.SetReadDeadline(time.Time{})
 		ctx, cancel := context.WithCancel(d.opCtx)
 		go func() {
@@ -500,7 +522,7 @@ func (d *daemon) handle(conn net.Conn) {
 			conn.Read(b[:])
 			cancel()
 		}()
-		result, err = d.do(ctx, req)
+		result, err = d.do(ctx, req, out)
 		cancel()
 	}
 	op := req.Op
@@ -518,24 +540,31 @@ func (d *daemon) handle(conn net.Conn) {
 	}
 	b, err := json.Marshal(resp)
 	if err != nil {
-		b, _ = json.Marshal(response{V: ProtocolVersion, Error: &wireError{Kind: KindFailed, Msg: "zstor daemon: " + err.Error()}})
+		b, _ = json.Marshal(response{V: resp.V, Error: &wireError{Kind: KindFailed, Msg: "zstor daemon: " + err.Error()}})
 	}
-	conn.SetWriteDeadline(time.Now().Add(answerTimeout))
-	conn.Write(append(b, '\n'))
+	out.last(append(b, '\n'))
 }
 
 func knownOp(op string) bool {
 	switch op {
-	case opPing, opStore, opQueue, opRetrieve, opCheck, opDelete, opList, opRebuild, opScrub, opRepair, opKeyFor:
+	case opPing, opStore, opQueue, opRetrieve, opCheck, opDelete, opList, opRebuild, opScrub, opRepair, opKeyFor, opJobs:
 		return true
 	}
 	return false
 }
 
 // do runs one request with the current generation's client.
-func (d *daemon) do(ctx context.Context, req request) (any, error) {
-	if req.Op == opPing {
+func (d *daemon) do(ctx context.Context, req request, out *connWriter) (any, error) {
+	switch req.Op {
+	case opPing:
 		return pingResult{Version: ProtocolVersion, PID: os.Getpid(), Config: d.cfgPath}, nil
+	case opJobs:
+		return jobsResult{Jobs: d.queue.list()}, nil
+	}
+	var rep *progressReporter
+	if req.Progress {
+		rep = newProgressReporter(out, req.V)
+		defer rep.stop()
 	}
 	switch req.Op {
 	case opStore, opQueue, opRetrieve, opKeyFor:
@@ -548,7 +577,14 @@ func (d *daemon) do(ctx context.Context, req request) (any, error) {
 	c := g.client
 	switch req.Op {
 	case opStore:
-		r, err := c.Store(ctx, req.Path, zstor.StoreOptions{Key: req.Key, DeleteLocal: req.DeleteLocal})
+		so := zstor.StoreOptions{Key: req.Key, DeleteLocal: req.DeleteLocal, Links: req.Links}
+		if rep != nil {
+			if fi, err := os.Stat(req.Path); err == nil {
+				rep.started(fi.Size())
+			}
+			so.Progress = rep.add
+		}
+		r, err := c.Store(ctx, req.Path, so)
 		if err != nil {
 			return nil, err
 		}
@@ -556,7 +592,11 @@ func (d *daemon) do(ctx context.Context, req request) (any, error) {
 	case opQueue:
 		return nil, d.enqueue(c, req)
 	case opRetrieve:
-		r, err := c.Retrieve(ctx, req.Path, zstor.RetrieveOptions{Key: req.Key})
+		ro := zstor.RetrieveOptions{Key: req.Key, Protect: req.Protect}
+		if rep != nil {
+			ro.Started, ro.Progress = rep.started, rep.add
+		}
+		r, err := c.Retrieve(ctx, req.Path, ro)
 		if err != nil {
 			return nil, err
 		}

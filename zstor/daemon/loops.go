@@ -53,6 +53,9 @@ func (d *daemon) startLoops() {
 	if d.opts.ScrubInterval > 0 {
 		d.loops.Go(d.scrubLoop)
 	}
+	if d.opts.GCInterval > 0 {
+		d.loops.Go(d.gcLoop)
+	}
 	d.loops.Go(func() { d.every(d.opts.CacheInterval, nil, d.checkCache) })
 }
 
@@ -168,8 +171,8 @@ func (d *daemon) checkRedundancy(g *generation) {
 	if cs.Unreadable > 0 {
 		d.log.Warn("zstor daemon: redundancy check: some object records cannot be read", slog.Int("records", cs.Unreadable))
 	}
-	backlog := d.noteRedundancy(cs)
-	usable := d.usableBackends()
+	backlog := d.noteRedundancy(g, cs)
+	usable := d.usableBackends(g)
 	repaired, blocked := 0, 0
 	now := time.Now()
 	for _, e := range backlog {
@@ -212,35 +215,41 @@ func (d *daemon) checkRedundancy(g *generation) {
 	d.repairBlocked = blocked > 0
 	if repaired > 0 {
 		if cs, err := g.client.Census(ctx); err == nil {
-			d.noteRedundancy(cs)
+			d.noteRedundancy(g, cs)
 		}
 	}
 }
 
-// usableBackends is how many data backends the last health check found
-// able to take shards.
-func (d *daemon) usableBackends() int {
+// usableBackends is how many distinct data backends (spellings of one
+// merged) the last health check found able to take shards.
+func (d *daemon) usableBackends(g *generation) int {
 	d.state.mu.RLock()
 	defer d.state.mu.RUnlock()
-	n := 0
+	distinct := map[string]bool{}
 	for _, h := range d.state.data {
 		if h.Usable() {
-			n++
+			distinct[g.client.BackendIdentity(h.Backend)] = true
 		}
 	}
-	return n
+	return len(distinct)
 }
 
 // noteRedundancy records a census (the object count, and the placements
 // the health loop recomputes the gauges from) and returns the objects below
 // full redundancy by the daemon's own health view, with MinShards set from
-// it.
-func (d *daemon) noteRedundancy(cs zstor.Census) []zstor.Entry {
+// it. Shards on one server under two spellings count once, as in List.
+func (d *daemon) noteRedundancy(g *generation, cs zstor.Census) []zstor.Entry {
+	identity := func(id string) string {
+		if b := g.client.Backends().Lookup(id); b != nil {
+			return g.client.BackendIdentity(b)
+		}
+		return id
+	}
 	st := &d.state
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	st.objects, st.unreadable = cs.Objects(), cs.Foreign+cs.Unreadable
-	st.placed = newPlacements(cs.Entries)
+	st.placed = newPlacements(cs.Entries, identity)
 	mins := st.recomputeLocked()
 	var backlog []zstor.Entry
 	for _, e := range cs.Entries {
@@ -253,9 +262,14 @@ func (d *daemon) noteRedundancy(cs zstor.Census) []zstor.Entry {
 }
 
 // repairNow reports whether an object below full redundancy should be
-// rebuilt now: some shard of it has no copy recorded, sits on a backend
-// that left the config, or on one unreachable for RepairAfter.
+// rebuilt now: some shard of it has no copy recorded (stored degraded),
+// sits on a backend that left the config, on one unreachable for
+// RepairAfter, or on a backend holding another shard of the chunk under
+// another spelling.
 func (d *daemon) repairNow(g *generation, rec *zstor.Record) bool {
+	if g.client.Doubled(rec) {
+		return true
+	}
 	st := &d.state
 	st.mu.RLock()
 	defer st.mu.RUnlock()
@@ -354,6 +368,38 @@ func (d *daemon) noteScrub(rep *zstor.ScrubReport) {
 	d.state.scrubDone = time.Now()
 	d.state.scrubProblems = len(rep.Problems)
 	d.state.mu.Unlock()
+}
+
+// gcLoop collects garbage shards every GCInterval, the first time one
+// interval after start, slowly (GCPause per candidate).
+func (d *daemon) gcLoop() {
+	t := time.NewTicker(d.opts.GCInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-d.loopCtx.Done():
+			return
+		case <-t.C:
+		}
+		g := d.acquire()
+		d.gc(g)
+		g.release()
+	}
+}
+
+func (d *daemon) gc(g *generation) {
+	start := time.Now()
+	rep, err := g.client.GC(g.ctx, zstor.GCOptions{Grace: d.opts.GCGrace, Pause: d.opts.GCPause})
+	if err != nil {
+		if g.ctx.Err() == nil {
+			d.log.Warn("zstor daemon: garbage collection failed", slog.String("err", err.Error()))
+		}
+		return
+	}
+	attrs := []any{slog.Int("deleted", rep.Deleted), slog.Int64("bytes", rep.Bytes), slog.Int("shards", rep.Shards),
+		slog.Int("backends", rep.Backends), slog.Int("skipped_backends", len(rep.Skipped)), slog.Int("errors", len(rep.Errors)),
+		slog.Duration("took", time.Since(start))}
+	d.log.Info("zstor daemon: garbage collection done", attrs...)
 }
 
 // queueLoop starts due queued stores, QueueWorkers at a time, until ctx

@@ -13,8 +13,12 @@ import (
 	"qss/zstor"
 	"qss/zstor/config"
 	"qss/zstor/meta"
+	"qss/zstor/pipeline"
 	"qss/zstor/zstortest"
 )
+
+// otherKey is a master key other than zstortest.TestKey.
+const otherKey = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 
 func getHealthz(t *testing.T, port int) (int, healthz) {
 	t.Helper()
@@ -48,13 +52,14 @@ func TestBackendLossVisibleWithin5s(t *testing.T) {
 		}
 	}
 	c.Close()
-	// A record this key cannot open (another key's, or junk), in the
+	// A record this key cannot open (sealed with another key), in the
 	// same metadata namespace.
-	conf, err := config.Load(cfg)
+	conf, err := config.Load(cl.WriteConfig(otherKey, ""))
 	if err != nil {
 		t.Fatal(err)
 	}
-	ms, err := meta.NewZDB(ctx, conf.Meta.Backends, conf.Meta.Prefix, meta.WithLogger(slog.New(slog.DiscardHandler)))
+	ms, err := meta.NewZDB(ctx, conf.Meta.Backends, conf.Meta.Prefix, meta.WithLogger(slog.New(slog.DiscardHandler)),
+		meta.WithSealer(pipeline.NewMetaSealer(conf.MetaKey())))
 	if err != nil {
 		t.Fatal(err)
 	}

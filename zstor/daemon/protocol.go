@@ -14,10 +14,19 @@ import (
 
 // ProtocolVersion is the version of the socket protocol (docs/zstor-daemon.md,
 // "Protocol"). Every request and response carries it; the daemon refuses a
-// request of another version with an error of kind KindVersion, so a CLI
-// and a daemon of different builds fail with one clear line instead of
-// misreading each other.
-const ProtocolVersion = 1
+// request of a version it does not speak with an error of kind KindVersion,
+// so a CLI and a daemon of different builds fail with one clear line
+// instead of misreading each other.
+//
+// Version 2 added protect, links and progress to requests, progress lines
+// before the response, and the jobs op. The daemon still serves version 1
+// requests (answering in version 1; none of them carries the new fields),
+// but a version 2 client is refused by a version 1 daemon: an old daemon
+// would ignore protect and replace a changed local file.
+const ProtocolVersion = 2
+
+// minProtocolVersion is the oldest request version the daemon serves.
+const minProtocolVersion = 1
 
 // Limits of one message. A request is small (an op and a path); a response
 // can be a long listing.
@@ -39,6 +48,7 @@ const (
 	opScrub    = "scrub"
 	opRepair   = "repair"
 	opKeyFor   = "keyfor"
+	opJobs     = "jobs"
 )
 
 // request is the one JSON line a client sends.
@@ -49,6 +59,22 @@ type request struct {
 	Key         string `json:"key,omitempty"`    // object key: check, delete, rebuild; override for store, queue, retrieve
 	Prefix      string `json:"prefix,omitempty"` // list, repair
 	DeleteLocal bool   `json:"delete_local,omitempty"`
+	Protect     bool   `json:"protect,omitempty"`  // v2, retrieve: refuse to replace a changed local file
+	Links       bool   `json:"links,omitempty"`    // v2, store: store a symbolic link as a link
+	Progress    bool   `json:"progress,omitempty"` // v2, store and retrieve: send progress lines
+}
+
+// progressLine is what the daemon sends, any number of times, before the
+// response of a request that asked for progress: the bytes done so far and
+// the total (-1 while unknown).
+type progressLine struct {
+	V        int          `json:"v"`
+	Progress progressInfo `json:"progress"`
+}
+
+type progressInfo struct {
+	Done  int64 `json:"done"`
+	Total int64 `json:"total"`
 }
 
 // response is the one JSON line the daemon answers with: exactly one of
@@ -73,6 +99,8 @@ type wireError struct {
 const (
 	KindNotStored    = "not_stored"     // zstor.ErrNotStored
 	KindNotUnderRoot = "not_under_root" // zstor.ErrNotUnderRoot
+	KindLocalChanged = "local_changed"  // zstor.ErrLocalChanged (v2)
+	KindChanged      = "changed"        // zstor.ErrChanged (v2)
 	KindNoFile       = "no_file"        // fs.ErrNotExist: a local file is missing
 	KindBadRequest   = "bad_request"    // malformed request, unknown op, relative path
 	KindVersion      = "version"        // protocol version mismatch
@@ -97,6 +125,10 @@ func (e *RemoteError) Is(target error) bool {
 		return target == zstor.ErrNotStored
 	case KindNotUnderRoot:
 		return target == zstor.ErrNotUnderRoot
+	case KindLocalChanged:
+		return target == zstor.ErrLocalChanged
+	case KindChanged:
+		return target == zstor.ErrChanged
 	case KindNoFile:
 		return target == fs.ErrNotExist
 	case KindCanceled:
@@ -119,6 +151,10 @@ func toWire(err error) *wireError {
 		kind = KindNotStored
 	case errors.Is(err, zstor.ErrNotUnderRoot):
 		kind = KindNotUnderRoot
+	case errors.Is(err, zstor.ErrLocalChanged):
+		kind = KindLocalChanged
+	case errors.Is(err, zstor.ErrChanged):
+		kind = KindChanged
 	case errors.Is(err, fs.ErrNotExist):
 		kind = KindNoFile
 	case errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
@@ -154,6 +190,23 @@ type retrieveResult struct {
 	Size      int64  `json:"size"`
 	Checksum  string `json:"checksum"`
 	BadShards int    `json:"bad_shards"`
+	Unchanged bool   `json:"unchanged,omitempty"`
+	Link      string `json:"link,omitempty"`
+}
+
+// Job is one queued store as the jobs op reports it.
+type Job struct {
+	Path        string    `json:"path"`
+	Key         string    `json:"key,omitempty"`
+	DeleteLocal bool      `json:"delete_local,omitempty"`
+	Queued      time.Time `json:"queued"`
+	Attempts    int       `json:"attempts"`
+	Next        time.Time `json:"next"`
+	LastErr     string    `json:"last_err,omitempty"`
+}
+
+type jobsResult struct {
+	Jobs []Job `json:"jobs"`
 }
 
 type checkResult struct {
@@ -235,12 +288,12 @@ func (r storeResult) toZstor() (*zstor.StoreResult, error) {
 }
 
 func fromRetrieve(r *zstor.RetrieveResult) retrieveResult {
-	return retrieveResult{Key: r.Key, Size: r.Size, Checksum: hexSum(r.Checksum), BadShards: r.BadShards}
+	return retrieveResult{Key: r.Key, Size: r.Size, Checksum: hexSum(r.Checksum), BadShards: r.BadShards, Unchanged: r.Unchanged, Link: r.Link}
 }
 
 func (r retrieveResult) toZstor() (*zstor.RetrieveResult, error) {
 	sum, err := parseSum(r.Checksum)
-	return &zstor.RetrieveResult{Key: r.Key, Size: r.Size, Checksum: sum, BadShards: r.BadShards}, err
+	return &zstor.RetrieveResult{Key: r.Key, Size: r.Size, Checksum: sum, BadShards: r.BadShards, Unchanged: r.Unchanged, Link: r.Link}, err
 }
 
 func fromEntries(es []zstor.Entry) []entry {

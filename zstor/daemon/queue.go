@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"math/rand/v2"
+	"os"
 	"sort"
 	"sync"
 	"time"
@@ -248,4 +250,69 @@ func (q *queue) snapshot() []job {
 	}
 	sort.Slice(out, func(a, b int) bool { return out[a].Path < out[b].Path })
 	return out
+}
+
+// list returns the queued jobs as the jobs op reports them, sorted by when
+// they are due (then by enqueue order).
+func (q *queue) list() []Job {
+	q.mu.Lock()
+	js := make([]job, 0, len(q.jobs))
+	for _, j := range q.jobs {
+		js = append(js, *j)
+	}
+	q.mu.Unlock()
+	sort.Slice(js, func(a, b int) bool {
+		if !js[a].Next.Equal(js[b].Next) {
+			return js[a].Next.Before(js[b].Next)
+		}
+		return js[a].Seq < js[b].Seq
+	})
+	out := make([]Job, len(js))
+	for i, j := range js {
+		out[i] = Job{Path: j.Path, Key: j.Key, DeleteLocal: j.DeleteLocal, Queued: j.Queued, Attempts: j.Attempts, Next: j.Next, LastErr: j.LastErr}
+	}
+	return out
+}
+
+// ReadQueue lists the jobs in the queue file at path while no daemon runs
+// (`zstor queue` then shows what the next start will store). It opens the
+// file read-only, under a shared lock held for the read only; a daemon
+// holding the file makes it fail with an error that says so. A missing
+// file is an empty queue.
+func ReadQueue(path string) ([]Job, error) {
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 200 * time.Millisecond})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("zstor queue: %s: %w", path, errQueueLocked)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("zstor queue: open %s: %w", path, err)
+	}
+	defer db.Close()
+	q := &queue{jobs: map[string]*job{}}
+	err = db.View(func(tx *bolt.Tx) error {
+		if info := tx.Bucket(bucketInfo); info != nil {
+			if v := info.Get(keyVersion); v != nil && string(v) != queueFormat {
+				return fmt.Errorf("queue format %q, this build reads %q", v, queueFormat)
+			}
+		}
+		b := tx.Bucket(bucketJobs)
+		if b == nil {
+			return nil
+		}
+		return b.ForEach(func(k, v []byte) error {
+			var j job
+			if err := json.Unmarshal(v, &j); err != nil {
+				return fmt.Errorf("job %q: %w", k, err)
+			}
+			q.jobs[string(k)] = &j
+			return nil
+		})
+	})
+	if err != nil {
+		return nil, fmt.Errorf("zstor queue: %s: %w", path, err)
+	}
+	return q.list(), nil
 }

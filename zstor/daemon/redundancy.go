@@ -16,7 +16,8 @@ import (
 // against the client's cached health snapshot, so a lost backend showed in
 // the gauges only at the next redundancy check: about 26 s on average.)
 type placements struct {
-	ids  map[string]int32 // backend ID → index into names
+	ids  map[string]int32 // backend ID → index
+	same []int32          // index → index of the first backend with the same server identity
 	objs map[string]objPlacement
 }
 
@@ -26,8 +27,9 @@ type objPlacement struct {
 	listed int       // MinShards as the census computed it, until the health loop has a view
 }
 
-// newPlacements summarises a census.
-func newPlacements(es []zstor.Entry) *placements {
+// newPlacements summarises a census. identity maps a backend ID to its
+// server's identity: two spellings of one server count as one backend.
+func newPlacements(es []zstor.Entry, identity func(id string) string) *placements {
 	p := &placements{ids: map[string]int32{}, objs: make(map[string]objPlacement, len(es))}
 	for _, e := range es {
 		o := objPlacement{k: e.K, n: e.N, listed: e.MinShards}
@@ -41,6 +43,20 @@ func newPlacements(es []zstor.Entry) *placements {
 			}
 		}
 		p.objs[e.Key] = o
+	}
+	// Every spelling of one server maps to one representative index.
+	first := map[string]int32{}
+	p.same = make([]int32, len(p.ids))
+	for id, i := range p.ids {
+		p.same[i] = i
+		if identity == nil {
+			continue
+		}
+		if j, ok := first[identity(id)]; ok {
+			p.same[i] = j
+		} else {
+			first[identity(id)] = i
+		}
 	}
 	return p
 }
@@ -75,14 +91,15 @@ func (p *placements) minShards(reachable func(id string) bool) map[string]int {
 			continue
 		}
 		m := o.n
+		var seen []int32
 		for _, c := range o.chunks {
-			n := 0
+			seen = seen[:0]
 			for _, i := range c {
-				if i >= 0 && reach[i] {
-					n++
+				if i >= 0 && reach[i] && !slices.Contains(seen, p.same[i]) {
+					seen = append(seen, p.same[i])
 				}
 			}
-			m = min(m, n)
+			m = min(m, len(seen))
 		}
 		out[key] = m
 	}

@@ -2,6 +2,8 @@ package meta
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"iter"
@@ -36,12 +38,23 @@ const keysPage = 1000
 // etcd replicates and orders the records itself (Raft), so the store is a
 // thin mapping of Put, Get, Delete and Keys onto etcd's key space, under
 // prefix + "/". Reads are linearizable (etcd's default).
+//
+// The cluster is not trusted with integrity either: every value is stored
+// in the same sealed envelope as on zdb (docs/zstor-format.md, "Metadata
+// envelope v2"), which binds the version and the key, so a record that was
+// changed, forged or moved to another key fails authentication
+// (ErrUnauthentic) instead of being returned. Values written before the
+// envelope (a bare v1 seal) are read and rewritten in the envelope. A
+// delete removes the key (etcd orders writes itself: no tombstone needed).
 type Etcd struct {
 	cli       *clientv3.Client
 	prefix    string // the configured prefix plus "/"
 	endpoints []string
 	opTimeout time.Duration
 	log       *slog.Logger
+	env       envelope // sealer nil: Keys and Health only
+	clock     hlc
+	writer    uint32
 
 	closeOnce sync.Once
 	closeErr  error
@@ -56,6 +69,20 @@ type etcdOptions struct {
 	dialTimeout time.Duration
 	opTimeout   time.Duration
 	logger      *slog.Logger
+	sealer      Sealer
+	now         func() time.Time
+}
+
+// WithEtcdSealer sets the Sealer of the records: pipeline.NewMetaSealer of
+// the metadata master key. Without one, only Keys and Health work (enough
+// for a status report); Put, Get and Delete fail.
+func WithEtcdSealer(s Sealer) EtcdOption {
+	return func(o *etcdOptions) { o.sealer = s }
+}
+
+// withEtcdClock replaces the wall clock of the version clock, for tests.
+func withEtcdClock(now func() time.Time) EtcdOption {
+	return func(o *etcdOptions) { o.now = now }
 }
 
 // WithEtcdTimeouts sets the dial timeout (connecting and authenticating)
@@ -89,7 +116,7 @@ func WithEtcdLogger(l *slog.Logger) EtcdOption {
 // is one service, which is either available or not, and a wrong endpoint or
 // password is better reported at once.
 func NewEtcd(ctx context.Context, endpoints []string, prefix, username, password string, opts ...EtcdOption) (*Etcd, error) {
-	o := etcdOptions{dialTimeout: DefaultEtcdDialTimeout, opTimeout: DefaultEtcdOpTimeout, logger: slog.Default()}
+	o := etcdOptions{dialTimeout: DefaultEtcdDialTimeout, opTimeout: DefaultEtcdOpTimeout, logger: slog.Default(), now: time.Now}
 	for _, opt := range opts {
 		opt(&o)
 	}
@@ -111,12 +138,17 @@ func NewEtcd(ctx context.Context, endpoints []string, prefix, username, password
 		// client's internal zap logs would only repeat them.
 		Logger: zap.NewNop(),
 	})
+	var w [4]byte
+	rand.Read(w[:])
 	s := &Etcd{
 		cli:       cli,
 		prefix:    prefix + "/",
 		endpoints: endpoints,
 		opTimeout: o.opTimeout,
 		log:       o.logger.With("component", "meta-etcd"),
+		env:       envelope{sealer: o.sealer},
+		clock:     hlc{now: o.now},
+		writer:    binary.LittleEndian.Uint32(w[:]),
 	}
 	if err != nil {
 		return nil, s.wrap(ctx, "connect", err)
@@ -160,6 +192,10 @@ func (s *Etcd) opCtx(ctx context.Context) (context.Context, context.CancelFunc) 
 	return context.WithTimeout(ctx, s.opTimeout)
 }
 
+// errNoSealer is the error of Put and Get on a store opened without a
+// Sealer.
+var errNoSealer = errors.New("meta: etcd store opened without a sealer (WithEtcdSealer)")
+
 // Put implements Store.
 func (s *Etcd) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkKey("put", key); err != nil {
@@ -168,9 +204,16 @@ func (s *Etcd) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkValue("put", value); err != nil {
 		return err
 	}
+	if s.env.sealer == nil {
+		return errNoSealer
+	}
+	rec, err := s.env.encode(key, stamp{version: s.clock.next(), writer: s.writer}, false, value)
+	if err != nil {
+		return err
+	}
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
-	if _, err := s.cli.Put(octx, s.prefix+key, string(value)); err != nil {
+	if _, err := s.cli.Put(octx, s.prefix+key, string(rec)); err != nil {
 		return s.wrap(ctx, "put", err)
 	}
 	return nil
@@ -181,6 +224,9 @@ func (s *Etcd) Get(ctx context.Context, key string) ([]byte, error) {
 	if err := checkKey("get", key); err != nil {
 		return nil, err
 	}
+	if s.env.sealer == nil {
+		return nil, errNoSealer
+	}
 	octx, cancel := s.opCtx(ctx)
 	defer cancel()
 	resp, err := s.cli.Get(octx, s.prefix+key)
@@ -190,11 +236,52 @@ func (s *Etcd) Get(ctx context.Context, key string) ([]byte, error) {
 	if len(resp.Kvs) == 0 {
 		return nil, ErrNotFound
 	}
-	v := resp.Kvs[0].Value
-	if v == nil {
-		v = []byte{}
+	kv := resp.Kvs[0]
+	v := kv.Value
+	if len(v) < 2 || v[0] != envMagic0 || v[1] != envMagic1 {
+		// A bare v1 seal, as written before the envelope.
+		plain, err := s.env.sealer.Open(v, []byte(key))
+		if err != nil {
+			return nil, fmt.Errorf("meta get on etcd: %w: %v", ErrUnauthentic, err)
+		}
+		s.upgrade(ctx, key, kv.ModRevision, plain)
+		return plain, nil
 	}
-	return v, nil
+	rec, err := s.env.decode(key, v, s.clock.ceiling())
+	switch {
+	case errors.Is(err, errUnknownFormat), errors.Is(err, errAhead), errors.Is(err, ErrUnauthentic):
+		return nil, fmt.Errorf("meta get on etcd: %w", err)
+	case err != nil:
+		return nil, fmt.Errorf("meta get on etcd: %w: %v", ErrUnauthentic, err)
+	}
+	if rec.legacy {
+		// The etcd store never wrote the v1 envelope (its old values are
+		// bare seals): one here was made by someone else.
+		return nil, fmt.Errorf("meta get on etcd: %w: a v1 envelope", ErrUnauthentic)
+	}
+	s.clock.observe(rec.version)
+	if rec.tombstone {
+		return nil, ErrNotFound
+	}
+	return rec.value, nil
+}
+
+// upgrade rewrites a record read in an old format in the current envelope,
+// only if nothing was written to the key since it was read (rev), so a
+// concurrent write is never replaced by the old value. Best effort.
+func (s *Etcd) upgrade(ctx context.Context, key string, rev int64, value []byte) {
+	rec, err := s.env.encode(key, stamp{version: s.clock.next(), writer: s.writer}, false, value)
+	if err == nil {
+		octx, cancel := s.opCtx(ctx)
+		_, err = s.cli.Txn(octx).
+			If(clientv3.Compare(clientv3.ModRevision(s.prefix+key), "=", rev)).
+			Then(clientv3.OpPut(s.prefix+key, string(rec))).
+			Commit()
+		cancel()
+	}
+	if err != nil {
+		s.log.Debug("cannot rewrite an old metadata record in the current envelope", "err", err)
+	}
 }
 
 // Delete implements Store.

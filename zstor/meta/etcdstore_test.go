@@ -20,7 +20,7 @@ import (
 func newTestEtcd(t *testing.T, endpoints []string, prefix, user, pw string) *Etcd {
 	t.Helper()
 	s, err := NewEtcd(context.Background(), endpoints, prefix, user, pw,
-		WithEtcdTimeouts(2*time.Second, 2*time.Second), WithEtcdLogger(testLogger()))
+		WithEtcdTimeouts(2*time.Second, 2*time.Second), WithEtcdLogger(testLogger()), WithEtcdSealer(testSealer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -41,8 +41,11 @@ func TestEtcd(t *testing.T) {
 	}
 	defer raw.Close()
 	resp, err := raw.Get(ctx, "zstor-meta/a/1")
-	if err != nil || len(resp.Kvs) != 1 || string(resp.Kvs[0].Value) != "uno" {
+	if err != nil || len(resp.Kvs) != 1 {
 		t.Fatalf("raw get: %v %v", resp, err)
+	}
+	if rec, err := testEnv.decode("a/1", resp.Kvs[0].Value, 0); err != nil || string(rec.value) != "uno" {
+		t.Fatalf("raw record: %+v, %v", rec, err)
 	}
 	if _, err := raw.Put(ctx, "zstor-meta-other/x", "y"); err != nil {
 		t.Fatal(err)
@@ -91,7 +94,7 @@ func TestEtcd(t *testing.T) {
 	// The cluster goes away: operations fail with ErrUnavailable within
 	// the operation timeout.
 	fast, err := NewEtcd(ctx, []string{srv.Endpoint}, "zstor-meta", "", "",
-		WithEtcdTimeouts(time.Second, 300*time.Millisecond), WithEtcdLogger(testLogger()))
+		WithEtcdTimeouts(time.Second, 300*time.Millisecond), WithEtcdLogger(testLogger()), WithEtcdSealer(testSealer))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,29 +2,36 @@ package meta
 
 import (
 	"context"
-	"encoding/binary"
-	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
 	"testing"
 )
 
-// decodeRecord never panics, and accepts only what encodeRecord makes:
-// every truncation and single-byte change of a valid envelope is refused
-// (corrupt, or an unknown format when the format byte changed).
+// decode never panics, and accepts only what encode makes: every
+// truncation and single-byte change of a valid envelope is refused
+// (corrupt or unauthentic, or an unknown format when the format byte
+// changed).
 func TestReviewEnvelopeMutations(t *testing.T) {
-	valid := [][]byte{
-		encodeRecord(stamp{version: 42 << 16, writer: 7}, false, []byte("some sealed value")),
-		encodeRecord(stamp{version: 43 << 16, writer: 7}, false, nil),
-		encodeRecord(stamp{version: 44 << 16, writer: 7}, true, nil),
+	var valid [][]byte
+	for _, c := range []struct {
+		st   stamp
+		tomb bool
+		v    []byte
+	}{{stamp{version: 42 << 16, writer: 7}, false, []byte("some value")}, {stamp{version: 43 << 16, writer: 7}, false, nil},
+		{stamp{version: 44 << 16, writer: 7}, true, nil}} {
+		b, err := testEnv.encode("k", c.st, c.tomb, c.v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		valid = append(valid, b)
 	}
 	for _, v := range valid {
-		if _, err := decodeRecord(v); err != nil {
+		if _, err := testEnv.decode("k", v, 0); err != nil {
 			t.Fatal(err)
 		}
 		for n := range len(v) {
-			if _, err := decodeRecord(v[:n]); err == nil {
+			if _, err := testEnv.decode("k", v[:n], 0); err == nil {
 				t.Fatalf("truncated to %d of %d bytes: accepted", n, len(v))
 			}
 		}
@@ -32,29 +39,24 @@ func TestReviewEnvelopeMutations(t *testing.T) {
 			for _, x := range []byte{1, 0x80, 0xff} {
 				m := append([]byte(nil), v...)
 				m[i] ^= x
-				if _, err := decodeRecord(m); err == nil {
+				if _, err := testEnv.decode("k", m, 0); err == nil {
 					t.Fatalf("byte %d ^ %#x: accepted", i, x)
 				}
 			}
 		}
 	}
-	// A length field claiming more than there is, with a CRC that matches.
-	b := encodeRecord(stamp{version: 1}, false, []byte("abc"))
-	binary.LittleEndian.PutUint32(b[20:24], 1<<31)
-	binary.LittleEndian.PutUint32(b[16:20], envelopeCRC(b))
-	if _, err := decodeRecord(b); !errors.Is(err, errCorrupt) {
-		t.Fatalf("overlong length field: %v", err)
-	}
 	r := rand.New(rand.NewPCG(1, 2))
 	for range 20000 {
-		junk := make([]byte, r.IntN(64))
+		junk := make([]byte, r.IntN(96))
 		for i := range junk {
 			junk[i] = byte(r.UintN(256))
 		}
 		if r.IntN(2) == 0 && len(junk) >= 3 {
-			junk[0], junk[1], junk[2] = 'Q', 'M', 1
+			junk[0], junk[1], junk[2] = 'Q', 'M', byte(1+r.IntN(2))
 		}
-		decodeRecord(junk)
+		if _, err := testEnv.decode("k", junk, 0); err == nil {
+			t.Fatalf("junk % x accepted", junk)
+		}
 	}
 }
 
@@ -81,7 +83,7 @@ func TestReviewJunkRecords(t *testing.T) {
 		}
 	}
 	keys := collectKeys(t, s, "")
-	if !slices.Contains(keys, "real") || len(keys) > 1+30-liveHeaderLen {
+	if !slices.Contains(keys, "real") || len(keys) > 1+30-v1LiveHeaderLen {
 		t.Fatalf("keys %q", keys)
 	}
 	for n := range 30 {

@@ -36,12 +36,13 @@ const closeGrace = 5 * time.Second
 
 // ZDB is a Store over N user-mode zdb namespaces ("metadata backends").
 //
-// Every record is written, in a small envelope carrying a version and a
-// tombstone flag (docs/zstor-format.md, "Metadata store on zdb, v1"), to
-// every backend; a write succeeds once a majority (⌊N/2⌋+1) acknowledged it.
-// A read asks every backend, returns the newest version once a majority
-// answered, and writes that version back to the backends that answered with
-// an older one or none (read repair). A delete writes a tombstone, so a
+// Every record is written to every backend in an envelope carrying a
+// version and a tombstone flag, sealed with the Sealer together with the
+// key (docs/zstor-format.md, "Metadata envelope v2"); a write succeeds once
+// a majority (⌊N/2⌋+1) acknowledged it. A read asks every backend, returns
+// the newest authentic version once a majority answered, and writes that
+// version back to the backends that answered with an older one, a bad one
+// or none (read repair); what fails authentication is never copied. A delete writes a tombstone, so a
 // backend that missed it cannot bring the record back. Any majority of
 // answers therefore includes a backend that took part in the last
 // successful write, which is what makes losing a minority of the backends
@@ -66,6 +67,7 @@ type ZDB struct {
 	log       *slog.Logger
 	clock     hlc
 	writer    uint32
+	env       envelope
 
 	bg     context.Context // cancelled when Close gives up waiting
 	stopBG context.CancelFunc
@@ -90,6 +92,13 @@ type zdbOptions struct {
 	retryMax    time.Duration
 	logger      *slog.Logger
 	now         func() time.Time
+	sealer      Sealer
+}
+
+// WithSealer sets the Sealer of the records (required):
+// pipeline.NewMetaSealer of the metadata master key.
+func WithSealer(s Sealer) ZDBOption {
+	return func(o *zdbOptions) { o.sealer = s }
 }
 
 // WithTimeouts sets the dial timeout (connecting, authenticating and
@@ -167,6 +176,9 @@ func NewZDB(ctx context.Context, backends []config.Backend, prefix string, opts 
 	if len(backends) == 0 {
 		return nil, errors.New("meta: zdb store: no backends")
 	}
+	if o.sealer == nil {
+		return nil, errors.New("meta: zdb store: no sealer (WithSealer)")
+	}
 	if maxPrefix := client.MaxKeyLen - 1 - MaxKeyLen; len(prefix) > maxPrefix {
 		return nil, fmt.Errorf("meta: zdb store: prefix of %d bytes, the limit is %d (zdb keys are at most %d bytes)",
 			len(prefix), maxPrefix, client.MaxKeyLen)
@@ -183,6 +195,7 @@ func NewZDB(ctx context.Context, backends []config.Backend, prefix string, opts 
 		log:       o.logger.With("component", "meta-zdb"),
 		clock:     hlc{now: o.now},
 		writer:    binary.LittleEndian.Uint32(w[:]),
+		env:       envelope{sealer: o.sealer},
 	}
 	s.bg, s.stopBG = context.WithCancel(context.Background())
 	seen := make(map[string]bool)
@@ -243,7 +256,10 @@ func (s *ZDB) Put(ctx context.Context, key string, value []byte) error {
 	if err := checkValue("put", value); err != nil {
 		return err
 	}
-	rec := encodeRecord(stamp{s.clock.next(), s.writer}, false, value)
+	rec, err := s.env.encode(key, stamp{version: s.clock.next(), writer: s.writer}, false, value)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, "put", key, rec)
 }
 
@@ -253,7 +269,10 @@ func (s *ZDB) Delete(ctx context.Context, key string) error {
 	if err := checkKey("delete", key); err != nil {
 		return err
 	}
-	rec := encodeRecord(stamp{s.clock.next(), s.writer}, true, nil)
+	rec, err := s.env.encode(key, stamp{version: s.clock.next(), writer: s.writer}, true, nil)
+	if err != nil {
+		return err
+	}
 	return s.write(ctx, "delete", key, rec)
 }
 
@@ -367,17 +386,22 @@ func (s *ZDB) unavailable(op string, answered int, errs []string) error {
 }
 
 // answer is a backend's usable answer to a read: rec is nil when the
-// backend holds no record (or a corrupt one, then corrupt is set).
+// backend holds no record, or one that is corrupt or fails authentication
+// (then bad is set).
 type answer struct {
-	idx     int
-	rec     *record
-	corrupt bool
+	idx         int
+	rec         *record
+	bad         bool
+	unauthentic bool // bad, and well-formed: it fails the seal
 }
 
-// toAnswer turns a GET reply into an answer; ok is false when the backend
-// did not give a usable answer (an error, or an envelope format this code
-// does not know and so must not overwrite).
-func (s *ZDB) toAnswer(r reply) (a answer, ok bool, err error) {
+// toAnswer turns a GET reply for key into an answer; ok is false when the
+// backend did not give a usable answer: an error, an envelope format this
+// code does not know, or a version too far ahead of the clock (neither
+// used nor overwritten). Replicas are normally byte for byte the same: an
+// envelope equal to one already authenticated in answers is not opened
+// again.
+func (s *ZDB) toAnswer(key string, r reply, answers []answer) (a answer, ok bool, err error) {
 	a.idx = r.idx
 	if errors.Is(r.err, client.ErrNotFound) {
 		return a, true, nil
@@ -385,13 +409,23 @@ func (s *ZDB) toAnswer(r reply) (a answer, ok bool, err error) {
 	if r.err != nil {
 		return a, false, r.err
 	}
-	rec, err := decodeRecord(r.data)
+	for _, prev := range answers {
+		if prev.rec != nil && bytes.Equal(prev.rec.raw, r.data) {
+			a.rec = prev.rec
+			return a, true, nil
+		}
+	}
+	rec, err := s.env.decode(key, r.data, s.clock.ceiling())
 	switch {
-	case errors.Is(err, errUnknownFormat):
+	case errors.Is(err, errUnknownFormat), errors.Is(err, errAhead):
+		s.log.Warn("metadata record refused", "backend", s.backends[r.idx].name, "err", err)
 		return a, false, err
 	case err != nil:
-		s.log.Warn("corrupt metadata record, will rewrite it", "backend", s.backends[r.idx].name, "err", err)
-		a.corrupt = true
+		// Never used, never copied to another backend; overwritten
+		// by read repair only with an authentic record.
+		s.log.Warn("metadata record fails its checks, ignored", "backend", s.backends[r.idx].name, "err", err)
+		a.bad = true
+		a.unauthentic = errors.Is(err, ErrUnauthentic)
 	default:
 		a.rec = &rec
 	}
@@ -399,7 +433,7 @@ func (s *ZDB) toAnswer(r reply) (a answer, ok bool, err error) {
 }
 
 // newest returns the answer with the highest stamp, nil when no answer
-// holds a record.
+// holds an authentic record.
 func newest(answers []answer) *record {
 	var best *record
 	for _, a := range answers {
@@ -410,10 +444,13 @@ func newest(answers []answer) *record {
 	return best
 }
 
-// read asks every backend for key and returns the newest record once a
-// majority answered (nil when none of them holds one). The remaining
-// answers are awaited in the background, and every backend that answered
-// with an older record, a corrupt one or none is sent the newest.
+// read asks every backend for key and returns the newest authentic record
+// once a majority answered (nil when none of them holds one;
+// ErrUnauthentic when more than half of the answers hold records that fail
+// authentication — well-formed, but the seal does not open — and none holds
+// an authentic one). The remaining answers
+// are awaited in the background, and every backend that answered with an
+// older record, a bad one or none is sent the newest.
 func (s *ZDB) read(ctx context.Context, op, key string) (*record, error) {
 	zkey := []byte(s.prefix + key)
 	ch, err := s.fanout(ctx, op, func(ctx context.Context, cl *client.Client) ([]byte, error) {
@@ -429,7 +466,7 @@ func (s *ZDB) read(ctx context.Context, op, key string) (*record, error) {
 		select {
 		case r := <-ch:
 			received++
-			a, ok, err := s.toAnswer(r)
+			a, ok, err := s.toAnswer(key, r, answers)
 			if !ok {
 				errs = append(errs, s.backends[r.idx].name+": "+err.Error())
 				if len(errs) > len(s.backends)-s.quorum {
@@ -449,19 +486,34 @@ func (s *ZDB) read(ctx context.Context, op, key string) (*record, error) {
 	if s.begin(1) {
 		go func() {
 			defer s.wg.Done()
-			s.repair(ctx, zkey, answers, ch, len(s.backends)-received)
+			s.repair(ctx, key, answers, ch, len(s.backends)-received)
 		}()
+	}
+	if best == nil {
+		bad := 0
+		for _, a := range answers {
+			if a.unauthentic {
+				bad++
+			}
+		}
+		if 2*bad > len(answers) {
+			return nil, fmt.Errorf("meta %s: %w (%d of %d answers)", op, ErrUnauthentic, bad, len(answers))
+		}
 	}
 	return best, nil
 }
 
 // repair waits for the pending replies of a read, then writes the newest
-// record to every backend that answered with an older, corrupt or missing
-// one. A backend without the record needs no tombstone: it has nothing to
-// bring back. Best effort: failures are only logged.
-func (s *ZDB) repair(ctx context.Context, zkey []byte, answers []answer, ch <-chan reply, pending int) {
+// authentic record to every backend that answered with an older, bad or
+// missing one. A backend without the record needs no tombstone: it has
+// nothing to bring back. A newest record in the v1 envelope is first
+// rewritten as v2 (a v1 tombstone is left as it is: its header was never
+// authenticated). What fails authentication is never copied. Best effort:
+// failures are only logged.
+func (s *ZDB) repair(ctx context.Context, key string, answers []answer, ch <-chan reply, pending int) {
+	zkey := []byte(s.prefix + key)
 	for ; pending > 0; pending-- {
-		if a, ok, _ := s.toAnswer(<-ch); ok {
+		if a, ok, _ := s.toAnswer(key, <-ch, answers); ok {
 			answers = append(answers, a)
 		}
 	}
@@ -469,9 +521,20 @@ func (s *ZDB) repair(ctx context.Context, zkey []byte, answers []answer, ch <-ch
 	if best == nil {
 		return
 	}
+	if best.legacy {
+		if best.tombstone {
+			return
+		}
+		up, err := s.env.upgrade(key, best)
+		if err != nil {
+			s.log.Warn("cannot rewrite a v1 metadata record as v2", "err", err)
+			return
+		}
+		best = up
+	}
 	for _, a := range answers {
 		switch {
-		case a.corrupt:
+		case a.bad:
 		case a.rec == nil && !best.tombstone:
 		case a.rec != nil && a.rec.less(best.stamp):
 		default:
@@ -488,8 +551,8 @@ func (s *ZDB) repair(ctx context.Context, zkey []byte, answers []answer, ch <-ch
 				return nil, err
 			}
 			if err == nil {
-				rec, derr := decodeRecord(cur)
-				if errors.Is(derr, errUnknownFormat) || derr == nil && !rec.less(best.stamp) {
+				rec, derr := s.env.decode(key, cur, s.clock.ceiling())
+				if errors.Is(derr, errUnknownFormat) || errors.Is(derr, errAhead) || derr == nil && !rec.less(best.stamp) {
 					return nil, nil
 				}
 			}
@@ -533,9 +596,9 @@ func (s *ZDB) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] 
 					tallies[k] = t
 				}
 				switch {
-				case size == tombstoneLen:
+				case s.env.isTombstoneSize(size):
 					t.tomb++
-				case size >= liveHeaderLen:
+				case s.env.isLiveSize(size):
 					t.live++
 				default:
 					t.other++
@@ -558,6 +621,14 @@ func (s *ZDB) Keys(ctx context.Context, prefix string) iter.Seq2[string, error] 
 		}
 		for _, key := range disputed {
 			rec, err := s.read(ctx, "keys", key)
+			if errors.Is(err, ErrUnauthentic) {
+				// It is there, but cannot be read: the caller's
+				// Get reports it.
+				if !yield(key, nil) {
+					return
+				}
+				continue
+			}
 			if err != nil {
 				yield("", err)
 				return

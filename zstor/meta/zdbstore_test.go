@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net"
 	"os"
@@ -18,7 +19,15 @@ import (
 	"qss/internal/zdbtest"
 	"qss/zdb/client"
 	"qss/zstor/config"
+	"qss/zstor/pipeline"
 )
+
+// testSealer seals the test records: the real metadata sealer under a
+// fixed key.
+var testSealer Sealer = pipeline.NewMetaSealer(pipeline.MasterKey(bytes.Repeat([]byte{0x42}, 32)))
+
+// testEnv is the envelope codec of testSealer.
+var testEnv = envelope{sealer: testSealer}
 
 // testLogger discards logs unless META_TEST_LOG is set.
 func testLogger() *slog.Logger {
@@ -73,7 +82,7 @@ func (p *proxy) pipe(dst, src net.Conn) {
 	}
 }
 
-func newProxy(t *testing.T, target string) *proxy {
+func newProxy(t testing.TB, target string) *proxy {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -152,7 +161,7 @@ type metaBackend struct {
 const testNS = "meta"
 
 // startBackends starts n zdb processes and returns them with their config.
-func startBackends(t *testing.T, n int) ([]*metaBackend, []config.Backend) {
+func startBackends(t testing.TB, n int) ([]*metaBackend, []config.Backend) {
 	t.Helper()
 	ctx := context.Background()
 	var bs []*metaBackend
@@ -207,7 +216,7 @@ func (b *metaBackend) raw(t *testing.T, p, key string) *record {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rec, err := decodeRecord(data)
+	rec, err := testEnv.decode(key, data, 0)
 	if err != nil {
 		t.Fatalf("backend record for %q: %v", key, err)
 	}
@@ -220,6 +229,7 @@ func fastOpts() []ZDBOption {
 		WithTimeouts(500*time.Millisecond, 2*time.Second),
 		WithRetry(50*time.Millisecond, 200*time.Millisecond),
 		WithLogger(testLogger()),
+		WithSealer(testSealer),
 	}
 }
 
@@ -610,7 +620,7 @@ func TestZDBHangingBackends(t *testing.T) {
 	})
 	start := time.Now()
 	s, err := NewZDB(context.Background(), cfgs, "p",
-		WithTimeouts(200*time.Millisecond, 300*time.Millisecond), WithRetry(time.Hour, time.Hour), WithLogger(testLogger()))
+		WithTimeouts(200*time.Millisecond, 300*time.Millisecond), WithRetry(time.Hour, time.Hour), WithLogger(testLogger()), WithSealer(testSealer))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -710,7 +720,10 @@ func TestZDBCorruptReplica(t *testing.T) {
 	}
 	// A record in an unknown (future) format is neither used nor
 	// overwritten.
-	future := encodeRecord(stamp{version: 1 << 62}, false, []byte("from the future"))
+	future, err := testEnv.encode("k", stamp{version: 1 << 62}, false, []byte("from the future"))
+	if err != nil {
+		t.Fatal(err)
+	}
 	future[2] = 9
 	if _, _, err := bs[0].direct(t).Set(context.Background(), []byte("p/k"), future); err != nil {
 		t.Fatal(err)
@@ -725,17 +738,21 @@ func TestZDBCorruptReplica(t *testing.T) {
 
 func TestZDBNewErrors(t *testing.T) {
 	ctx := context.Background()
-	if _, err := NewZDB(ctx, nil, "p"); err == nil {
+	ws := WithSealer(testSealer)
+	if _, err := NewZDB(ctx, nil, "p", ws); err == nil {
 		t.Fatal("no backends accepted")
 	}
 	b := config.Backend{Address: "127.0.0.1:1", Namespace: "x"}
-	if _, err := NewZDB(ctx, []config.Backend{b, b}, "p"); err == nil {
+	if _, err := NewZDB(ctx, []config.Backend{b}, "p"); err == nil {
+		t.Fatal("no sealer accepted")
+	}
+	if _, err := NewZDB(ctx, []config.Backend{b, b}, "p", ws); err == nil {
 		t.Fatal("a duplicate backend accepted")
 	}
-	if _, err := NewZDB(ctx, []config.Backend{{}}, "p"); err == nil {
+	if _, err := NewZDB(ctx, []config.Backend{{}}, "p", ws); err == nil {
 		t.Fatal("an empty address accepted")
 	}
-	if _, err := NewZDB(ctx, []config.Backend{b}, string(make([]byte, 60))); err == nil {
+	if _, err := NewZDB(ctx, []config.Backend{b}, string(make([]byte, 60)), ws); err == nil {
 		t.Fatal("an over-long prefix accepted")
 	}
 	// Unreachable backends are not an error at creation time.
@@ -775,11 +792,14 @@ func TestZDBSeqNamespace(t *testing.T) {
 func TestEnvelope(t *testing.T) {
 	st := stamp{version: 0x0123456789abcdef, writer: 0xdeadbeef}
 	for _, v := range [][]byte{nil, {}, []byte("x"), bytes.Repeat([]byte("abc"), 1000)} {
-		b := encodeRecord(st, false, v)
-		if len(b) != liveHeaderLen+len(v) {
+		b, err := testEnv.encode("key", st, false, v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(b) != envHeaderLen+testSealer.Overhead()+liveLenPrefix+len(v) || !testEnv.isLiveSize(int64(len(b))) {
 			t.Fatalf("live record of %d bytes for a %d-byte value", len(b), len(v))
 		}
-		r, err := decodeRecord(b)
+		r, err := testEnv.decode("key", b, 0)
 		if err != nil || r.tombstone || r.stamp != st || !bytes.Equal(r.value, v) {
 			t.Fatalf("decode: %+v, %v", r, err)
 		}
@@ -787,38 +807,67 @@ func TestEnvelope(t *testing.T) {
 		for i := range b {
 			c := bytes.Clone(b)
 			c[i] ^= 0x10
-			if _, err := decodeRecord(c); err == nil {
+			if _, err := testEnv.decode("key", c, 0); err == nil {
 				t.Fatalf("flip in byte %d not detected", i)
 			}
 		}
-		if _, err := decodeRecord(b[:len(b)-1]); err == nil {
+		if _, err := testEnv.decode("key", b[:len(b)-1], 0); err == nil {
 			t.Fatal("truncation not detected")
 		}
+		// Bound to its key.
+		if _, err := testEnv.decode("kez", b, 0); !errors.Is(err, ErrUnauthentic) {
+			t.Fatalf("under another key: %v", err)
+		}
 	}
-	tb := encodeRecord(st, true, nil)
-	if len(tb) != tombstoneLen {
+	tb, err := testEnv.encode("key", st, true, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if int64(len(tb)) != testEnv.tombstoneLen() || !testEnv.isTombstoneSize(int64(len(tb))) {
 		t.Fatalf("tombstone of %d bytes", len(tb))
 	}
-	r, err := decodeRecord(tb)
+	r, err := testEnv.decode("key", tb, 0)
 	if err != nil || !r.tombstone || r.stamp != st || r.value != nil {
 		t.Fatalf("tombstone: %+v, %v", r, err)
 	}
-	if _, err := decodeRecord(append(tb, 0)); err == nil {
+	if _, err := testEnv.decode("key", append(bytes.Clone(tb), 0), 0); err == nil {
 		t.Fatal("long tombstone accepted")
 	}
+	// The kind is authenticated: a live record relabelled a tombstone
+	// (and the reverse) fails.
+	lb, _ := testEnv.encode("key", st, false, []byte("v"))
+	lb[3] = kindTombstone
+	tb2 := bytes.Clone(tb)
+	tb2[3] = kindLive
+	for _, b := range [][]byte{lb, tb2} {
+		if _, err := testEnv.decode("key", b, 0); !errors.Is(err, ErrUnauthentic) {
+			t.Fatalf("kind changed: %v", err)
+		}
+	}
 	c := bytes.Clone(tb)
-	c[2] = 2
-	if _, err := decodeRecord(c); !errors.Is(err, errUnknownFormat) {
-		t.Fatalf("format 2: %v", err)
+	c[2] = 3
+	if _, err := testEnv.decode("key", c, 0); !errors.Is(err, errUnknownFormat) {
+		t.Fatalf("format 3: %v", err)
+	}
+	// A version beyond the bound is refused.
+	if _, err := testEnv.decode("key", tb, st.version-1); !errors.Is(err, errAhead) {
+		t.Fatalf("version past the bound: %v", err)
 	}
 	// Fixed layout (docs/zstor-format.md).
-	want := []byte{'Q', 'M', 1, 2, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0xef, 0xbe, 0xad, 0xde}
+	want := []byte{'Q', 'M', 2, 2, 0xef, 0xcd, 0xab, 0x89, 0x67, 0x45, 0x23, 0x01, 0xef, 0xbe, 0xad, 0xde}
 	if !bytes.Equal(tb[:16], want) {
 		t.Fatalf("tombstone header % x, want % x", tb[:16], want)
 	}
+	if plain, err := testSealer.Open(tb[16:], append(bytes.Clone(want), "key"...)); err != nil || len(plain) != 0 {
+		t.Fatalf("tombstone seal: %q, %v", plain, err)
+	}
 
-	if !(stamp{1, 9}).less(stamp{2, 0}) || !(stamp{2, 0}).less(stamp{2, 1}) || (stamp{2, 1}).less(stamp{2, 1}) {
+	if !(stamp{version: 1, writer: 9}).less(stamp{version: 2}) || !(stamp{version: 2}).less(stamp{version: 2, writer: 1}) ||
+		(stamp{version: 2, writer: 1}).less(stamp{version: 2, writer: 1}) {
 		t.Fatal("stamp order")
+	}
+	if !(stamp{legacy: true, version: 9}).less(stamp{version: 1}) || (stamp{version: 1}).less(stamp{legacy: true, version: 9}) {
+		t.Fatal("a v1 record must rank below every v2 record")
 	}
 }
 
@@ -830,7 +879,7 @@ func TestHLC(t *testing.T) {
 		t.Fatalf("first version %x", a)
 	}
 	b := h.next() // same millisecond
-	now = now.Add(-time.Hour)
+	now = now.Add(-time.Minute)
 	c := h.next() // clock stepped back
 	if !(a < b && b < c) {
 		t.Fatalf("not increasing: %x %x %x", a, b, c)
@@ -840,8 +889,22 @@ func TestHLC(t *testing.T) {
 		t.Fatalf("observe ignored: %x", d)
 	}
 	now = now.Add(2 * time.Hour)
-	if e := h.next(); e != uint64(now.UnixMilli())<<16 {
+	e := h.next()
+	if e != uint64(now.UnixMilli())<<16 {
 		t.Fatalf("wall clock not followed: %x", e)
+	}
+	// A version further ahead than MaxClockAhead (such as 2^64−1, which
+	// would wrap the next version to 0) does not move the clock.
+	for _, v := range []uint64{math.MaxUint64, wallVersion(now.Add(MaxClockAhead + time.Second))} {
+		h.observe(v)
+		if f := h.next(); f <= e || f > e+10 {
+			t.Fatalf("observe(%#x) moved the clock to %#x", v, f)
+		}
+		e += 1
+	}
+	h.observe(wallVersion(now.Add(MaxClockAhead - time.Second)))
+	if f := h.next(); f <= wallVersion(now.Add(MaxClockAhead-time.Second)) {
+		t.Fatalf("a version within MaxClockAhead not observed: %#x", f)
 	}
 }
 
@@ -849,7 +912,7 @@ func TestHLC(t *testing.T) {
 // read (the clock observes versions seen).
 func TestZDBClockSkew(t *testing.T) {
 	_, cfgs := startBackends(t, 3)
-	ahead := newTestZDB(t, cfgs, "p", withClock(func() time.Time { return time.Now().Add(time.Hour) }))
+	ahead := newTestZDB(t, cfgs, "p", withClock(func() time.Time { return time.Now().Add(MaxClockAhead / 2) }))
 	behind := newTestZDB(t, cfgs, "p")
 	mustPut(t, ahead, "k", "from the future")
 	mustGet(t, behind, "k", "from the future")

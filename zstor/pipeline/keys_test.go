@@ -100,9 +100,19 @@ func TestMetaSealer(t *testing.T) {
 			t.Errorf("%s: %v, want ErrDecrypt", name, err)
 		}
 	}
-	v2 := bytes.Clone(a)
-	v2[0] = 2
-	if _, err := s.Open(v2, ad); !errors.Is(err, ErrBadMetadata) {
-		t.Errorf("version 2: %v", err)
+	if a[0] != 2 {
+		t.Errorf("seal version %d, want 2", a[0])
+	}
+	v3 := bytes.Clone(a)
+	v3[0] = 3
+	if _, err := s.Open(v3, ad); !errors.Is(err, ErrBadMetadata) {
+		t.Errorf("version 3: %v", err)
+	}
+	// The version byte is authenticated: a v2 seal relabelled v1 (whose
+	// associated data differs) does not open.
+	v1 := bytes.Clone(a)
+	v1[0] = 1
+	if _, err := s.Open(v1, ad); !errors.Is(err, ErrDecrypt) {
+		t.Errorf("v2 seal relabelled v1: %v, want ErrDecrypt", err)
 	}
 }

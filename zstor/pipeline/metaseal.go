@@ -5,10 +5,16 @@ import (
 	"fmt"
 )
 
-// Sealed metadata record layout (docs/zstor-format.md, "Metadata record v1").
+// Sealed metadata record layout (docs/zstor-format.md, "Metadata seal").
+// Version 2 has the layout of version 1; only the version byte, which is
+// part of the associated data, differs. It marks seals whose associated
+// data is the metadata envelope's header and key (zstor/meta), where
+// version 1 seals had only the key, so a seal of one kind never opens as
+// the other.
 const (
-	metaVersion  = 1
-	metaSaltSize = 16
+	metaVersion   = 2
+	metaVersionV1 = 1
+	metaSaltSize  = 16
 	// MetaOverhead is what Seal adds to a record: version, salt, GCM tag.
 	MetaOverhead = 1 + metaSaltSize + tagSize
 )
@@ -32,7 +38,8 @@ func NewMetaSealer(master MasterKey) *MetaSealer { return &MetaSealer{master: ma
 
 // Seal encrypts record and binds it to ad (for instance the record's key in
 // the store, so a record cannot be swapped for another; may be nil). The
-// result is version ‖ salt ‖ ciphertext ‖ tag.
+// result is version ‖ salt ‖ ciphertext ‖ tag, MetaOverhead bytes longer
+// than record.
 func (s *MetaSealer) Seal(record, ad []byte) ([]byte, error) {
 	out := make([]byte, 1+metaSaltSize, MetaOverhead+len(record))
 	out[0] = metaVersion
@@ -41,24 +48,27 @@ func (s *MetaSealer) Seal(record, ad []byte) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: metadata: %w", err)
 	}
-	return aead.Seal(out, make([]byte, aead.NonceSize()), record, metaAD(ad)), nil
+	return aead.Seal(out, make([]byte, aead.NonceSize()), record, metaAD(metaVersion, ad)), nil
 }
 
-// Open checks and decrypts a record made by Seal with the same ad. A wrong
-// key, a different ad or any change to the record gives an error wrapping
-// ErrDecrypt.
+// Overhead is what Seal adds to a record: MetaOverhead.
+func (s *MetaSealer) Overhead() int { return MetaOverhead }
+
+// Open checks and decrypts a record made by Seal with the same ad, or by
+// the Seal of earlier versions (seal version 1). A wrong key, a different
+// ad or any change to the record gives an error wrapping ErrDecrypt.
 func (s *MetaSealer) Open(sealed, ad []byte) ([]byte, error) {
 	if len(sealed) < MetaOverhead {
 		return nil, fmt.Errorf("pipeline: metadata record of %d bytes, shorter than %d: %w", len(sealed), MetaOverhead, ErrDecrypt)
 	}
-	if sealed[0] != metaVersion {
-		return nil, fmt.Errorf("pipeline: metadata record version %d, this build reads %d: %w", sealed[0], metaVersion, ErrBadMetadata)
+	if v := sealed[0]; v != metaVersion && v != metaVersionV1 {
+		return nil, fmt.Errorf("pipeline: metadata record version %d, this build reads %d and %d: %w", v, metaVersionV1, metaVersion, ErrBadMetadata)
 	}
 	aead, err := newGCM(deriveKey(s.master, sealed[1:1+metaSaltSize], infoMetadataKey))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: metadata: %w", err)
 	}
-	rec, err := aead.Open(nil, make([]byte, aead.NonceSize()), sealed[1+metaSaltSize:], metaAD(ad))
+	rec, err := aead.Open(nil, make([]byte, aead.NonceSize()), sealed[1+metaSaltSize:], metaAD(sealed[0], ad))
 	if err != nil {
 		return nil, fmt.Errorf("pipeline: metadata record: %w", ErrDecrypt)
 	}
@@ -67,6 +77,6 @@ func (s *MetaSealer) Open(sealed, ad []byte) ([]byte, error) {
 
 // metaAD prefixes the caller's associated data with the record version, so
 // a record cannot be reinterpreted under another version.
-func metaAD(ad []byte) []byte {
-	return append([]byte{metaVersion}, ad...)
+func metaAD(version byte, ad []byte) []byte {
+	return append([]byte{version}, ad...)
 }

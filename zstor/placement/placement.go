@@ -220,3 +220,35 @@ func feasible(r Rules, fixed, avail []int) bool {
 	}
 	return false
 }
+
+// PlaceAtLeast is Place for a degraded cluster: when no valid placement of
+// all want shards exists among cands (backends are down, full or missing),
+// it places as many as it can, but never so few that fixed and chosen
+// shards together are fewer than atLeast. For each count, from want down,
+// it first tries the group rules applied to that smaller number of shards
+// (losing G groups and R backends per group still leaves K), then distinct
+// backends only; the first count that works wins, so more shards beat
+// stricter spreading. The shards left out are the caller's to place later
+// (repair). With atLeast ≥ len(fixed)+want it is exactly Place.
+func PlaceAtLeast(r Rules, cands []Candidate, fixed []Candidate, want, atLeast int) ([]int, error) {
+	out, err := Place(r, cands, fixed, want)
+	if err == nil || !errors.Is(err, ErrImpossible) {
+		return out, err
+	}
+	first := err
+	lowest := max(atLeast-len(fixed), 0)
+	for m := want - 1; m >= lowest && m >= 0; m-- {
+		total := len(fixed) + m
+		if total < r.K {
+			break
+		}
+		sub := Rules{K: r.K, N: total, RedundantGroups: r.RedundantGroups, RedundantNodes: r.RedundantNodes}
+		if out, err := Place(sub, cands, fixed, m); err == nil {
+			return out, nil
+		}
+		if out, err := Place(Rules{K: r.K, N: total}, cands, fixed, m); err == nil {
+			return out, nil
+		}
+	}
+	return nil, fmt.Errorf("%w; and not even %d of the %d shards fit on distinct usable backends", first, atLeast, len(fixed)+want)
+}

@@ -166,3 +166,50 @@ func TestAgainstBruteForce(t *testing.T) {
 		}
 	}
 }
+
+func TestPlaceAtLeastDegraded(t *testing.T) {
+	all := cands(6)
+	// All six usable: exactly Place.
+	got, err := PlaceAtLeast(Rules{K: 4, N: 6}, all, nil, 6, 5)
+	if err != nil || len(got) != 6 {
+		t.Fatalf("healthy: %v, %v", got, err)
+	}
+	// One of six down: five shards, on distinct backends.
+	got, err = PlaceAtLeast(Rules{K: 4, N: 6}, all[:5], nil, 6, 5)
+	if err != nil || len(got) != 5 {
+		t.Fatalf("one down: %v, %v", got, err)
+	}
+	countsOf(t, all, got, nil)
+	// Two down with at least 5 required: refused.
+	if _, err := PlaceAtLeast(Rules{K: 4, N: 6}, all[:4], nil, 6, 5); !errors.Is(err, ErrImpossible) {
+		t.Fatalf("two down, at least 5: %v", err)
+	}
+	// With fixed shards (a rewrite of 2 shards, one backend left).
+	fixed := all[:4]
+	got, err = PlaceAtLeast(Rules{K: 4, N: 6}, all[4:5], fixed, 2, 5)
+	if err != nil || len(got) != 1 || got[0] != 4 {
+		t.Fatalf("fixed 4, one candidate: %v, %v", got, err)
+	}
+}
+
+func TestPlaceAtLeastKeepsGroupRulesWhenItCan(t *testing.T) {
+	// k=2 n=6, two groups of 3, redundant_groups=1: full placement 3+3.
+	// With one backend of group 1 down, 3+2 still survives the loss of
+	// either group (2 ≥ k): the degraded placement must keep that.
+	all := cands(3, 3)
+	r := Rules{K: 2, N: 6, RedundantGroups: 1}
+	got, err := PlaceAtLeast(r, all[:5], nil, 6, 3)
+	if err != nil || len(got) != 5 {
+		t.Fatalf("%v, %v", got, err)
+	}
+	c := countsOf(t, all, got, nil)
+	if !Valid(Rules{K: 2, N: 5, RedundantGroups: 1}, c) {
+		t.Fatalf("degraded placement %v breaks the group rules it could keep", c)
+	}
+	// A whole group down: 3 shards in one group cannot survive losing it;
+	// distinct backends only, and still 3 shards.
+	got, err = PlaceAtLeast(r, all[:3], nil, 6, 3)
+	if err != nil || len(got) != 3 {
+		t.Fatalf("group down: %v, %v", got, err)
+	}
+}
