@@ -211,9 +211,11 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 	var wb *[]byte
 	if e.opts.Compression != CompressionNone && j.n > 0 {
 		wb = e.workBufs.Get().(*[]byte)
-		if out, ok := compress(e.opts.Compression, (*wb)[:0], plain); ok {
-			stored = out
-			c.Compression = e.opts.Compression
+		if worthCompressing(e.opts.Compression, plain, wb) {
+			if out, ok := compress(e.opts.Compression, (*wb)[:0], plain); ok {
+				stored = out
+				c.Compression = e.opts.Compression
+			}
 		}
 	}
 	c.CipherSize = len(stored) + tagSize
