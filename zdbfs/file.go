@@ -164,8 +164,8 @@ func (f *FS) readaheadLocked(in *inode, off, n uint64) {
 		}
 		in.raBusy++
 		gen, pa, size := in.gen, in.pa, in.a.Size
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		f.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(f.life, 30*time.Second)
 			defer cancel()
 			fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, blks)
 			in.mu.Lock()
@@ -181,7 +181,7 @@ func (f *FS) readaheadLocked(in *inode, off, n uint64) {
 				}
 			}
 			f.Stats.Prefetched.Add(uint64(len(fetched)))
-		}()
+		})
 	}
 }
 
@@ -428,81 +428,143 @@ func (in *inode) quiesce() {
 	}
 }
 
-// flushAsync writes in's dirty blocks in the background, with the same
-// order as flushData (raised high-water mark, blocks, then the record),
-// while writers go on: the blocks being written are frozen, and a writer
-// changing one copies it first (cblock.mutable); a block changed meanwhile
-// stays dirty. The caller holds in.mu; in is not inline.
-func (f *FS) flushAsync(in *inode) {
+// The crash-order protocol (docs/zdbfs-format.md, "Write protocol and
+// crash story"). A file's record claims blocks only below its high-water
+// mark, and its size only over blocks that are stored, so a flush of a
+// file out of inline form is, in this order:
+//
+//  1. raiseMark: log the record as last stored with the mark raised over
+//     the dirty blocks (the size stays the old one);
+//  2. storeBlocks: flush the metadata log if the file's record is still in
+//     it (so the raised mark is in zdb first), then write the blocks;
+//  3. commitRecord: log the record with the new size and mark.
+//
+// The flushes below are this sequence, run three ways: flushData runs it
+// in a row under in.mu; flushAsync runs step 1 under in.mu, step 2 in the
+// background while writers go on, and step 3 under in.mu again;
+// raiseMarks runs step 1 for many files and one log flush for all of
+// them, so that their flushData finds step 2's log flush done.
+
+// blockFlush is a snapshot of a file's dirty blocks for one flush: what
+// to write (ops), the mark those writes need and the size they cover.
+type blockFlush struct {
+	blocks []*cblock
+	data   [][]byte // each block's bytes as written (a writer may copy the block meanwhile)
+	vers   []uint64 // each block's version as written
+	ops    []Op
+	need   uint64 // high-water mark covering the blocks
+	size   uint64
+}
+
+// snapshotBlocks takes in's dirty blocks at its current size: a block
+// past the end, or all zeros, is a delete (a hole). With freeze, the
+// blocks are frozen so that a writer copies one before changing it
+// (cblock.mutable) while the flush runs without in.mu. The caller holds
+// in.mu.
+func (f *FS) snapshotBlocks(in *inode, freeze bool) *blockFlush {
 	dirty := f.cache.dirtyBlocks(in.ino)
-	if len(dirty) == 0 {
+	bf := &blockFlush{blocks: dirty, need: in.pa.HWM, size: in.a.Size,
+		data: make([][]byte, len(dirty)), vers: make([]uint64, len(dirty)), ops: make([]Op, len(dirty))}
+	for i, b := range dirty {
+		b.frozen = b.frozen || freeze
+		bf.data[i], bf.vers[i] = b.data, b.ver
+		var v []byte
+		if start := b.key.blk * BlockSize; start < bf.size {
+			v = trimZeros(b.data[:min(BlockSize, bf.size-start)])
+		}
+		bf.ops[i] = Op{Key: blockKey(in.ino, b.key.blk), Value: v, Del: len(v) == 0}
+	}
+	if len(dirty) > 0 {
+		bf.need = max(bf.need, dirty[len(dirty)-1].key.blk+1)
+	}
+	return bf
+}
+
+// raiseMark is step 1: it logs in's record as last stored with the
+// high-water mark raised to need, unless it is that high already. The
+// caller holds in.mu.
+func (f *FS) raiseMark(ctx context.Context, in *inode, need uint64) error {
+	if need <= in.pa.HWM {
+		return nil
+	}
+	pre := in.pa
+	pre.HWM = need
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
+		return err
+	}
+	in.pa = pre
+	return nil
+}
+
+// storeBlocks is step 2: the file's record — the mark raised by step 1
+// here or by raiseMarks, or left in the log by a failed flush — and every
+// metadata change before it reach zdb before blocks above the old mark
+// do; then the blocks are written. It needs no lock: the log and the
+// data store order their own writes.
+func (f *FS) storeBlocks(ctx context.Context, ino uint64, ops []Op) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	if f.mlog.logged(inodeKey(ino)) {
+		if err := f.mlog.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return f.data.Apply(ctx, ops)
+}
+
+// commitRecord is step 3: it logs rec, in's record with the size and mark
+// the stored blocks cover, and makes it the persisted view. The caller
+// holds in.mu.
+func (f *FS) commitRecord(ctx context.Context, in *inode, rec attrs) error {
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&rec)); err != nil {
+		return err
+	}
+	in.pa = rec
+	in.a.HWM, in.a.Inline, in.a.Data = rec.HWM, rec.Inline, rec.Data
+	in.gen++
+	return nil
+}
+
+// flushAsync flushes in's dirty blocks in the background while writers
+// go on (see the protocol above): the mark is raised now, the blocks are
+// written by a goroutine the filesystem tracks (FS.bg, stopped by
+// Close), and the record is written when they are stored. A block
+// changed meanwhile stays dirty for a later flush. The caller holds
+// in.mu; in is not inline.
+func (f *FS) flushAsync(in *inode) {
+	bf := f.snapshotBlocks(in, true)
+	if len(bf.blocks) == 0 {
 		return
 	}
 	in.flushing = true
-	size := in.a.Size
-	type snap struct {
-		b    *cblock
-		data []byte
-		ver  uint64
-	}
-	snaps := make([]snap, 0, len(dirty))
-	ops := make([]Op, 0, len(dirty))
-	for _, b := range dirty {
-		b.frozen = true
-		snaps = append(snaps, snap{b, b.data, b.ver})
-		start := b.key.blk * BlockSize
-		var v []byte
-		if start < size {
-			v = trimZeros(b.data[:min(BlockSize, size-start)])
-		}
-		if len(v) == 0 {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-		} else {
-			ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-		}
-	}
-	need := max(in.pa.HWM, dirty[len(dirty)-1].key.blk+1)
-	na := in.a
-	na.Size, na.HWM, na.Inline, na.Data = size, need, false, nil
-	var preErr error
-	ctx := context.Background()
-	if need > in.pa.HWM {
-		pre := in.pa
-		pre.HWM = need
-		if preErr = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); preErr == nil {
-			in.pa = pre
-		}
-	}
 	in.gen++
 	f.Stats.Flushes.Add(1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	ctx, cancel := context.WithTimeout(f.life, 2*time.Minute)
+	err := f.raiseMark(ctx, in, bf.need)
+	f.bg.Go(func() {
 		defer cancel()
-		err := preErr
 		if err == nil {
-			err = f.mlog.Flush(ctx) // the raised mark is in zdb before the blocks
-		}
-		if err == nil {
-			err = f.data.Apply(ctx, ops)
+			err = f.storeBlocks(ctx, in.ino, bf.ops)
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
 		var clean []*cblock
-		for _, s := range snaps {
-			if &s.b.data[0] == &s.data[0] {
-				s.b.frozen = false
+		for i, b := range bf.blocks {
+			if &b.data[0] == &bf.data[i][0] {
+				b.frozen = false // no writer copied it
 			}
-			if err == nil && s.b.ver == s.ver {
-				clean = append(clean, s.b)
+			if err == nil && b.ver == bf.vers[i] {
+				clean = append(clean, b)
 			}
 		}
 		if err == nil && !in.gone {
-			err = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na))
-			if err == nil {
-				in.pa = na
-				in.a.HWM, in.a.Inline, in.a.Data = need, false, nil
+			// The attributes as they are now, but the size the stored
+			// blocks cover (writes may have gone past it meanwhile).
+			rec := in.a
+			rec.Size, rec.HWM, rec.Inline, rec.Data = bf.size, max(bf.need, in.pa.HWM), false, nil
+			if err = f.commitRecord(ctx, in, rec); err == nil {
 				f.cache.markClean(clean)
-				in.gen++
 			}
 		}
 		if err != nil {
@@ -513,7 +575,7 @@ func (f *FS) flushAsync(in *inode) {
 		in.flushing = false
 		in.cond().Broadcast()
 		f.maybeEvict(in)
-	}()
+	})
 }
 
 func trimZeros(b []byte) []byte {
@@ -525,10 +587,9 @@ func trimZeros(b []byte) []byte {
 }
 
 // flushLocked stores in's dirty blocks and then its inode record, in the
-// order the crash story needs (docs/zdbfs-format.md): first the record
-// with a raised block high-water mark (old size), then the blocks, then
-// the record with the new size. On failure the blocks stay dirty, nothing
-// claims them, and the error is kept for the next write, fsync or close.
+// order the crash story needs (flushData). On failure the blocks stay
+// dirty, nothing claims them, and the error is kept for the next write,
+// fsync or close. The caller holds in.mu.
 func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	in.quiesce()
 	if f.stale(in) {
@@ -552,33 +613,24 @@ func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	return err
 }
 
-// raiseMarks prepares flushes of many files at once: for each file whose
-// dirty blocks lie above its stored high-water mark, the record with the
-// raised mark is logged (step 1 of flushData), and then the metadata log
-// is flushed once for all of them, instead of once per file — under a
-// stream of metadata changes each of those flushes carries everything
-// logged meanwhile. flushLocked then finds the marks raised and goes
+// raiseMarks prepares flushes of many files at once: step 1 of the
+// protocol for each file with dirty blocks, then one flush of the
+// metadata log for all of them instead of one per file (under a stream of
+// metadata changes each of those flushes would carry everything logged
+// meanwhile). Their flushData then finds the marks in zdb and goes
 // straight to the blocks.
 func (f *FS) raiseMarks(ctx context.Context, ins []*inode) error {
 	flush := false
 	for _, in := range ins {
 		in.mu.Lock()
 		in.quiesce()
-		if !in.gone && in.isReg() && in.a.Size > InlineMax && !f.stale(in) {
-			if dirty := f.cache.dirtyBlocks(in.ino); len(dirty) > 0 {
-				if need := dirty[len(dirty)-1].key.blk + 1; need > in.pa.HWM {
-					pre := in.pa
-					pre.HWM = need
-					if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
-						in.mu.Unlock()
-						return err
-					}
-					in.pa = pre
-				}
-				// Raised now or earlier: its record must be in zdb first
-				// (see flushData).
-				flush = flush || f.mlog.logged(inodeKey(in.ino))
+		if !in.gone && in.isReg() && in.a.Size > InlineMax && !f.stale(in) && f.cache.hasDirty(in.ino) {
+			bf := f.snapshotBlocks(in, false)
+			if err := f.raiseMark(ctx, in, bf.need); err != nil {
+				in.mu.Unlock()
+				return err
 			}
+			flush = flush || f.mlog.logged(inodeKey(in.ino))
 		}
 		in.mu.Unlock()
 	}
@@ -598,100 +650,86 @@ func (f *FS) stale(in *inode) bool {
 	return f.inodes[in.ino] != in
 }
 
+// flushData makes in's data and record durable in zdb. The caller holds
+// in.mu throughout, so nothing changes under the flush.
+//
+// A file that stays or becomes inline (at most InlineMax bytes) keeps
+// its data in the record: the record with the data is written first and
+// the log flushed, and only then are the blocks it had deleted and its
+// mark lowered to 0 (a crash in between leaves blocks nothing claims
+// above an inline record, which the next flush deletes).
+//
+// A larger file follows the crash-order protocol above, steps 1 to 3 in a
+// row; a file leaving inline form first marks block 0 dirty so that its
+// data, until now in the record, reaches the data namespace.
 func (f *FS) flushData(ctx context.Context, in *inode) error {
 	size := in.a.Size
-	inline := size <= InlineMax
-	if in.pa.Inline && !inline && in.pa.Size > 0 {
-		// Leaving inline: block 0 must reach the data namespace.
+	if size <= InlineMax {
+		return f.flushInline(ctx, in)
+	}
+	if in.pa.Inline && in.pa.Size > 0 {
 		b, err := f.block(ctx, in, 0)
 		if err != nil {
 			return err
 		}
 		f.cache.markDirty(b)
 	}
+	bf := f.snapshotBlocks(in, false)
+	if len(bf.blocks) == 0 && !in.dirty {
+		return nil
+	}
+	in.gen++
+	f.Stats.Flushes.Add(1)
+	if err := f.raiseMark(ctx, in, bf.need); err != nil {
+		return err
+	}
+	if err := f.storeBlocks(ctx, in.ino, bf.ops); err != nil {
+		return err
+	}
+	rec := in.a
+	rec.HWM, rec.Inline, rec.Data = bf.need, false, nil
+	if err := f.commitRecord(ctx, in, rec); err != nil {
+		return err
+	}
+	f.cache.markClean(bf.blocks)
+	in.dirty = false
+	return nil
+}
+
+// flushInline is flushData for a file of at most InlineMax bytes: its
+// data goes into the record (see flushData).
+func (f *FS) flushInline(ctx context.Context, in *inode) error {
 	dirty := f.cache.dirtyBlocks(in.ino)
 	if len(dirty) == 0 && !in.dirty {
 		return nil
 	}
 	in.gen++
 	f.Stats.Flushes.Add(1)
-	na := in.a
-	if inline {
-		na.Inline, na.Data = true, nil
-		if size > 0 {
-			b, err := f.block(ctx, in, 0)
-			if err != nil {
-				return err
-			}
-			na.Data = append([]byte(nil), b.data[:size]...)
-		}
-		na.HWM = in.pa.HWM
-		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
+	rec := in.a
+	rec.Inline, rec.Data, rec.HWM = true, nil, in.pa.HWM
+	if in.a.Size > 0 {
+		b, err := f.block(ctx, in, 0)
+		if err != nil {
 			return err
 		}
-		in.pa = na
-		if na.HWM > 0 {
-			// The inline record must be in zdb before the blocks go.
-			if err := f.mlog.Flush(ctx); err != nil {
-				return err
-			}
-			if err := f.delBlocks(ctx, in.ino, 0, na.HWM); err != nil {
-				return err
-			}
-			na.HWM = 0
-			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
-				return err
-			}
-			in.pa = na
-		}
-	} else {
-		na.Inline, na.Data = false, nil
-		need := in.pa.HWM
-		if len(dirty) > 0 {
-			need = max(need, dirty[len(dirty)-1].key.blk+1)
-		}
-		if need > in.pa.HWM {
-			pre := in.pa
-			pre.HWM = need
-			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
-				return err
-			}
-			in.pa = pre
-		}
-		// The raised high-water mark (and every metadata change before it)
-		// must be in zdb before blocks above the old one are. in.pa is
-		// what was last logged: while the inode's record is still in the
-		// log — raised here, raised by raiseMarks, or left there by a
-		// failed flush — flush the log first.
-		if len(dirty) > 0 && f.mlog.logged(inodeKey(in.ino)) {
-			if err := f.mlog.Flush(ctx); err != nil {
-				return err
-			}
-		}
-		ops := make([]Op, 0, len(dirty))
-		for _, b := range dirty {
-			start := b.key.blk * BlockSize
-			if start >= size {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-				continue
-			}
-			v := trimZeros(b.data[:min(BlockSize, size-start)])
-			if len(v) == 0 {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Del: true})
-			} else {
-				ops = append(ops, Op{Key: blockKey(in.ino, b.key.blk), Value: v})
-			}
-		}
-		if err := f.data.Apply(ctx, ops); err != nil {
-			return err
-		}
-		na.HWM = need
-		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
-			return err
-		}
-		in.pa = na
+		rec.Data = append([]byte(nil), b.data[:in.a.Size]...)
 	}
-	in.a.HWM, in.a.Inline, in.a.Data = na.HWM, na.Inline, na.Data
+	if err := f.commitRecord(ctx, in, rec); err != nil {
+		return err
+	}
+	if rec.HWM > 0 {
+		// The inline record must be in zdb before the blocks go.
+		if err := f.mlog.Flush(ctx); err != nil {
+			return err
+		}
+		if err := f.delBlocks(ctx, in.ino, 0, rec.HWM); err != nil {
+			return err
+		}
+		rec.HWM = 0
+		if err := f.commitRecord(ctx, in, rec); err != nil {
+			return err
+		}
+	}
 	f.cache.markClean(dirty)
 	in.dirty = false
 	return nil
