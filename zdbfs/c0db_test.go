@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -426,4 +427,54 @@ func TestUnmountZdbHangs(t *testing.T) {
 func isMountedAt(dir string) bool {
 	m, _ := os.ReadFile("/proc/self/mountinfo")
 	return strings.Contains(string(m), " "+dir+" ")
+}
+
+// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// TestGoFuseLogRouted: go-fuse's own diagnostics — the "trySplice … max
+// pipe size" line of a 1 MiB read reply that does not fit a pipe — go to
+// the filesystem's logger at debug level, not to the standard log.
+func TestGoFuseLogRouted(t *testing.T) {
+	var logs syncBuffer
+	b := newBackend(t, "engine")
+	mt := mountOn(t, b, Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	p := mt.path("big")
+	data := bytes.Repeat([]byte("0123456789abcdef"), 8<<20/16)
+	must(t, os.WriteFile(p, data, 0o644))
+	mt.unmount()
+	mt = mountOn(t, b, Config{Logger: slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))})
+	back, err := os.ReadFile(mt.path("big"))
+	if err != nil || !bytes.Equal(back, data) {
+		t.Fatalf("read back %d bytes, err %v", len(back), err)
+	}
+	mt.unmount()
+	var line string
+	for l := range strings.SplitSeq(logs.String(), "\n") {
+		if strings.Contains(l, "trySplice") {
+			line = l
+			break
+		}
+	}
+	if line == "" {
+		t.Fatalf("no trySplice line in the filesystem's log:\n%s", logs.String())
+	}
+	if !strings.Contains(line, "level=DEBUG") {
+		t.Fatalf("go-fuse's line is not at debug level: %s", line)
+	}
 }

@@ -231,7 +231,7 @@ func (f *FS) checkSuper(ctx context.Context) error {
 }
 
 // ErrMounted is returned by New when another live mount holds the lease.
-var ErrMounted = errors.New("zdbfs: namespaces are mounted elsewhere (lease held)")
+var ErrMounted = errors.New("the namespaces are mounted elsewhere (lease held)")
 
 // takeLease refuses to mount when a live lease is recorded: one held by a
 // running process of this host, or one renewed within LeaseTTL by another

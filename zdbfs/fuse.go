@@ -71,7 +71,7 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 	e := toErrno(err)
 	if e == syscall.EIO {
 		f.Stats.Errors.Add(1)
-		f.log.Warn("zdbfs: I/O error", "op", op, "err", err)
+		f.log.Warn("I/O error", "op", op, "err", err)
 	}
 	return e
 }

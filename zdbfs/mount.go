@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -104,7 +105,12 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 	if mo.ReadOnly {
 		opts = append(opts, "ro")
 	}
+	// go-fuse's own diagnostics (a "trySplice: … max pipe size" line per
+	// large read that falls back to copying, and every request with
+	// Debug) go into our log at debug level.
+	flog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
 	server, err := gofs.Mount(dir, root, &gofs.Options{
+		Logger:         flog,
 		EntryTimeout:   &sec,
 		AttrTimeout:    &sec,
 		RootStableAttr: &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
@@ -115,6 +121,7 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			AllowOther:    mo.AllowOther,
 			DirectMount:   os.Geteuid() == 0, // users go through fusermount3
 			Debug:         mo.Debug,
+			Logger:        flog,
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 32,
