@@ -36,7 +36,27 @@ type MountOptions struct {
 	// unmount gives up, reports what failed and the process can exit;
 	// what was not stored is lost as in a crash (fsync'ed data is not).
 	CloseTimeout time.Duration
+
+	// Kernel caching, for measuring what each costs or saves
+	// (bench/zdbfsfloor.sh); the defaults are the measured choice.
+	// EntryTimeout and AttrTimeout are how long the kernel trusts a name
+	// and an inode's attributes (default DefaultCacheTimeout; zdbfs is the
+	// only writer of its namespaces, the lease makes sure, and every
+	// change goes through the kernel). NegativeTimeout caches "no such
+	// name" (default 0: not cached). NoKillPriv turns off
+	// FUSE_HANDLE_KILLPRIV_V2.
+	EntryTimeout, AttrTimeout, NegativeTimeout time.Duration
+	NoKillPriv                                 bool
+	// Splice lets go-fuse try splice(2) for READ replies. zdbfs's data
+	// is in memory, never in a file to splice from, so each attempt is
+	// wasted system calls (a pipe grown, the header written into it,
+	// then dropped) and, for 1 MiB replies, a failure to grow the pipe
+	// past pipe-max-size; off by default.
+	Splice bool
 }
+
+// DefaultCacheTimeout is the kernel's entry and attribute timeout.
+const DefaultCacheTimeout = time.Second
 
 // DefaultCloseTimeout is how long an unmount waits for zdb at most.
 const DefaultCloseTimeout = time.Minute
@@ -96,7 +116,15 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 	if err != nil {
 		return nil, fmt.Errorf("load root: %w", err)
 	}
-	sec := time.Second
+	entry, attr := cacheTimeout(mo.EntryTimeout), cacheTimeout(mo.AttrTimeout)
+	var neg *time.Duration
+	if mo.NegativeTimeout > 0 {
+		neg = &mo.NegativeTimeout
+	}
+	caps := uint64(fuse.CAP_HANDLE_KILLPRIV_V2)
+	if mo.NoKillPriv {
+		caps = 0
+	}
 	name := mo.FSName
 	if name == "" {
 		name = "zdbfs"
@@ -110,10 +138,11 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 	// Debug) go into our log at debug level.
 	flog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
 	server, err := gofs.Mount(dir, root, &gofs.Options{
-		Logger:         flog,
-		EntryTimeout:   &sec,
-		AttrTimeout:    &sec,
-		RootStableAttr: &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
+		Logger:          flog,
+		EntryTimeout:    &entry,
+		AttrTimeout:     &attr,
+		NegativeTimeout: neg,
+		RootStableAttr:  &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
 		MountOptions: fuse.MountOptions{
 			FsName:        name,
 			Name:          "zdbfs",
@@ -128,12 +157,13 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			// zdbfs clears set-user-id and set-group-id itself (on write,
 			// truncate and chown): the kernel then skips the
 			// security.capability GETXATTR it would send before every write.
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			ExtraCapabilities: caps,
 			// Plain READDIR: a listing (find, rm -r, ls) then costs one
 			// request per 4 KiB of names instead of an inode load and a
 			// kernel inode per entry, and its memory does not grow with
 			// the directory. ls -l still looks up what it stats.
 			DisableReadDirPlus: true,
+			DisableSplice:      !mo.Splice,
 		},
 	})
 	if err != nil {
@@ -153,6 +183,18 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 		timeout = DefaultCloseTimeout
 	}
 	return &Mount{FS: f, Dir: dir, server: server, timeout: timeout}, nil
+}
+
+// cacheTimeout is d, or DefaultCacheTimeout when d is 0 (negative: no
+// caching).
+func cacheTimeout(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultCacheTimeout
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // setReadAhead sets the readahead window of the filesystem mounted on

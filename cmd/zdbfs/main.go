@@ -65,6 +65,13 @@ Filesystem:
   procs=N                Go processors (default: the runtime's)
   background             detach once mounted
 
+Kernel caching (for measurements; the defaults are the measured choice):
+  entrytimeout=DURATION  how long the kernel trusts a name (default 1s)
+  attrtimeout=DURATION   how long it trusts attributes (default 1s)
+  negtimeout=DURATION    how long it caches "no such name" (default 0)
+  nokillpriv             do not ask for FUSE_HANDLE_KILLPRIV_V2
+  splice                 let go-fuse try splice(2) for read replies
+
 FUSE:
   allow_other, ro, fsname=NAME, debug (log every request; also -d), and
   any other FUSE mount option, passed to the kernel. default_permissions
@@ -226,6 +233,24 @@ func parseArgs(args []string) (*config, error) {
 			if err == nil && c.closeTime <= 0 {
 				err = errors.New("must be positive")
 			}
+		case "entrytimeout", "attrtimeout", "negtimeout":
+			var d time.Duration
+			d, err = time.ParseDuration(v)
+			if err == nil && d == 0 {
+				d = -1 // none
+			}
+			switch k {
+			case "entrytimeout":
+				c.mo.EntryTimeout = d
+			case "attrtimeout":
+				c.mo.AttrTimeout = d
+			default:
+				c.mo.NegativeTimeout = d
+			}
+		case "nokillpriv":
+			c.mo.NoKillPriv = true
+		case "splice":
+			c.mo.Splice = true
 		case "syncclose":
 			c.syncClose = true
 		case "asyncclose": // the default
