@@ -45,23 +45,25 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 	return b, nil
 }
 
-// read copies file data at off into dest. Blocks missing from the cache
+// read returns the file data at off, up to len(dest) bytes: slices of the
+// cached blocks themselves (lendBlocks), or dest when it had to read under
+// the mutex. Blocks missing from the cache
 // are fetched without holding the inode's mutex, all of one request in one
 // pipelined GetMany, so that parallel readers (and the kernel's parallel
 // readahead requests) overlap their round trips to zdb. A fetch is used
 // only if nothing changed the stored blocks meanwhile (in.gen); otherwise
 // it is retried, and finally done under the mutex.
-func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int, error) {
+func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) ([][]byte, error) {
 	in := node.in
 	if off < 0 {
-		return 0, syscall.EINVAL
+		return nil, syscall.EINVAL
 	}
 	for attempt := 0; ; attempt++ {
 		in.mu.Lock()
 		size := in.a.Size
 		if uint64(off) >= size {
 			in.mu.Unlock()
-			return 0, nil
+			return nil, nil
 		}
 		n := min(uint64(len(dest)), size-uint64(off))
 		first, last := uint64(off)/BlockSize, (uint64(off)+n-1)/BlockSize
@@ -78,15 +80,15 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 			// Changes keep racing the fetch: do it under the mutex.
 			k, err := f.readLocked(ctx, in, dest, off)
 			in.mu.Unlock()
-			return k, err
+			return [][]byte{dest[:k]}, err
 		}
 		if len(missing) == 0 {
 			f.Stats.CacheHits.Add(last - first + 1)
-			k := copyBlocks(dest[:n], uint64(off), got)
+			vec := lendBlocks(uint64(off), n, got)
 			f.readaheadLocked(in, uint64(off), n)
 			in.mu.Unlock()
-			f.Stats.BytesRead.Add(uint64(k))
-			return k, nil
+			f.Stats.BytesRead.Add(n)
+			return vec, nil
 		}
 		gen, pa := in.gen, in.pa
 		in.mu.Unlock()
@@ -94,7 +96,7 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 		f.Stats.CacheMisses.Add(uint64(len(missing)))
 		fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, missing)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 
 		in.mu.Lock()
@@ -110,15 +112,15 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 			f.cache.putClean(b)
 			got[b.key.blk] = b
 		}
-		k := copyBlocks(dest[:n], uint64(off), got)
+		vec := lendBlocks(uint64(off), n, got)
 		push := n < BlockSize && in.writers == 0
 		f.readaheadLocked(in, uint64(off), n)
 		in.mu.Unlock()
-		f.Stats.BytesRead.Add(uint64(k))
+		f.Stats.BytesRead.Add(n)
 		if push {
 			f.push(node, got, uint64(off), n, gen, size)
 		}
-		return k, nil
+		return vec, nil
 	}
 }
 
@@ -231,13 +233,22 @@ func (f *FS) push(node *Node, got map[uint64]*cblock, off, n uint64, gen, size u
 	}()
 }
 
-func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
-	done := 0
-	for done < len(dest) {
-		pos := off + uint64(done)
-		done += copy(dest[done:], bs[pos/BlockSize].data[pos%BlockSize:])
+// lendBlocks returns the n bytes at off as slices of the blocks in bs,
+// without copying them, for a READ reply: the kernel gets them with one
+// writev. The blocks are marked lent, so that a later change copies a
+// block first instead of changing bytes a reply may still be sending. The
+// caller holds the inode's mutex.
+func lendBlocks(off, n uint64, bs map[uint64]*cblock) [][]byte {
+	out := make([][]byte, 0, (n+BlockSize-1)/BlockSize+1)
+	for done := uint64(0); done < n; {
+		pos := off + done
+		b := bs[pos/BlockSize]
+		b.lent = true
+		s := b.data[pos%BlockSize : min(BlockSize, pos%BlockSize+n-done)]
+		out = append(out, s)
+		done += uint64(len(s))
 	}
-	return done
+	return out
 }
 
 // fetchBlocks reads blocks of ino from the store as of the persisted
