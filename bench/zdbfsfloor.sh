@@ -29,7 +29,8 @@
 #
 # Environment (defaults in brackets): ROUNDS [5], N [5000], UNTAR_SRC
 # [/usr/include], READ_SIZE [512M], VARIANTS ["default"], BENCH_DIR
-# [/var/tmp], ZDB_PORT [19970], SKIP_READ=1, KEEP_TMP=1.
+# [/var/tmp], ZDB_PORT [19970], SKIP_READ=1 (no read), SKIP_META=1 (read only),
+# KEEP_TMP=1.
 set -euo pipefail
 
 ROUNDS=${ROUNDS:-5}
@@ -40,6 +41,7 @@ VARIANTS=${VARIANTS:-default}
 BENCH_DIR=${BENCH_DIR:-/var/tmp}
 ZDB_PORT=${ZDB_PORT:-19970}
 SKIP_READ=${SKIP_READ:-0}
+SKIP_META=${SKIP_META:-0}
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 log() { printf '%s\n' "$*" >&2; }
@@ -134,6 +136,7 @@ for i in "${!VARS[@]}"; do targets+=("z$i"); done
 name_of() { if [[ $1 == lb ]]; then echo "go-fuse loopback"; else echo "zdbfs ${VARS[${1#z}]}"; fi; }
 
 for r in $(seq "$ROUNDS"); do
+	[[ $SKIP_META == 1 ]] && break
 	# Alternate the order every round.
 	order=("${targets[@]}")
 	((r % 2 == 0)) && order=($(printf '%s\n' "${targets[@]}" | tac))
@@ -191,11 +194,12 @@ fi
 median() { tr ' ' '\n' | grep . | sort -g | awk '{a[NR]=$1} END {print (NR%2) ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2}'; }
 echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| target | create $N × 1 KiB + sync (s) | vs loopback | untar $(basename "$UNTAR_SRC") + sync (s) | vs loopback |"
-echo "|---|---:|---:|---:|---:|"
+[[ $SKIP_META == 1 ]] || echo "| target | create $N × 1 KiB + sync (s) | vs loopback | untar $(basename "$UNTAR_SRC") + sync (s) | vs loopback |"
+[[ $SKIP_META == 1 ]] || echo "|---|---:|---:|---:|---:|"
 lbc=$(median <<<"${T[lb,create]}")
 lbu=$(median <<<"${T[lb,untar]}")
 for t in "${targets[@]}"; do
+	[[ $SKIP_META == 1 ]] && break
 	c=$(median <<<"${T[$t,create]}")
 	u=$(median <<<"${T[$t,untar]}")
 	printf '| %s | %s (%s) | %s× | %s (%s) | %s× |\n' "$(name_of "$t")" "$c" "${T[$t,create]% }" \

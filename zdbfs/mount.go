@@ -47,12 +47,6 @@ type MountOptions struct {
 	// FUSE_HANDLE_KILLPRIV_V2.
 	EntryTimeout, AttrTimeout, NegativeTimeout time.Duration
 	NoKillPriv                                 bool
-	// Splice lets go-fuse try splice(2) for READ replies. zdbfs's data
-	// is in memory, never in a file to splice from, so each attempt is
-	// wasted system calls (a pipe grown, the header written into it,
-	// then dropped) and, for 1 MiB replies, a failure to grow the pipe
-	// past pipe-max-size; off by default.
-	Splice bool
 }
 
 // DefaultCacheTimeout is the kernel's entry and attribute timeout.
@@ -163,7 +157,10 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			// kernel inode per entry, and its memory does not grow with
 			// the directory. ls -l still looks up what it stats.
 			DisableReadDirPlus: true,
-			DisableSplice:      !mo.Splice,
+			// zdbfs's data is in memory, never in a file to splice
+			// from: a splice attempt per READ reply would be wasted
+			// system calls (and a logged failure for 1 MiB replies).
+			DisableSplice: true,
 		},
 	})
 	if err != nil {

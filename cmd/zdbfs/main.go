@@ -70,7 +70,6 @@ Kernel caching (for measurements; the defaults are the measured choice):
   attrtimeout=DURATION   how long it trusts attributes (default 1s)
   negtimeout=DURATION    how long it caches "no such name" (default 0)
   nokillpriv             do not ask for FUSE_HANDLE_KILLPRIV_V2
-  splice                 let go-fuse try splice(2) for read replies
 
 FUSE:
   allow_other, ro, fsname=NAME, debug (log every request; also -d), and
@@ -249,8 +248,6 @@ func parseArgs(args []string) (*config, error) {
 			}
 		case "nokillpriv":
 			c.mo.NoKillPriv = true
-		case "splice":
-			c.mo.Splice = true
 		case "syncclose":
 			c.syncClose = true
 		case "asyncclose": // the default
