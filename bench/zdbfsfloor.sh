@@ -196,8 +196,8 @@ echo "load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
 [[ $SKIP_META == 1 ]] || echo "| target | create $N × 1 KiB + sync (s) | vs loopback | untar $(basename "$UNTAR_SRC") + sync (s) | vs loopback |"
 [[ $SKIP_META == 1 ]] || echo "|---|---:|---:|---:|---:|"
-lbc=$(median <<<"${T[lb,create]}")
-lbu=$(median <<<"${T[lb,untar]}")
+lbc=$(median <<<"${T[lb,create]:-}")
+lbu=$(median <<<"${T[lb,untar]:-}")
 for t in "${targets[@]}"; do
 	[[ $SKIP_META == 1 ]] && break
 	c=$(median <<<"${T[$t,create]}")
