@@ -5,200 +5,25 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
+	"qss/internal/fake0db"
 	"qss/internal/resp"
 	"qss/zdb/client"
 )
 
-// fake0db is a small RESP server that behaves like the C 0-db v2.0.x where
-// zdbfs meets it: it identifies itself as 0-db in INFO, serves SELECT, GET,
-// SET, DEL and EXISTS from memory, and has 0-db's pipelining stall. 0-db
-// reads a connection once per edge-triggered wake-up into an 8 KiB buffer;
-// when a read fills that buffer and it ends exactly at a request boundary,
-// 0-db answers those requests and waits for the next wake-up, which never
-// comes while the client, its requests sent, waits for replies. The fake
-// does the same: its reads take at most 8 KiB, and after a read that filled
-// its buffer and ended at a request boundary, if more data is already
-// waiting, it answers nothing more on that connection.
-//
-// freeze makes it a server that accepts and reads but never answers: a
-// zdb that hangs.
-type fake0db struct {
-	ln     net.Listener
-	mu     sync.Mutex
-	ns     map[string]map[string][]byte
-	frozen atomic.Bool
-	stalls atomic.Int64
-	wg     sync.WaitGroup
-	cmu    sync.Mutex
-	conns  map[net.Conn]bool
-}
-
-func startFake0db(t *testing.T) *fake0db {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	f := &fake0db{ln: ln, ns: map[string]map[string][]byte{}, conns: map[net.Conn]bool{}}
-	f.wg.Add(1)
-	go f.accept()
-	t.Cleanup(f.close)
-	return f
-}
-
-func (f *fake0db) addr() string { return f.ln.Addr().String() }
-
-func (f *fake0db) close() {
-	f.ln.Close()
-	f.cmu.Lock()
-	for c := range f.conns {
-		c.Close()
-	}
-	f.cmu.Unlock()
-	f.wg.Wait()
-}
-
-func (f *fake0db) accept() {
-	defer f.wg.Done()
-	for {
-		nc, err := f.ln.Accept()
-		if err != nil {
-			return
-		}
-		f.cmu.Lock()
-		f.conns[nc] = true
-		f.cmu.Unlock()
-		f.wg.Add(1)
-		go func() {
-			defer f.wg.Done()
-			f.serve(nc)
-			nc.Close()
-			f.cmu.Lock()
-			delete(f.conns, nc)
-			f.cmu.Unlock()
-		}()
-	}
-}
-
-// edgeReader is 0-db's socket read: at most 8 KiB at a time, remembering
-// whether the last read filled the space it was given.
-type edgeReader struct {
-	f    *fake0db
-	nc   net.Conn
-	full bool
-}
-
-const fakeReadBuf = 8 << 10
-
-func (r *edgeReader) Read(p []byte) (int, error) {
-	p = p[:min(len(p), fakeReadBuf)]
-	n, err := r.nc.Read(p)
-	if r.f.frozen.Load() {
-		io.Copy(io.Discard, r.nc) // a hung server: reads, never answers
-		return 0, io.EOF
-	}
-	r.full = n == len(p)
-	return n, err
-}
-
-// pending reports whether request bytes already wait in the socket.
-func pending(nc net.Conn) bool {
-	nc.SetReadDeadline(time.Now().Add(20 * time.Millisecond))
-	defer nc.SetReadDeadline(time.Time{})
-	var b [1]byte
-	n, _ := nc.Read(b[:])
-	return n > 0
-}
-
-func (f *fake0db) serve(nc net.Conn) {
-	er := &edgeReader{f: f, nc: nc}
-	rr := resp.NewRequestReader(er, fakeReadBuf, nil)
-	w := resp.NewWriter(nc, 64<<10)
-	ns := "default"
-	for {
-		args, err := rr.ReadRequest()
-		if err != nil {
-			return
-		}
-		f.do(w, &ns, args)
-		// Data already waiting before the replies go out was there when
-		// the buffer was read (a client waiting for these replies sends
-		// nothing new): edge-triggered, 0-db is not woken for it again.
-		stall := rr.Buffered() == 0 && er.full && pending(nc)
-		if w.Flush() != nil {
-			return
-		}
-		if stall {
-			f.stalls.Add(1)
-			io.Copy(io.Discard, nc)
-			return
-		}
-	}
-}
-
-func (f *fake0db) do(w *resp.Writer, ns *string, args [][]byte) {
-	cmd := strings.ToUpper(string(args[0]))
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	m := f.ns[*ns]
-	if m == nil {
-		m = map[string][]byte{}
-		f.ns[*ns] = m
-	}
-	switch {
-	case cmd == "PING":
-		w.Simple("PONG")
-	case cmd == "INFO":
-		w.BulkString("# server\nserver_name: 0-db (zdb)\nserver_revision: v2.0.8 @ main\nengine_revision: v2.0.8\n")
-	case cmd == "SELECT" && len(args) >= 2:
-		*ns = string(args[1])
-		w.Simple("OK")
-	case cmd == "NSNEW":
-		w.Simple("OK")
-	case cmd == "GET" && len(args) == 2:
-		if v, ok := m[string(args[1])]; ok {
-			w.Bulk(v)
-		} else {
-			w.Nil()
-		}
-	case cmd == "SET" && len(args) == 3:
-		m[string(args[1])] = bytes.Clone(args[2])
-		w.Bulk(args[1])
-	case cmd == "DEL" && len(args) == 2:
-		if _, ok := m[string(args[1])]; !ok {
-			w.Error("Key not found")
-			return
-		}
-		delete(m, string(args[1]))
-		w.Simple("OK")
-	case cmd == "EXISTS" && len(args) == 2:
-		if _, ok := m[string(args[1])]; ok {
-			w.Int(1)
-		} else {
-			w.Int(0)
-		}
-	default:
-		w.Error("Command not supported")
-	}
-}
-
 // fakeStore is a ClientStore on one namespace of the fake 0-db, probed
 // (as cmd/zdbfs does) when probe is set.
-func fakeStore(t *testing.T, f *fake0db, ns string, probe bool) *ClientStore {
+func fakeStore(t *testing.T, f *fake0db.Server, ns string, probe bool) *ClientStore {
 	t.Helper()
-	c, err := client.New(context.Background(), client.Options{Addr: f.addr(), Namespace: ns,
+	c, err := client.New(context.Background(), client.Options{Addr: f.Addr(), Namespace: ns,
 		DialTimeout: time.Second, IOTimeout: 2 * time.Second, PoolSize: 8})
 	if err != nil {
 		t.Fatal(err)
@@ -236,7 +61,7 @@ func stallOps(n int) []Op {
 // pipelined batch stalls (the fake is faithful), and a probed ClientStore
 // recognises 0-db and writes and reads the same batch whole.
 func TestClientStoreC0DBStall(t *testing.T) {
-	f := startFake0db(t)
+	f := fake0db.Start(t)
 	ctx := context.Background()
 	ops := stallOps(64)
 
@@ -247,7 +72,7 @@ func TestClientStoreC0DBStall(t *testing.T) {
 	if err := naive.Apply(ctx, ops); err == nil {
 		t.Fatal("a pipelined batch went through the fake 0-db: it does not stall as 0-db does")
 	}
-	if f.stalls.Load() == 0 {
+	if f.Stalls() == 0 {
 		t.Fatal("the pipelined batch failed without the fake's stall")
 	}
 
@@ -257,7 +82,7 @@ func TestClientStoreC0DBStall(t *testing.T) {
 		if s.Pipelining() {
 			t.Fatal("Probe did not recognise the C 0-db")
 		}
-		before := f.stalls.Load()
+		before := f.Stalls()
 		if err := s.Apply(ctx, ops); err != nil {
 			t.Fatalf("Parallel %d: Apply on 0-db: %v", par, err)
 		}
@@ -278,7 +103,7 @@ func TestClientStoreC0DBStall(t *testing.T) {
 		if vs[len(ops)] != nil {
 			t.Fatal("a missing key read back as a value")
 		}
-		if n := f.stalls.Load() - before; n != 0 {
+		if n := f.Stalls() - before; n != 0 {
 			t.Fatalf("%d stalls with the probed store", n)
 		}
 	}
@@ -306,7 +131,7 @@ func TestMountOnC0DB(t *testing.T) {
 	want := map[string]fileFacts{}
 	treeFacts(t, filepath.Join(srcParent, sub), sub, want)
 
-	f := startFake0db(t)
+	f := fake0db.Start(t)
 	b := &backend{kind: "fake0db"}
 	b.meta = fakeStore(t, f, "meta", true)
 	data := fakeStore(t, f, "data", true)
@@ -345,7 +170,7 @@ func TestMountOnC0DB(t *testing.T) {
 		t.Fatalf("aligned file after remount: %d bytes, err %v; want its %d bytes", len(back), err, len(aligned))
 	}
 	mt.unmount()
-	if n := f.stalls.Load(); n != 0 {
+	if n := f.Stalls(); n != 0 {
 		t.Fatalf("%d connections stalled", n)
 	}
 }
@@ -382,7 +207,7 @@ func alignedBlocks(t *testing.T, n int) []byte {
 // cache, a clean unmount gives up after the mount's flush timeout with an
 // error, instead of waiting for ever.
 func TestUnmountZdbHangs(t *testing.T) {
-	f := startFake0db(t)
+	f := fake0db.Start(t)
 	b := &backend{kind: "fake0db"}
 	b.meta = fakeStore(t, f, "meta", true)
 	b.data = fakeStore(t, f, "data", true)
@@ -404,7 +229,7 @@ func TestUnmountZdbHangs(t *testing.T) {
 	for i := range 20 {
 		must(t, os.WriteFile(filepath.Join(dir, fmt.Sprint("f", i)), bytes.Repeat([]byte{1}, 200<<10), 0o644))
 	}
-	f.frozen.Store(true)
+	f.Freeze()
 	start := time.Now()
 	err = m.Unmount()
 	took := time.Since(start)
