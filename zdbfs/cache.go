@@ -32,15 +32,17 @@ type cblock struct {
 	// of the block record, then of each page record (0: none).
 	slen   [1 + blockPages]int32
 	sknown bool
+	lent   bool // data was handed to a READ reply without a copy: copy before changing
 }
 
 // mutable returns b's bytes for changing them: a copy when a background
-// flush is writing the current ones (copy on write). The caller holds the
-// inode's mutex and marks b dirty afterwards.
+// flush is writing the current ones or a read reply may still be sending
+// them (copy on write). The caller holds the inode's mutex and marks b
+// dirty afterwards.
 func (b *cblock) mutable() []byte {
-	if b.frozen {
+	if b.frozen || b.lent {
 		b.data = append([]byte(nil), b.data...)
-		b.frozen = false
+		b.frozen, b.lent = false, false
 	}
 	b.ver++
 	return b.data

@@ -45,23 +45,25 @@ func (f *FS) block(ctx context.Context, in *inode, blk uint64) (*cblock, error) 
 	return b, nil
 }
 
-// read copies file data at off into dest. Blocks missing from the cache
+// read returns the file data at off, up to len(dest) bytes: slices of the
+// cached blocks themselves (lendBlocks), or dest when it had to read under
+// the mutex. Blocks missing from the cache
 // are fetched without holding the inode's mutex, all of one request in one
 // pipelined GetMany, so that parallel readers (and the kernel's parallel
 // readahead requests) overlap their round trips to zdb. A fetch is used
 // only if nothing changed the stored blocks meanwhile (in.gen); otherwise
 // it is retried, and finally done under the mutex.
-func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int, error) {
+func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) ([][]byte, error) {
 	in := node.in
 	if off < 0 {
-		return 0, syscall.EINVAL
+		return nil, syscall.EINVAL
 	}
 	for attempt := 0; ; attempt++ {
 		in.mu.Lock()
 		size := in.a.Size
 		if uint64(off) >= size {
 			in.mu.Unlock()
-			return 0, nil
+			return nil, nil
 		}
 		n := min(uint64(len(dest)), size-uint64(off))
 		first, last := uint64(off)/BlockSize, (uint64(off)+n-1)/BlockSize
@@ -78,15 +80,15 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 			// Changes keep racing the fetch: do it under the mutex.
 			k, err := f.readLocked(ctx, in, dest, off)
 			in.mu.Unlock()
-			return k, err
+			return [][]byte{dest[:k]}, err
 		}
 		if len(missing) == 0 {
 			f.Stats.CacheHits.Add(last - first + 1)
-			k := copyBlocks(dest[:n], uint64(off), got)
+			vec := lendBlocks(uint64(off), n, got)
 			f.readaheadLocked(in, uint64(off), n)
 			in.mu.Unlock()
-			f.Stats.BytesRead.Add(uint64(k))
-			return k, nil
+			f.Stats.BytesRead.Add(n)
+			return vec, nil
 		}
 		gen, pa := in.gen, in.pa
 		in.mu.Unlock()
@@ -94,7 +96,7 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 		f.Stats.CacheMisses.Add(uint64(len(missing)))
 		fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, missing)
 		if err != nil {
-			return 0, err
+			return nil, err
 		}
 
 		in.mu.Lock()
@@ -110,15 +112,15 @@ func (f *FS) read(ctx context.Context, node *Node, dest []byte, off int64) (int,
 			f.cache.putClean(b)
 			got[b.key.blk] = b
 		}
-		k := copyBlocks(dest[:n], uint64(off), got)
+		vec := lendBlocks(uint64(off), n, got)
 		push := n < BlockSize && in.writers == 0
 		f.readaheadLocked(in, uint64(off), n)
 		in.mu.Unlock()
-		f.Stats.BytesRead.Add(uint64(k))
+		f.Stats.BytesRead.Add(n)
 		if push {
 			f.push(node, got, uint64(off), n, gen, size)
 		}
-		return k, nil
+		return vec, nil
 	}
 }
 
@@ -164,8 +166,8 @@ func (f *FS) readaheadLocked(in *inode, off, n uint64) {
 		}
 		in.raBusy++
 		gen, pa, size := in.gen, in.pa, in.a.Size
-		go func() {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		f.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(f.life, 30*time.Second)
 			defer cancel()
 			fetched, err := f.fetchBlocks(ctx, in.ino, pa, size, blks)
 			in.mu.Lock()
@@ -181,7 +183,7 @@ func (f *FS) readaheadLocked(in *inode, off, n uint64) {
 				}
 			}
 			f.Stats.Prefetched.Add(uint64(len(fetched)))
-		}()
+		})
 	}
 }
 
@@ -231,13 +233,22 @@ func (f *FS) push(node *Node, got map[uint64]*cblock, off, n uint64, gen, size u
 	}()
 }
 
-func copyBlocks(dest []byte, off uint64, bs map[uint64]*cblock) int {
-	done := 0
-	for done < len(dest) {
-		pos := off + uint64(done)
-		done += copy(dest[done:], bs[pos/BlockSize].data[pos%BlockSize:])
+// lendBlocks returns the n bytes at off as slices of the blocks in bs,
+// without copying them, for a READ reply: the kernel gets them with one
+// writev. The blocks are marked lent, so that a later change copies a
+// block first instead of changing bytes a reply may still be sending. The
+// caller holds the inode's mutex.
+func lendBlocks(off, n uint64, bs map[uint64]*cblock) [][]byte {
+	out := make([][]byte, 0, (n+BlockSize-1)/BlockSize+1)
+	for done := uint64(0); done < n; {
+		pos := off + done
+		b := bs[pos/BlockSize]
+		b.lent = true
+		s := b.data[pos%BlockSize : min(BlockSize, pos%BlockSize+n-done)]
+		out = append(out, s)
+		done += uint64(len(s))
 	}
-	return done
+	return out
 }
 
 // fetchBlocks reads blocks of ino from the store as of the persisted
@@ -440,78 +451,177 @@ func (in *inode) quiesce() {
 	}
 }
 
-// flushAsync writes in's dirty blocks in the background, with the same
-// order as flushData (raised high-water mark, blocks, then the record),
-// while writers go on: the blocks being written are frozen, and a writer
-// changing one copies it first (cblock.mutable); a block changed meanwhile
-// stays dirty. The caller holds in.mu; in is not inline.
-func (f *FS) flushAsync(in *inode) {
+// The crash-order protocol (docs/zdbfs-format.md, "Write protocol and
+// crash story"). A file's record claims blocks only below its high-water
+// mark, and its size only over blocks that are stored, so a flush of a
+// file out of inline form is, in this order:
+//
+//  1. raiseMark: log the record as last stored with the mark raised over
+//     the dirty blocks (the size stays the old one);
+//  2. storeBlocks: flush the metadata log if the file's record is still in
+//     it (so the raised mark is in zdb first), then write the blocks;
+//  3. commitRecord: log the record with the new size and mark.
+//
+// The flushes below are this sequence, run three ways: flushData runs it
+// in a row under in.mu; flushAsync runs step 1 under in.mu, step 2 in the
+// background while writers go on, and step 3 under in.mu again;
+// raiseMarks runs step 1 for many files and one log flush for all of
+// them, so that their flushData finds step 2's log flush done.
+
+// blockFlush is a snapshot of a file's dirty blocks for one flush: what
+// to write (plan: whole blocks or page records, blocks.go), the mark those
+// writes need and the size they cover.
+type blockFlush struct {
+	blocks []*cblock
+	data   [][]byte // each block's bytes as written (a writer may copy the block meanwhile)
+	vers   []uint64 // each block's version as written
+	plan   *blockPlan
+	need   uint64 // high-water mark covering the blocks
+	size   uint64
+}
+
+// dirtyMark returns the high-water mark that covers in's stored blocks
+// and dirty, in's dirty blocks in order.
+func dirtyMark(in *inode, dirty []*cblock) uint64 {
+	need := in.pa.HWM
+	if len(dirty) > 0 {
+		need = max(need, dirty[len(dirty)-1].key.blk+1)
+	}
+	return need
+}
+
+// snapshotBlocks takes in's dirty blocks at its current size and plans
+// their writes (planBlocks: a block past the end, or all zeros, is a
+// delete). With freeze, the blocks are frozen so that a writer copies one
+// before changing it (cblock.mutable) while the flush runs without in.mu:
+// the plan's values are slices of the blocks' bytes. The caller holds
+// in.mu.
+func (f *FS) snapshotBlocks(ctx context.Context, in *inode, freeze bool) (*blockFlush, error) {
 	dirty := f.cache.dirtyBlocks(in.ino)
+	bf := &blockFlush{blocks: dirty, need: dirtyMark(in, dirty), size: in.a.Size,
+		data: make([][]byte, len(dirty)), vers: make([]uint64, len(dirty))}
 	if len(dirty) == 0 {
+		return bf, nil
+	}
+	plan, err := f.planBlocks(ctx, in, dirty, bf.size)
+	if err != nil {
+		return nil, err
+	}
+	bf.plan = plan
+	for i, b := range dirty {
+		b.frozen = b.frozen || freeze
+		bf.data[i], bf.vers[i] = b.data, b.ver
+	}
+	return bf, nil
+}
+
+// raiseMark is step 1: it logs in's record as last stored with the
+// high-water mark raised to need and, when the writes include page
+// records, the paged flag set — unless the record says so already. The
+// caller holds in.mu.
+func (f *FS) raiseMark(ctx context.Context, in *inode, need uint64, paged bool) error {
+	if need <= in.pa.HWM && (!paged || in.pa.Paged) {
+		return nil
+	}
+	pre := in.pa
+	pre.HWM, pre.Paged = max(pre.HWM, need), pre.Paged || paged
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
+		return err
+	}
+	in.pa = pre
+	return nil
+}
+
+// storeBlocks is step 2: the file's record — the mark raised by step 1
+// here or by raiseMarks, or left in the log by a failed flush — and every
+// metadata change before it reach zdb before blocks above the old mark
+// do; then the plan's writes are applied (blockPlan.apply: page records a
+// whole block replaces are deleted last). It needs no lock: the log and
+// the data store order their own writes.
+func (f *FS) storeBlocks(ctx context.Context, ino uint64, plan *blockPlan) error {
+	if plan == nil || len(plan.ops)+len(plan.after) == 0 {
+		return nil
+	}
+	if f.mlog.logged(inodeKey(ino)) {
+		if err := f.mlog.Flush(ctx); err != nil {
+			return err
+		}
+	}
+	return plan.apply(ctx, f.data)
+}
+
+// commitRecord is step 3: it logs rec, in's record with the size, mark,
+// paged flag and stored bytes the stored blocks cover, and makes it the
+// persisted view. The caller holds in.mu.
+func (f *FS) commitRecord(ctx context.Context, in *inode, rec attrs) error {
+	if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&rec)); err != nil {
+		return err
+	}
+	in.pa = rec
+	in.a.HWM, in.a.Inline, in.a.Data = rec.HWM, rec.Inline, rec.Data
+	in.a.Paged, in.a.Alloc = rec.Paged, rec.Alloc
+	in.gen++
+	return nil
+}
+
+// blockRecord is the record step 3 writes after bf's blocks are stored:
+// in's attributes as they are now, but the size the stored blocks cover
+// (writes may have gone past it meanwhile), the mark, the paged flag of
+// the record last logged and the stored bytes changed by the plan. The
+// caller holds in.mu.
+func blockRecord(in *inode, bf *blockFlush) attrs {
+	rec := in.a
+	rec.Size, rec.HWM, rec.Inline, rec.Data = bf.size, max(bf.need, in.pa.HWM), false, nil
+	rec.Paged, rec.Alloc = in.pa.Paged, in.pa.Alloc
+	if bf.plan != nil {
+		rec.Paged = rec.Paged || bf.plan.paged
+		rec.Alloc = addAlloc(rec.Alloc, bf.plan.alloc)
+	}
+	return rec
+}
+
+// flushAsync flushes in's dirty blocks in the background while writers
+// go on (see the protocol above): the mark is raised now, the blocks are
+// written by a goroutine the filesystem tracks (FS.bg, stopped by
+// Close), and the record is written when they are stored. A block
+// changed meanwhile stays dirty for a later flush. The caller holds
+// in.mu; in is not inline.
+func (f *FS) flushAsync(in *inode) {
+	ctx, cancel := context.WithTimeout(f.life, 2*time.Minute)
+	bf, err := f.snapshotBlocks(ctx, in, true)
+	if err != nil {
+		cancel()
+		in.werr = err
 		return
 	}
-	size := in.a.Size
-	ctx := context.Background()
-	plan, preErr := f.planBlocks(ctx, in, dirty, size)
-	if preErr != nil {
-		in.werr = preErr
+	if len(bf.blocks) == 0 {
+		cancel()
 		return
 	}
 	in.flushing = true
-	type snap struct {
-		b    *cblock
-		data []byte
-		ver  uint64
-	}
-	snaps := make([]snap, 0, len(dirty))
-	for _, b := range dirty {
-		b.frozen = true
-		snaps = append(snaps, snap{b, b.data, b.ver})
-	}
-	need := max(in.pa.HWM, dirty[len(dirty)-1].key.blk+1)
-	paged := in.pa.Paged || plan.paged
-	na := in.a
-	na.Size, na.HWM, na.Inline, na.Data = size, need, false, nil
-	na.Paged, na.Alloc = paged, addAlloc(in.pa.Alloc, plan.alloc)
-	if need > in.pa.HWM || paged != in.pa.Paged {
-		pre := in.pa
-		pre.HWM, pre.Paged = need, paged
-		if preErr = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); preErr == nil {
-			in.pa = pre
-		}
-	}
 	in.gen++
 	f.Stats.Flushes.Add(1)
-	go func() {
-		ctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	err = f.raiseMark(ctx, in, bf.need, bf.plan.paged)
+	f.bg.Go(func() {
 		defer cancel()
-		err := preErr
 		if err == nil {
-			err = f.mlog.Flush(ctx) // the raised mark is in zdb before the blocks
-		}
-		if err == nil {
-			err = plan.apply(ctx, f.data)
+			err = f.storeBlocks(ctx, in.ino, bf.plan)
 		}
 		in.mu.Lock()
 		defer in.mu.Unlock()
-		plan.done(err)
+		bf.plan.done(err)
 		var clean []*cblock
-		for _, s := range snaps {
-			if &s.b.data[0] == &s.data[0] {
-				s.b.frozen = false
+		for i, b := range bf.blocks {
+			if &b.data[0] == &bf.data[i][0] {
+				b.frozen = false // no writer copied it
 			}
-			if err == nil && s.b.ver == s.ver {
-				clean = append(clean, s.b)
+			if err == nil && b.ver == bf.vers[i] {
+				clean = append(clean, b)
 			}
 		}
 		if err == nil && !in.gone {
-			err = f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na))
-			if err == nil {
-				in.pa = na
-				in.a.HWM, in.a.Inline, in.a.Data = need, false, nil
-				in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
+			if err = f.commitRecord(ctx, in, blockRecord(in, bf)); err == nil {
 				f.cache.markClean(clean)
-				in.gen++
 			}
 		}
 		if err != nil {
@@ -522,7 +632,7 @@ func (f *FS) flushAsync(in *inode) {
 		in.flushing = false
 		in.cond().Broadcast()
 		f.maybeEvict(in)
-	}()
+	})
 }
 
 func trimZeros(b []byte) []byte {
@@ -534,10 +644,9 @@ func trimZeros(b []byte) []byte {
 }
 
 // flushLocked stores in's dirty blocks and then its inode record, in the
-// order the crash story needs (docs/zdbfs-format.md): first the record
-// with a raised block high-water mark (old size), then the blocks, then
-// the record with the new size. On failure the blocks stay dirty, nothing
-// claims them, and the error is kept for the next write, fsync or close.
+// order the crash story needs (flushData). On failure the blocks stay
+// dirty, nothing claims them, and the error is kept for the next write,
+// fsync or close. The caller holds in.mu.
 func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	in.quiesce()
 	if f.stale(in) {
@@ -561,33 +670,23 @@ func (f *FS) flushLocked(ctx context.Context, in *inode) error {
 	return err
 }
 
-// raiseMarks prepares flushes of many files at once: for each file whose
-// dirty blocks lie above its stored high-water mark, the record with the
-// raised mark is logged (step 1 of flushData), and then the metadata log
-// is flushed once for all of them, instead of once per file — under a
-// stream of metadata changes each of those flushes carries everything
-// logged meanwhile. flushLocked then finds the marks raised and goes
+// raiseMarks prepares flushes of many files at once: step 1 of the
+// protocol for each file with dirty blocks, then one flush of the
+// metadata log for all of them instead of one per file (under a stream of
+// metadata changes each of those flushes would carry everything logged
+// meanwhile). Their flushData then finds the marks in zdb and goes
 // straight to the blocks.
 func (f *FS) raiseMarks(ctx context.Context, ins []*inode) error {
 	flush := false
 	for _, in := range ins {
 		in.mu.Lock()
 		in.quiesce()
-		if !in.gone && in.isReg() && in.a.Size > InlineMax && !f.stale(in) {
-			if dirty := f.cache.dirtyBlocks(in.ino); len(dirty) > 0 {
-				if need := dirty[len(dirty)-1].key.blk + 1; need > in.pa.HWM {
-					pre := in.pa
-					pre.HWM = need
-					if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
-						in.mu.Unlock()
-						return err
-					}
-					in.pa = pre
-				}
-				// Raised now or earlier: its record must be in zdb first
-				// (see flushData).
-				flush = flush || f.mlog.logged(inodeKey(in.ino))
+		if !in.gone && in.isReg() && in.a.Size > InlineMax && !f.stale(in) && f.cache.hasDirty(in.ino) {
+			if err := f.raiseMark(ctx, in, dirtyMark(in, f.cache.dirtyBlocks(in.ino)), false); err != nil {
+				in.mu.Unlock()
+				return err
 			}
+			flush = flush || f.mlog.logged(inodeKey(in.ino))
 		}
 		in.mu.Unlock()
 	}
@@ -607,95 +706,92 @@ func (f *FS) stale(in *inode) bool {
 	return f.inodes[in.ino] != in
 }
 
+// flushData makes in's data and record durable in zdb. The caller holds
+// in.mu throughout, so nothing changes under the flush.
+//
+// A file that stays or becomes inline (at most InlineMax bytes) keeps
+// its data in the record: the record with the data is written first and
+// the log flushed, and only then are the blocks it had deleted and its
+// mark lowered to 0 (a crash in between leaves blocks nothing claims
+// above an inline record, which the next flush deletes).
+//
+// A larger file follows the crash-order protocol above, steps 1 to 3 in a
+// row; a file leaving inline form first marks block 0 dirty so that its
+// data, until now in the record, reaches the data namespace.
 func (f *FS) flushData(ctx context.Context, in *inode) error {
 	size := in.a.Size
-	inline := size <= InlineMax
-	if in.pa.Inline && !inline && in.pa.Size > 0 {
-		// Leaving inline: block 0 must reach the data namespace.
+	if size <= InlineMax {
+		return f.flushInline(ctx, in)
+	}
+	if in.pa.Inline && in.pa.Size > 0 {
 		b, err := f.block(ctx, in, 0)
 		if err != nil {
 			return err
 		}
 		f.cache.markDirty(b)
 	}
+	bf, err := f.snapshotBlocks(ctx, in, false)
+	if err != nil {
+		return err
+	}
+	if len(bf.blocks) == 0 && !in.dirty {
+		return nil
+	}
+	in.gen++
+	f.Stats.Flushes.Add(1)
+	if err := f.raiseMark(ctx, in, bf.need, bf.plan != nil && bf.plan.paged); err != nil {
+		return err
+	}
+	err = f.storeBlocks(ctx, in.ino, bf.plan)
+	if bf.plan != nil {
+		bf.plan.done(err)
+	}
+	if err != nil {
+		return err
+	}
+	if err := f.commitRecord(ctx, in, blockRecord(in, bf)); err != nil {
+		return err
+	}
+	f.cache.markClean(bf.blocks)
+	in.dirty = false
+	return nil
+}
+
+// flushInline is flushData for a file of at most InlineMax bytes: its
+// data goes into the record (see flushData).
+func (f *FS) flushInline(ctx context.Context, in *inode) error {
 	dirty := f.cache.dirtyBlocks(in.ino)
 	if len(dirty) == 0 && !in.dirty {
 		return nil
 	}
 	in.gen++
 	f.Stats.Flushes.Add(1)
-	na := in.a
-	na.Paged, na.Alloc = in.pa.Paged, in.pa.Alloc
-	if inline {
-		na.Inline, na.Data = true, nil
-		if size > 0 {
-			b, err := f.block(ctx, in, 0)
-			if err != nil {
-				return err
-			}
-			na.Data = append([]byte(nil), b.data[:size]...)
-		}
-		na.HWM = in.pa.HWM
-		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
-			return err
-		}
-		in.pa = na
-		if na.HWM > 0 {
-			// The inline record must be in zdb before the blocks go.
-			if err := f.mlog.Flush(ctx); err != nil {
-				return err
-			}
-			if _, err := f.delBlocks(ctx, in.ino, 0, na.HWM, na.Paged, false); err != nil {
-				return err
-			}
-			na.HWM, na.Paged, na.Alloc = 0, false, 0
-			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
-				return err
-			}
-			in.pa = na
-		}
-	} else {
-		na.Inline, na.Data = false, nil
-		need := in.pa.HWM
-		if len(dirty) > 0 {
-			need = max(need, dirty[len(dirty)-1].key.blk+1)
-		}
-		plan, err := f.planBlocks(ctx, in, dirty, size)
+	rec := in.a
+	rec.Inline, rec.Data, rec.HWM = true, nil, in.pa.HWM
+	rec.Paged, rec.Alloc = in.pa.Paged, in.pa.Alloc
+	if in.a.Size > 0 {
+		b, err := f.block(ctx, in, 0)
 		if err != nil {
 			return err
 		}
-		na.Paged = in.pa.Paged || plan.paged
-		if need > in.pa.HWM || na.Paged != in.pa.Paged {
-			pre := in.pa
-			pre.HWM, pre.Paged = need, na.Paged
-			if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&pre)); err != nil {
-				return err
-			}
-			in.pa = pre
-		}
-		// The raised high-water mark (and every metadata change before it)
-		// must be in zdb before blocks above the old one are. in.pa is
-		// what was last logged: while the inode's record is still in the
-		// log — raised here, raised by raiseMarks, or left there by a
-		// failed flush — flush the log first.
-		if len(dirty) > 0 && f.mlog.logged(inodeKey(in.ino)) {
-			if err := f.mlog.Flush(ctx); err != nil {
-				return err
-			}
-		}
-		err = plan.apply(ctx, f.data)
-		plan.done(err)
-		if err != nil {
-			return err
-		}
-		na.HWM, na.Alloc = need, addAlloc(na.Alloc, plan.alloc)
-		if err := f.meta.Set(ctx, inodeKey(in.ino), encodeInode(&na)); err != nil {
-			return err
-		}
-		in.pa = na
+		rec.Data = append([]byte(nil), b.data[:in.a.Size]...)
 	}
-	in.a.HWM, in.a.Inline, in.a.Data = na.HWM, na.Inline, na.Data
-	in.a.Paged, in.a.Alloc = na.Paged, na.Alloc
+	if err := f.commitRecord(ctx, in, rec); err != nil {
+		return err
+	}
+	if rec.HWM > 0 {
+		// The inline record must be in zdb before the blocks go.
+		if err := f.mlog.Flush(ctx); err != nil {
+			return err
+		}
+		if _, err := f.delBlocks(ctx, in.ino, 0, rec.HWM, rec.Paged, false); err != nil {
+			return err
+		}
+		rec.HWM, rec.Paged, rec.Alloc = 0, false, 0
+		if err := f.commitRecord(ctx, in, rec); err != nil {
+			return err
+		}
+	}
 	f.cache.markClean(dirty)
 	in.dirty = false
 	return nil

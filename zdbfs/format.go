@@ -45,7 +45,7 @@ var (
 	keyOrphans = []byte("zdbfs:orphans")
 )
 
-var errCorrupt = errors.New("zdbfs: corrupt record")
+var errCorrupt = errors.New("corrupt zdbfs record")
 
 func inoKey(prefix byte, ino uint64) []byte {
 	k := make([]byte, 9)

@@ -99,8 +99,14 @@ type FS struct {
 	fresh freshDirs // directories created by this mount
 	lease lease
 
+	// life is the filesystem's lifetime: the parent of the contexts of
+	// all background work, cancelled by Close when its caller's deadline
+	// passes (a zdb that never answers) and at its end.
+	life     context.Context
+	endLife  context.CancelFunc
 	stopc    chan struct{}
-	wg       sync.WaitGroup
+	wg       sync.WaitGroup // the loops (flush, close, lease, trim)
+	bg       sync.WaitGroup // background flushes (flushAsync) and readahead fetches
 	trimmed  time.Time
 	pushes   chan struct{} // bounds concurrent page pushes
 	trimKick chan struct{}
@@ -178,6 +184,7 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 		trimKick: make(chan struct{}, 1),
 		closeq:   make(chan *inode, 4096),
 	}
+	f.life, f.endLife = context.WithCancel(context.Background())
 	f.cache = newCache(f, cfg.CacheBytes-int64(cfg.MaxInodes)*inodeBytes)
 	f.dents = newDirentCache()
 	if err := f.checkSuper(ctx); err != nil {
@@ -192,6 +199,7 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	}
 	if err != nil {
 		f.rawMeta.Del(ctx, keyLease)
+		f.endLife()
 		return nil, err
 	}
 	f.wg.Add(4)
@@ -236,7 +244,7 @@ func (f *FS) checkSuper(ctx context.Context) error {
 }
 
 // ErrMounted is returned by New when another live mount holds the lease.
-var ErrMounted = errors.New("zdbfs: namespaces are mounted elsewhere (lease held)")
+var ErrMounted = errors.New("the namespaces are mounted elsewhere (lease held)")
 
 // takeLease refuses to mount when a live lease is recorded: one held by a
 // running process of this host, or one renewed within LeaseTTL by another
@@ -288,7 +296,7 @@ func (f *FS) leaseLoop() {
 		case <-f.stopc:
 			return
 		case <-t.C:
-			ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			ctx, cancel := context.WithTimeout(f.life, 10*time.Second)
 			f.lease.Renewed = nowNs()
 			if err := f.rawMeta.Set(ctx, keyLease, encodeLease(&f.lease)); err != nil {
 				f.log.Warn("renew lease", "err", err)
@@ -638,12 +646,12 @@ func (f *FS) flushLoop() {
 		case <-f.cache.kick:
 		}
 		if due := f.tableInodes(f.cache.flushCandidates(f.cfg.FlushAge)); len(due) > 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(f.life, 30*time.Second)
 			f.flushFiles(ctx, due, "background flush")
 			cancel()
 		}
 		if n, age := f.mlog.pending(); n > wbMaxOps/2 || (n > 0 && age >= f.cfg.FlushAge) {
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			ctx, cancel := context.WithTimeout(f.life, 30*time.Second)
 			if err := f.mlog.Flush(ctx); err != nil {
 				f.log.Warn("background metadata flush", "pending", n, "err", err)
 			}
@@ -674,7 +682,7 @@ func (f *FS) closeLoop() {
 				break more
 			}
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		ctx, cancel := context.WithTimeout(f.life, 2*time.Minute)
 		f.flushFiles(ctx, batch, "flush after close")
 		if err := f.mlog.Flush(ctx); err != nil {
 			f.log.Warn("metadata flush after close", "err", err)
@@ -685,10 +693,20 @@ func (f *FS) closeLoop() {
 
 // Close flushes everything, releases the lease and stops the background
 // work. The stores are left open (they belong to the caller).
+//
+// Close takes at most until ctx's deadline (plus the time to notice):
+// when it passes — zdb does not answer — the background work is
+// cancelled too, and Close returns the flush's error; what was not
+// flushed is lost, as in a crash, and the next mount finds the last
+// durable state.
 func (f *FS) Close(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, f.endLife)
+	defer stop()
 	err := f.SyncAll(ctx)
 	close(f.stopc)
 	f.wg.Wait()
+	f.bg.Wait()
+	f.endLife()
 	st := &f.Stats
 	f.log.Info("zdbfs statistics", "requests", st.Requests.Load(), "cache_hits", st.CacheHits.Load(),
 		"cache_misses", st.CacheMisses.Load(), "bytes_read", st.BytesRead.Load(), "bytes_written", st.BytesWrite.Load(),

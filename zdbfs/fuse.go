@@ -75,7 +75,7 @@ func (f *FS) errno(op string, err error) syscall.Errno {
 	e := toErrno(err)
 	if e == syscall.EIO {
 		f.Stats.Errors.Add(1)
-		f.log.Warn("zdbfs: I/O error", "op", op, "err", err)
+		f.log.Warn("I/O error", "op", op, "err", err)
 	}
 	return e
 }
@@ -552,11 +552,12 @@ func (n *Node) Open(ctx context.Context, flags uint32) (gofs.FileHandle, uint32,
 func (n *Node) Read(ctx context.Context, fh gofs.FileHandle, dest []byte, off int64) (fuse.ReadResult, syscall.Errno) {
 	ctx = detach(ctx)
 	n.f.Stats.Requests.Add(1)
-	k, err := n.f.read(ctx, n, dest, off)
+	vec, err := n.f.read(ctx, n, dest, off)
 	if err != nil {
 		return nil, n.f.errno("read", err)
 	}
-	return fuse.ReadResultData(dest[:k]), 0
+	// The cached blocks' own bytes, sent with one writev (see lendBlocks).
+	return fuse.ReadResultVector(vec), 0
 }
 
 // Write implements NodeWriter.

@@ -127,7 +127,7 @@ func (mt *mounted) forceUnmount() {
 	exec.Command("fusermount3", "-u", "-z", mt.Dir).Run()
 	exec.Command("umount", "-l", mt.Dir).Run()
 	mt.m.server.Wait()
-	mt.m.close()
+	mt.m.close(context.Background())
 	mt.m = nil
 }
 

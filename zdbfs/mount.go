@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"os/exec"
 	"strconv"
@@ -30,7 +31,29 @@ type MountOptions struct {
 	// them in flight. Setting it needs root (it is a sysfs knob); as a
 	// user the kernel's default stays.
 	ReadAhead int
+	// CloseTimeout bounds a clean unmount's final flush (default
+	// DefaultCloseTimeout): when zdb does not answer within it, the
+	// unmount gives up, reports what failed and the process can exit;
+	// what was not stored is lost as in a crash (fsync'ed data is not).
+	CloseTimeout time.Duration
+
+	// Kernel caching, for measuring what each costs or saves
+	// (bench/zdbfsfloor.sh); the defaults are the measured choice.
+	// EntryTimeout and AttrTimeout are how long the kernel trusts a name
+	// and an inode's attributes (default DefaultCacheTimeout; zdbfs is the
+	// only writer of its namespaces, the lease makes sure, and every
+	// change goes through the kernel). NegativeTimeout caches "no such
+	// name" (default 0: not cached). NoKillPriv turns off
+	// FUSE_HANDLE_KILLPRIV_V2.
+	EntryTimeout, AttrTimeout, NegativeTimeout time.Duration
+	NoKillPriv                                 bool
 }
+
+// DefaultCacheTimeout is the kernel's entry and attribute timeout.
+const DefaultCacheTimeout = time.Second
+
+// DefaultCloseTimeout is how long an unmount waits for zdb at most.
+const DefaultCloseTimeout = time.Minute
 
 // DefaultReadAhead is the readahead window zdbfs asks for: with it a
 // cold sequential read of 1 GiB took 1.26-1.29 s instead of 1.68 s on the
@@ -39,11 +62,12 @@ const DefaultReadAhead = 4 << 20
 
 // Mount is a mounted filesystem.
 type Mount struct {
-	FS     *FS
-	Dir    string
-	server *fuse.Server
-	once   sync.Once
-	err    error
+	FS      *FS
+	Dir     string
+	server  *fuse.Server
+	timeout time.Duration // CloseTimeout
+	once    sync.Once
+	err     error
 }
 
 // ErrNoFusermount is returned when an unprivileged user has no
@@ -86,7 +110,15 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 	if err != nil {
 		return nil, fmt.Errorf("load root: %w", err)
 	}
-	sec := time.Second
+	entry, attr := cacheTimeout(mo.EntryTimeout), cacheTimeout(mo.AttrTimeout)
+	var neg *time.Duration
+	if mo.NegativeTimeout > 0 {
+		neg = &mo.NegativeTimeout
+	}
+	caps := uint64(fuse.CAP_HANDLE_KILLPRIV_V2)
+	if mo.NoKillPriv {
+		caps = 0
+	}
 	name := mo.FSName
 	if name == "" {
 		name = "zdbfs"
@@ -95,10 +127,16 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 	if mo.ReadOnly {
 		opts = append(opts, "ro")
 	}
+	// go-fuse's own diagnostics (a "trySplice: … max pipe size" line per
+	// large read that falls back to copying, and every request with
+	// Debug) go into our log at debug level.
+	flog := slog.NewLogLogger(f.log.Handler(), slog.LevelDebug)
 	server, err := gofs.Mount(dir, root, &gofs.Options{
-		EntryTimeout:   &sec,
-		AttrTimeout:    &sec,
-		RootStableAttr: &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
+		Logger:          flog,
+		EntryTimeout:    &entry,
+		AttrTimeout:     &attr,
+		NegativeTimeout: neg,
+		RootStableAttr:  &gofs.StableAttr{Ino: RootIno, Mode: syscall.S_IFDIR},
 		// Modes are reported as stored: without this go-fuse shows a
 		// mode of 0000 (open(O_CREAT, 0), mkdir(0)) as 0644 or 0755.
 		NullPermissions: true,
@@ -109,18 +147,23 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			AllowOther:    mo.AllowOther,
 			DirectMount:   os.Geteuid() == 0, // users go through fusermount3
 			Debug:         mo.Debug,
+			Logger:        flog,
 			MaxWrite:      1 << 20,
 			MaxReadAhead:  1 << 20,
 			MaxBackground: 32,
 			// zdbfs clears set-user-id and set-group-id itself (on write,
 			// truncate and chown): the kernel then skips the
 			// security.capability GETXATTR it would send before every write.
-			ExtraCapabilities: fuse.CAP_HANDLE_KILLPRIV_V2,
+			ExtraCapabilities: caps,
 			// Plain READDIR: a listing (find, rm -r, ls) then costs one
 			// request per 4 KiB of names instead of an inode load and a
 			// kernel inode per entry, and its memory does not grow with
 			// the directory. ls -l still looks up what it stats.
 			DisableReadDirPlus: true,
+			// zdbfs's data is in memory, never in a file to splice
+			// from: a splice attempt per READ reply would be wasted
+			// system calls (and a logged failure for 1 MiB replies).
+			DisableSplice: true,
 		},
 	})
 	if err != nil {
@@ -135,7 +178,23 @@ func MountFS(ctx context.Context, f *FS, dir string, mo MountOptions) (*Mount, e
 			f.log.Debug("readahead window left at the kernel's default", "err", err)
 		}
 	}
-	return &Mount{FS: f, Dir: dir, server: server}, nil
+	timeout := mo.CloseTimeout
+	if timeout <= 0 {
+		timeout = DefaultCloseTimeout
+	}
+	return &Mount{FS: f, Dir: dir, server: server, timeout: timeout}, nil
+}
+
+// cacheTimeout is d, or DefaultCacheTimeout when d is 0 (negative: no
+// caching).
+func cacheTimeout(d time.Duration) time.Duration {
+	switch {
+	case d == 0:
+		return DefaultCacheTimeout
+	case d < 0:
+		return 0
+	}
+	return d
 }
 
 // setReadAhead sets the readahead window of the filesystem mounted on
@@ -150,26 +209,27 @@ func setReadAhead(dir string, bytes int) error {
 }
 
 // Wait blocks until the filesystem is unmounted (by Unmount, umount or
-// fusermount3 -u), then flushes and closes it.
+// fusermount3 -u), then flushes and closes it, within CloseTimeout.
 func (m *Mount) Wait() error {
 	m.server.Wait()
-	return m.close()
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
+	return m.close(ctx)
 }
 
-func (m *Mount) close() error {
-	m.once.Do(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-		defer cancel()
-		m.err = m.FS.Close(ctx)
-	})
+func (m *Mount) close(ctx context.Context) error {
+	m.once.Do(func() { m.err = m.FS.Close(ctx) })
 	return m.err
 }
 
-// Unmount flushes everything, unmounts and closes the filesystem.
+// Unmount flushes everything, unmounts and closes the filesystem. The
+// flushes take at most CloseTimeout together; when zdb does not answer
+// within it, the filesystem is unmounted all the same and the error says
+// the final flush failed.
 func (m *Mount) Unmount() error {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), m.timeout)
+	defer cancel()
 	ferr := m.FS.SyncAll(ctx)
-	cancel()
 	var uerr error
 	for i := 0; i < 50; i++ {
 		if uerr = m.server.Unmount(); uerr == nil {
@@ -181,8 +241,11 @@ func (m *Mount) Unmount() error {
 		return fmt.Errorf("unmount %s: %w", m.Dir, uerr)
 	}
 	m.server.Wait()
-	if err := m.close(); err != nil {
+	if err := m.close(ctx); err != nil {
 		return err
 	}
-	return ferr
+	if ferr != nil {
+		return fmt.Errorf("final flush: %w", ferr)
+	}
+	return nil
 }

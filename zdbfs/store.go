@@ -49,8 +49,8 @@ type Op struct {
 
 // Store errors.
 var (
-	ErrNotFound = errors.New("zdbfs: key not found")
-	ErrNoSpace  = errors.New("zdbfs: no space left on namespace")
+	ErrNotFound = errors.New("key not found")
+	ErrNoSpace  = errors.New("no space left on namespace")
 )
 
 // StoreError wraps a backend failure that is neither ErrNotFound nor

@@ -59,6 +59,7 @@ var (
 	flagSync     = flag.Int("sync", 1, "fsync after this many writes")
 	flagDatasize = flag.Int("datasize", 8<<20, "zdb --datasize (rotation, so that compaction has closed files)")
 	flagRatio    = flag.String("compact-ratio", "0.5", "zdb --compact-ratio")
+	flagInterval = flag.String("compact-interval", "10s", "zdb --compact-interval")
 	flagModes    = flag.String("modes", "whole,pages", "modes to run, in order")
 )
 
@@ -80,7 +81,7 @@ func main() {
 	dataRoot := filepath.Join(work, "data")
 	args := []string{"--data", dataRoot, "--index", filepath.Join(work, "index"),
 		"--listen", "127.0.0.1", "--port", strconv.Itoa(port), "--datasize", strconv.Itoa(*flagDatasize),
-		"--compact-ratio", *flagRatio}
+		"--compact-ratio", *flagRatio, "--compact-interval", *flagInterval}
 	srv := exec.Command(bin, args...)
 	logf, err := os.Create(filepath.Join(work, "zdb.log"))
 	check(err)
@@ -106,8 +107,8 @@ func main() {
 
 	fmt.Printf("date: %s\nhost: nproc=%d, %s\nload average at start: %s\n", time.Now().UTC().Format(time.RFC3339),
 		runtime.NumCPU(), cpuModel(), loadavg())
-	fmt.Printf("workload: %d MiB file, %d random 4 KiB writes, fsync every %d; zdb --datasize %d --compact-ratio %s; files under %s\n",
-		*flagSize>>20, *flagWrites, *flagSync, *flagDatasize, *flagRatio, work)
+	fmt.Printf("workload: %d MiB file, %d random 4 KiB writes, fsync every %d; zdb --datasize %d --compact-ratio %s --compact-interval %s; files under %s\n",
+		*flagSize>>20, *flagWrites, *flagSync, *flagDatasize, *flagRatio, *flagInterval, work)
 	var rows []string
 	for _, mode := range strings.Split(*flagModes, ",") {
 		rows = append(rows, runMode(ctx, admin, addr, dataRoot, work, mode))

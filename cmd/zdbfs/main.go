@@ -1,20 +1,10 @@
 // Command zdbfs mounts a POSIX filesystem stored in zdb namespaces.
 //
 //	zdbfs [-o option[,option…]] MOUNTPOINT
+//	zdbfs --help | --version
 //
-// Options (compatible with 0-db-fs): host=, port=, unix= (server of both
-// namespaces); mh= mp= mu= (metadata server), dh= dp= du= (data server);
-// ms= ds= (namespace passwords); mn= dn= (namespace names, default
-// zdbfs-meta and zdbfs-data); size= (capacity reported by statfs, bytes,
-// K/M/G/T suffixes); autons (create missing namespaces); background;
-// cache= (block cache size), flushage= (dirty data age, e.g. 2s),
-// readahead= (kernel readahead window, default 4M, 0 for the kernel's own; root only),
-// procs= (Go processors, default the runtime's; procs=1 trades throughput for latency on 2 CPUs),
-// syncclose (close of a written file waits until it is in zdb; by default it
-// is stored in the background, and fsync, syncfs and unmount are the
-// durability points; asyncclose, the default, is accepted); and the
-// standard FUSE options (allow_other, ro, fsname=, debug, …), passed to the
-// kernel. SIGINT and SIGTERM flush everything and unmount.
+// The options are listed by usage (zdbfs --help) and in the README. SIGINT
+// and SIGTERM flush everything and unmount.
 //
 // ZDBFS_CPUPROFILE=FILE writes a CPU profile of the whole mount (a
 // benchmarking aid).
@@ -24,6 +14,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -42,6 +33,74 @@ import (
 
 type server struct{ host, port, unix, password, name string }
 
+// usageText is what --help prints: every option parseArgs takes.
+const usageText = `usage: zdbfs [-o option[,option...]] MOUNTPOINT
+       zdbfs --help | --version
+
+Mounts a POSIX filesystem whose inodes, directories and data live in two
+zdb namespaces (our zdb or the C 0-db v2). Unmount with umount,
+fusermount3 -u, SIGINT or SIGTERM: all of them flush everything first.
+
+zdb servers (0-db-fs compatible):
+  host=HOST port=PORT    server of both namespaces (default 127.0.0.1:9900)
+  unix=PATH              unix socket of both namespaces
+  mh= mp= mu=            metadata namespace server: host, port, unix socket
+  dh= dp= du=            data namespace server: host, port, unix socket
+  mn=NAME dn=NAME        namespace names (default zdbfs-meta, zdbfs-data)
+  ms=PASS ds=PASS        namespace passwords
+  autons                 create missing namespaces (as admin with ms=/ds=)
+
+Filesystem:
+  size=N                 capacity statfs reports (K/M/G/T suffixes)
+  cache=N                memory for cached blocks and inodes (default 64M)
+  flushage=DURATION      dirty data older than this is stored (default 2s)
+  syncclose              close of a written file waits until it is in zdb
+  asyncclose             the default: stored in the background; fsync,
+                         syncfs and unmount are the durability points
+  closetimeout=DURATION  an unmount waits this long at most for zdb
+                         (default 1m); past it, unflushed data is lost as
+                         in a crash and zdbfs exits with an error
+  readahead=N            kernel readahead window (default 4M; 0: the
+                         kernel's; root only)
+  procs=N                Go processors (default: the runtime's)
+  background             detach once mounted
+
+Kernel caching (for measurements; the defaults are the measured choice):
+  entrytimeout=DURATION  how long the kernel trusts a name (default 1s)
+  attrtimeout=DURATION   how long it trusts attributes (default 1s)
+  negtimeout=DURATION    how long it caches "no such name" (default 0)
+  nokillpriv             do not ask for FUSE_HANDLE_KILLPRIV_V2
+
+FUSE:
+  allow_other, ro, fsname=NAME, debug (log every request; also -d), and
+  any other FUSE mount option, passed to the kernel. default_permissions
+  is always on. -f and -s are accepted and ignored.
+
+  -h, --help             this text
+  -V, --version          the version
+`
+
+// errHelp and errVersion are --help and --version: not errors, requests.
+var (
+	errHelp    = errors.New("help requested")
+	errVersion = errors.New("version requested")
+)
+
+// version is zdbfs's version with the module's VCS revision when the
+// binary was built from a checkout.
+func version() string {
+	v := fmt.Sprintf("zdbfs 1.0 (format v%d", zdbfs.FormatVersion)
+	if bi, ok := debug.ReadBuildInfo(); ok {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += ", revision " + s.Value[:12]
+			}
+		}
+		v += ", " + bi.GoVersion
+	}
+	return v + ")"
+}
+
 type config struct {
 	mountpoint string
 	meta, data server
@@ -49,6 +108,7 @@ type config struct {
 	cache      int64
 	flushAge   time.Duration
 	syncClose  bool
+	closeTime  time.Duration
 	procs      int
 	autons     bool
 	background bool
@@ -91,11 +151,15 @@ func parseArgs(args []string) (*config, error) {
 			opts = append(opts, strings.Split(args[i], ",")...)
 		case strings.HasPrefix(a, "-o"):
 			opts = append(opts, strings.Split(a[2:], ",")...)
+		case a == "-h" || a == "--help" || a == "-help":
+			return nil, errHelp
+		case a == "-V" || a == "--version" || a == "-version":
+			return nil, errVersion
 		case a == "-f" || a == "-s":
 		case a == "-d":
 			c.mo.Debug = true
 		case strings.HasPrefix(a, "-"):
-			return nil, fmt.Errorf("unknown flag %s", a)
+			return nil, fmt.Errorf("unknown flag %s (zdbfs --help lists the options)", a)
 		case c.mountpoint == "":
 			c.mountpoint = a
 		default:
@@ -103,7 +167,7 @@ func parseArgs(args []string) (*config, error) {
 		}
 	}
 	if c.mountpoint == "" {
-		return nil, errors.New("usage: zdbfs [-o options] MOUNTPOINT")
+		return nil, errors.New("no mountpoint given (usage: zdbfs [-o options] MOUNTPOINT; zdbfs --help lists the options)")
 	}
 	var metaSet, dataSet [3]bool
 	for _, o := range opts {
@@ -163,6 +227,27 @@ func parseArgs(args []string) (*config, error) {
 			}
 		case "flushage":
 			c.flushAge, err = time.ParseDuration(v)
+		case "closetimeout":
+			c.closeTime, err = time.ParseDuration(v)
+			if err == nil && c.closeTime <= 0 {
+				err = errors.New("must be positive")
+			}
+		case "entrytimeout", "attrtimeout", "negtimeout":
+			var d time.Duration
+			d, err = time.ParseDuration(v)
+			if err == nil && d == 0 {
+				d = -1 // none
+			}
+			switch k {
+			case "entrytimeout":
+				c.mo.EntryTimeout = d
+			case "attrtimeout":
+				c.mo.AttrTimeout = d
+			default:
+				c.mo.NegativeTimeout = d
+			}
+		case "nokillpriv":
+			c.mo.NoKillPriv = true
 		case "syncclose":
 			c.syncClose = true
 		case "asyncclose": // the default
@@ -211,7 +296,7 @@ func (s server) addr() string {
 	return s.host + ":" + s.port
 }
 
-func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) {
+func openStore(ctx context.Context, log *slog.Logger, s server, autons bool) (zdbfs.Store, error) {
 	if autons {
 		admin, err := client.New(ctx, client.Options{Addr: s.addr(), AdminPassword: s.password, PoolSize: 1})
 		if err != nil {
@@ -235,7 +320,16 @@ func openStore(ctx context.Context, s server, autons bool) (zdbfs.Store, error) 
 	if err != nil {
 		return nil, fmt.Errorf("namespace %s on %s: %w", s.name, s.addr(), err)
 	}
-	return zdbfs.NewClientStore(c), nil
+	cs := zdbfs.NewClientStore(c)
+	if err := cs.Probe(ctx); err != nil {
+		c.Close()
+		return nil, fmt.Errorf("namespace %s on %s: %w", s.name, s.addr(), err)
+	}
+	if !cs.Pipelining() {
+		log.Info("server is not our zdb (the C 0-db?): one request at a time per connection, no pipelines",
+			"namespace", s.name, "server", s.addr())
+	}
+	return cs, nil
 }
 
 // procs is the number of Go processors to run with, 0 to leave the
@@ -255,11 +349,19 @@ func procs(opt int) int { return max(opt, 0) }
 const readyEnv = "ZDBFS_READY_FD"
 
 func run(args []string) error {
-	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	c, err := parseArgs(args)
 	if err != nil {
 		return err
 	}
+	c.mo.CloseTimeout = c.closeTime
+	level := slog.LevelInfo
+	if c.mo.Debug {
+		level = slog.LevelDebug // go-fuse's request log and diagnostics
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	// What go-fuse (or anything else) prints with the standard log package
+	// goes through the same handler.
+	slog.SetDefault(log)
 	// Before anything else: a user without the mount helper gets this one
 	// error, not a failure after connecting to zdb.
 	if err := zdbfs.CheckMountHelper(); err != nil {
@@ -295,12 +397,12 @@ func run(args []string) error {
 		runtime.GOMAXPROCS(n)
 	}
 	ctx := context.Background()
-	meta, err := openStore(ctx, c.meta, c.autons)
+	meta, err := openStore(ctx, log, c.meta, c.autons)
 	if err != nil {
 		return err
 	}
 	defer meta.Close()
-	data, err := openStore(ctx, c.data, c.autons)
+	data, err := openStore(ctx, log, c.data, c.autons)
 	if err != nil {
 		return err
 	}
@@ -362,8 +464,22 @@ func daemonize() error {
 }
 
 func main() {
-	if err := run(os.Args[1:]); err != nil {
-		fmt.Fprintln(os.Stderr, "zdbfs:", err)
+	err := run(os.Args[1:])
+	switch {
+	case err == nil:
+	case errors.Is(err, errHelp):
+		fmt.Print(usageText)
+	case errors.Is(err, errVersion):
+		fmt.Println(version())
+	default:
+		printError(os.Stderr, err)
 		os.Exit(1)
+	}
+}
+
+// printError writes err with one "zdbfs: " prefix on each of its lines.
+func printError(w io.Writer, err error) {
+	for line := range strings.SplitSeq(strings.TrimRight(err.Error(), "\n"), "\n") {
+		fmt.Fprintln(w, "zdbfs: "+strings.TrimPrefix(line, "zdbfs: "))
 	}
 }

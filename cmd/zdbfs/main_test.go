@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -153,12 +154,65 @@ func TestParseArgs(t *testing.T) {
 	if _, err := parseArgs(nil); err == nil {
 		t.Fatal("no mountpoint accepted")
 	}
-	for _, bad := range []string{"procs=0", "readahead=512"} {
+	for _, bad := range []string{"procs=0", "readahead=512", "closetimeout=0", "closetimeout=x"} {
 		if _, err := parseArgs([]string{"-o", bad, "/mnt"}); err == nil {
 			t.Fatalf("%s accepted", bad)
 		}
 	}
 	if procs(0) != 0 || procs(3) != 3 {
 		t.Errorf("procs(0) = %d, procs(3) = %d: want the runtime's choice (0) and 3", procs(0), procs(3))
+	}
+}
+
+// TestHelpVersion: --help prints every option parseArgs takes, --version
+// the version, both on stdout with status 0; a mistake is one error line
+// with one "zdbfs: " prefix, and the error of a failed mount too.
+func TestHelpVersion(t *testing.T) {
+	bin := buildZdbfs(t)
+	for _, flag := range []string{"--help", "-h"} {
+		out, err := exec.Command(bin, flag).Output()
+		if err != nil {
+			t.Fatalf("%s: %v", flag, err)
+		}
+		for _, opt := range []string{"host=", "port=", "unix=", "mh=", "mp=", "mu=", "dh=", "dp=", "du=",
+			"mn=", "dn=", "ms=", "ds=", "autons", "size=", "cache=", "flushage=", "syncclose", "asyncclose",
+			"closetimeout=", "readahead=", "procs=", "background", "allow_other", "ro", "fsname=", "debug", "--version"} {
+			if !strings.Contains(string(out), opt) {
+				t.Errorf("%s does not list %s", flag, opt)
+			}
+		}
+	}
+	out, err := exec.Command(bin, "--version").Output()
+	if err != nil || !strings.HasPrefix(string(out), "zdbfs ") || strings.Count(string(out), "\n") != 1 {
+		t.Fatalf("--version: %q, %v", out, err)
+	}
+	dir := t.TempDir()
+	for _, args := range [][]string{
+		{"-o", "procs=0", dir},
+		{"--bogus", dir},
+		{"-o", "port=1,closetimeout=1s", dir}, // nothing listens on port 1
+	} {
+		cmd := exec.Command(bin, args...)
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		if err := cmd.Run(); err == nil {
+			t.Fatalf("%v: exit status 0", args)
+		}
+		lines := strings.Split(strings.TrimRight(stderr.String(), "\n"), "\n")
+		last := lines[len(lines)-1]
+		if !strings.HasPrefix(last, "zdbfs: ") || strings.Count(last, "zdbfs:") != 1 {
+			t.Errorf("%v: error line %q: want one zdbfs: prefix", args, last)
+		}
+	}
+	if isMounted(dir) {
+		t.Fatal("mounted after a failed start")
+	}
+}
+
+func TestPrintError(t *testing.T) {
+	var b bytes.Buffer
+	printError(&b, errors.New("zdbfs: line one\nline two\n"))
+	if got := b.String(); got != "zdbfs: line one\nzdbfs: line two\n" {
+		t.Fatalf("%q", got)
 	}
 }

@@ -205,6 +205,9 @@ func TestStoreOptions(t *testing.T) {
 	// min_store_shards.)
 	kept := cl.WriteFile("del/kept.bin", ddata)
 	cl.Data[0].Kill()
+	deg := cl.WriteFile("del/degraded.bin", ddata)
+	r = zstorRun(t, cfg, "store", "-f", deg).ok(t)
+	mustContain(t, "store with a backend down", r.stdout, "stored "+deg, "degraded: del/degraded.bin has 5 of 6 shards")
 	cl.Data[1].Kill()
 	zstorRun(t, cfg, "store", "-d", "-f", kept).fails(t, 1, "no placement")
 	if fileSHA(t, kept) != dataSHA(ddata) {

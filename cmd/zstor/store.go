@@ -290,6 +290,9 @@ func (a *app) storeFile(ctx context.Context, o ops, path string, opts zstor.Stor
 	}
 	a.printf("stored %s as %s (%d bytes, %d chunks, checksum %s%s)%s",
 		path, res.Key, res.Size, res.Chunks, res.Checksum, replaced, deleted)
+	if n := a.cfg.ExpectedShards; res.MinShards > 0 && res.MinShards < n {
+		a.printf("degraded: %s has %d of %d shards (too few backends reachable); repair (or the daemon) adds the rest when backends return", res.Key, res.MinShards, n)
+	}
 	return nil
 }
 

@@ -183,6 +183,9 @@ type storeResult struct {
 	Chunks   int    `json:"chunks"`
 	Skipped  bool   `json:"skipped,omitempty"`
 	Replaced bool   `json:"replaced,omitempty"`
+	// MinShards is the fewest shards written for a chunk (below n: the
+	// object was stored degraded). Absent from older daemons' replies.
+	MinShards int `json:"min_shards,omitempty"`
 }
 
 type retrieveResult struct {
@@ -279,12 +282,12 @@ func parseSum(s string) (pipeline.Checksum, error) {
 }
 
 func fromStore(r *zstor.StoreResult) storeResult {
-	return storeResult{Key: r.Key, Size: r.Size, Checksum: hexSum(r.Checksum), Chunks: r.Chunks, Skipped: r.Skipped, Replaced: r.Replaced}
+	return storeResult{Key: r.Key, Size: r.Size, Checksum: hexSum(r.Checksum), Chunks: r.Chunks, Skipped: r.Skipped, Replaced: r.Replaced, MinShards: r.MinShards}
 }
 
 func (r storeResult) toZstor() (*zstor.StoreResult, error) {
 	sum, err := parseSum(r.Checksum)
-	return &zstor.StoreResult{Key: r.Key, Size: r.Size, Checksum: sum, Chunks: r.Chunks, Skipped: r.Skipped, Replaced: r.Replaced}, err
+	return &zstor.StoreResult{Key: r.Key, Size: r.Size, Checksum: sum, Chunks: r.Chunks, Skipped: r.Skipped, Replaced: r.Replaced, MinShards: r.MinShards}, err
 }
 
 func fromRetrieve(r *zstor.RetrieveResult) retrieveResult {
