@@ -82,13 +82,14 @@ func openRegular(path string) (*os.File, os.FileInfo, error) {
 	}
 	if !fi.Mode().IsRegular() {
 		f.Close()
-		return nil, nil, fmt.Errorf("%s is not a regular file (%s)", path, kindOf(fi.Mode()))
+		return nil, nil, fmt.Errorf("%s is not a regular file (%s)", path, FileKind(fi.Mode()))
 	}
 	return f, fi, nil
 }
 
-// kindOf names a file type for messages.
-func kindOf(m fs.FileMode) string {
+// FileKind names the type of a file of mode m for messages ("a FIFO",
+// "a directory", ...).
+func FileKind(m fs.FileMode) string {
 	switch {
 	case m.IsDir():
 		return "a directory"

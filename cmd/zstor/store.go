@@ -189,7 +189,7 @@ func filesToStore(path string, w walkOptions) (files []toStore, skipped []string
 			case fi.IsDir():
 				subdirs++
 			default:
-				skipped = append(skipped, fmt.Sprintf("%s: %s (only regular files are stored)", p, kindOf(fi.Mode())))
+				skipped = append(skipped, fmt.Sprintf("%s: %s (only regular files are stored)", p, zstor.FileKind(fi.Mode())))
 			}
 		}
 		if subdirs > 0 {
@@ -228,7 +228,7 @@ func filesToStore(path string, w walkOptions) (files []toStore, skipped []string
 		case t&fs.ModeSymlink != 0:
 			files = append(files, toStore{path: p, rel: rel, link: true})
 		default:
-			skipped = append(skipped, fmt.Sprintf("%s: %s (only regular files and symbolic links are stored)", p, kindOf(t)))
+			skipped = append(skipped, fmt.Sprintf("%s: %s (only regular files and symbolic links are stored)", p, zstor.FileKind(t)))
 		}
 		return nil
 	})
@@ -236,25 +236,6 @@ func filesToStore(path string, w walkOptions) (files []toStore, skipped []string
 		return nil, nil, nil, fmt.Errorf("zstor store: %w", err)
 	}
 	return files, skipped, errs, nil
-}
-
-// kindOf names a file type for messages.
-func kindOf(m fs.FileMode) string {
-	switch {
-	case m&fs.ModeNamedPipe != 0:
-		return "a FIFO"
-	case m&fs.ModeSocket != 0:
-		return "a socket"
-	case m&fs.ModeCharDevice != 0:
-		return "a character device"
-	case m&fs.ModeDevice != 0:
-		return "a block device"
-	case m&fs.ModeSymlink != 0:
-		return "a symbolic link"
-	case m.IsDir():
-		return "a directory"
-	}
-	return "a special file"
 }
 
 // storeFile stores one file and reports it, with a progress bar on a

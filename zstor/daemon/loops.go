@@ -62,12 +62,25 @@ func (d *daemon) startLoops() {
 // every runs fn at once, then every period and whenever wakeup fires,
 // until the loops stop. fn gets the current generation, held while it runs.
 func (d *daemon) every(period time.Duration, wakeup chan struct{}, fn func(g *generation)) {
+	d.loop(period, wakeup, true, fn)
+}
+
+// periodic runs fn every period, the first time one period after start,
+// until the loops stop.
+func (d *daemon) periodic(period time.Duration, fn func(g *generation)) {
+	d.loop(period, nil, false, fn)
+}
+
+func (d *daemon) loop(period time.Duration, wakeup chan struct{}, now bool, fn func(g *generation)) {
 	t := time.NewTicker(period)
 	defer t.Stop()
 	for {
-		g := d.acquire()
-		fn(g)
-		g.release()
+		if now {
+			g := d.acquire()
+			fn(g)
+			g.release()
+		}
+		now = true
 		select {
 		case <-d.loopCtx.Done():
 			return
@@ -310,20 +323,7 @@ func (d *daemon) rebuild(ctx context.Context, g *generation, key, why string) (b
 // scrubLoop scrubs every ScrubInterval, the first time one interval after
 // start, and rebuilds at once the objects with corrupt or missing shards
 // on reachable backends (shards on unreachable ones are the repair loop's).
-func (d *daemon) scrubLoop() {
-	t := time.NewTicker(d.opts.ScrubInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.loopCtx.Done():
-			return
-		case <-t.C:
-		}
-		g := d.acquire()
-		d.scrub(g)
-		g.release()
-	}
-}
+func (d *daemon) scrubLoop() { d.periodic(d.opts.ScrubInterval, d.scrub) }
 
 func (d *daemon) scrub(g *generation) {
 	start := time.Now()
@@ -372,20 +372,7 @@ func (d *daemon) noteScrub(rep *zstor.ScrubReport) {
 
 // gcLoop collects garbage shards every GCInterval, the first time one
 // interval after start, slowly (GCPause per candidate).
-func (d *daemon) gcLoop() {
-	t := time.NewTicker(d.opts.GCInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-d.loopCtx.Done():
-			return
-		case <-t.C:
-		}
-		g := d.acquire()
-		d.gc(g)
-		g.release()
-	}
-}
+func (d *daemon) gcLoop() { d.periodic(d.opts.GCInterval, d.gc) }
 
 func (d *daemon) gc(g *generation) {
 	start := time.Now()
