@@ -261,16 +261,25 @@ func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error
 
 	var err error
 	if mode == ModeSeq {
+		// Seq mode copies every victim in one pass (compactSeq), then
+		// retires them.
 		err = ns.compactSeq(ctx, gen, victims, &st)
+		for _, v := range st.Victims {
+			if err != nil {
+				break
+			}
+			err = ns.retire(gen, v, mode, &st)
+		}
 	} else {
+		// User mode retires each victim as soon as its live entries are
+		// copied, so that a pass over many files never holds more than one
+		// file's copies beside the originals (under a stream of
+		// overwrites, holding them all until the end let the data files
+		// grow well past the garbage ratio while compaction ran).
 		for _, v := range st.Victims {
 			if err = ns.compactUserFile(ctx, gen, v, keepTombstones[v], &st); err != nil {
 				break
 			}
-		}
-	}
-	if err == nil {
-		for _, v := range st.Victims {
 			if err = ns.retire(gen, v, mode, &st); err != nil {
 				break
 			}

@@ -232,12 +232,23 @@ func TestCompactUserReclaims(t *testing.T) {
 	before := ns.cur
 	ns.mu.RUnlock()
 
+	// While it runs, a pass holds at most one victim's copies beside the
+	// originals (each victim is retired before the next is copied): the
+	// data files never grow by more than one file's worth.
+	dataDir := filepath.Join(opts.DataDir, DefaultNamespace)
+	start := cpDirBytes(t, dataDir)
+	var peak int64
+	compactHook = func(string) { peak = max(peak, cpDirBytes(t, dataDir)) }
 	st, err := ns.Compact(context.Background())
+	compactHook = nil
 	if err != nil {
 		t.Fatal(err)
 	}
+	t.Logf("data files %d bytes before, %d at the peak of the pass", start, peak)
+	if limit := start + int64(opts.DataSize); peak > limit {
+		t.Fatalf("data files reached %d bytes during the pass, more than %d (before + one file)", peak, limit)
+	}
 	cpCheck(t, ns, m)
-	dataDir := filepath.Join(opts.DataDir, DefaultNamespace)
 	live := ns.Usage().LiveBytes
 	got := cpDirBytes(t, dataDir)
 	t.Logf("compact: %d victims, %d retired, %d copied; data %d -> %d bytes, live %d",
