@@ -36,7 +36,7 @@ func Binary(t testing.TB) string {
 	buildOnce.Do(func() {
 		_, file, _, _ := runtime.Caller(0)
 		root := filepath.Join(filepath.Dir(file), "..", "..")
-		dir, err := os.MkdirTemp("", "zdbtest-bin-")
+		dir, err := binaryDir()
 		if err != nil {
 			buildErr = err
 			return
@@ -56,6 +56,20 @@ func Binary(t testing.TB) string {
 		t.Fatal(buildErr)
 	}
 	return binPath
+}
+
+// binaryDir is where Binary builds: beside the test binary when go test
+// built it into its work directory (go test removes that directory when
+// the run ends, so packages without a TestMain calling RemoveBinary leave
+// nothing behind either), else a new temporary directory.
+func binaryDir() (string, error) {
+	if exe, err := os.Executable(); err == nil && strings.Contains(exe, string(filepath.Separator)+"go-build") {
+		dir, err := os.MkdirTemp(filepath.Dir(exe), "zdbtest-bin-")
+		if err == nil {
+			return dir, nil
+		}
+	}
+	return os.MkdirTemp("", "zdbtest-bin-")
 }
 
 // RemoveBinary deletes the binary Binary built; a TestMain calls it once the
