@@ -33,14 +33,21 @@ func quietLogger() *slog.Logger {
 
 func newBackend(t *testing.T, kind string) *backend {
 	t.Helper()
+	return newBackendIn(t, kind, t.TempDir())
+}
+
+// newBackendIn is newBackend with the zdb files (or the engine's) under
+// dir, for tests that need them on a filesystem of their own.
+func newBackendIn(t *testing.T, kind, dir string) *backend {
+	t.Helper()
 	b := &backend{kind: kind}
 	if kind == "engine" {
-		b.engDir = t.TempDir()
+		b.engDir = dir
 		b.openEngine(t)
 		t.Cleanup(func() { b.eng.Close() })
 		return b
 	}
-	b.srv = zdbtest.Start(t)
+	b.srv = zdbtest.StartIn(t, dir)
 	b.addr.Store(b.srv.Addr())
 	ctx := context.Background()
 	admin, err := client.New(ctx, client.Options{Addr: b.srv.Addr()})
@@ -100,6 +107,12 @@ type mounted struct {
 
 func mountOn(t *testing.T, b *backend, cfg Config) *mounted {
 	t.Helper()
+	return mountAt(t, b, cfg, t.TempDir(), MountOptions{})
+}
+
+// mountAt mounts a filesystem on dir with the given mount options.
+func mountAt(t *testing.T, b *backend, cfg Config, dir string, mo MountOptions) *mounted {
+	t.Helper()
 	cfg.Meta, cfg.Data = b.meta, b.data
 	if cfg.Logger == nil {
 		cfg.Logger = quietLogger()
@@ -109,8 +122,7 @@ func mountOn(t *testing.T, b *backend, cfg Config) *mounted {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dir := t.TempDir()
-	m, err := MountFS(ctx, f, dir, MountOptions{})
+	m, err := MountFS(ctx, f, dir, mo)
 	if err != nil {
 		f.Close(ctx)
 		t.Fatal(err)

@@ -2,7 +2,6 @@ package zdbfs
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"golang.org/x/sys/unix"
@@ -51,28 +50,6 @@ func newPermEnv(t *testing.T) *permEnv {
 	mt := mountAt(t, newBackend(t, "engine"), Config{}, mnt, MountOptions{AllowOther: true})
 	must(t, os.Chmod(mnt, 0o777))
 	return &permEnv{t: t, mt: mt, local: local}
-}
-
-// mountAt mounts a filesystem on dir with the given mount options.
-func mountAt(t *testing.T, b *backend, cfg Config, dir string, mo MountOptions) *mounted {
-	t.Helper()
-	cfg.Meta, cfg.Data = b.meta, b.data
-	if cfg.Logger == nil {
-		cfg.Logger = quietLogger()
-	}
-	ctx := context.Background()
-	f, err := New(ctx, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	m, err := MountFS(ctx, f, dir, mo)
-	if err != nil {
-		f.Close(ctx)
-		t.Fatal(err)
-	}
-	mt := &mounted{t: t, m: m, Dir: dir}
-	t.Cleanup(func() { mt.forceUnmount() })
-	return mt
 }
 
 // both runs op on the local directory and on the mount; op returns a

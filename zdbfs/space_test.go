@@ -13,37 +13,8 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"qss/internal/zdbtest"
 	"qss/zdb/client"
 )
-
-// newBackendIn is newBackend with the zdb files (or the engine's) under
-// dir, for tests that need them on a filesystem of their own.
-func newBackendIn(t *testing.T, kind, dir string) *backend {
-	t.Helper()
-	b := &backend{kind: kind}
-	if kind == "engine" {
-		b.engDir = dir
-		b.openEngine(t)
-		t.Cleanup(func() { b.eng.Close() })
-		return b
-	}
-	b.srv = zdbtest.StartIn(t, dir)
-	b.addr.Store(b.srv.Addr())
-	ctx := context.Background()
-	admin, err := client.New(ctx, client.Options{Addr: b.srv.Addr()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer admin.Close()
-	for _, ns := range []string{"meta", "data"} {
-		if err := admin.NSNew(ctx, ns); err != nil {
-			t.Fatal(err)
-		}
-	}
-	b.meta, b.data = b.clientStore(t, "meta"), b.clientStore(t, "data")
-	return b
-}
 
 // smallDisk mounts a tmpfs of size bytes and returns its directory.
 func smallDisk(t *testing.T, size int) string {

@@ -51,7 +51,8 @@ zdb servers (0-db-fs compatible):
   autons                 create missing namespaces (as admin with ms=/ds=)
 
 Filesystem:
-  size=N                 capacity statfs reports (K/M/G/T suffixes)
+  size=N                 caps the size statfs reports (K/M/G/T suffixes;
+                         default: what zdb and its disks can hold)
   cache=N                memory for cached blocks and inodes (default 64M)
   flushage=DURATION      dirty data older than this is stored (default 2s)
   syncclose              close of a written file waits until it is in zdb
