@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"sort"
 	"sync/atomic"
 )
 
@@ -369,4 +370,56 @@ func (c *fetchCall) wait(ctx context.Context) ([]byte, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// ActiveFileID is the id of the namespace's active data and index files
+// (the ones being written; every lower id is closed).
+func (ns *Namespace) ActiveFileID() uint32 {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.cur
+}
+
+// RecentDataFiles lists the closed data files that are open for reading,
+// least recently read first. A program that evicts files (qsfs) keeps
+// these longest: a file not listed was not read since it left the small
+// LRU of open files (Options.MaxOpenDataFiles).
+func (ns *Namespace) RecentDataFiles() []uint32 {
+	ns.filesMu.RLock()
+	type use struct {
+		id   uint32
+		used uint64
+	}
+	uses := make([]use, 0, len(ns.open.files))
+	for id, h := range ns.open.files {
+		uses = append(uses, use{id, h.used.Load()})
+	}
+	ns.filesMu.RUnlock()
+	sort.Slice(uses, func(i, j int) bool { return uses[i].used < uses[j].used })
+	ids := make([]uint32, len(uses))
+	for i, u := range uses {
+		ids[i] = u.id
+	}
+	return ids
+}
+
+// JumpIfChanged rotates the namespace when it was written since its last
+// rotation, as --rotate does on age: a program that backs up closed files
+// (qsfs) cuts a recovery point with it. It returns the id of the file it
+// closed; jumped is false when nothing changed (no files are created).
+func (ns *Namespace) JumpIfChanged() (closed uint32, jumped bool, err error) {
+	defer ns.deliverEvents()
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return 0, false, ErrNamespaceGone
+	}
+	if !ns.changed {
+		return ns.cur, false, nil
+	}
+	closed = ns.cur
+	if err := ns.jump(); err != nil {
+		return 0, false, withCause(ErrWrite, err)
+	}
+	return closed, true, nil
 }
