@@ -239,6 +239,9 @@ func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error
 		if f.id >= cur || !f.present || !f.mtime.Before(horizon) {
 			continue
 		}
+		if filter := ns.eng.opts.CompactFilter; filter != nil && !filter(ns.name, f.id) {
+			continue
+		}
 		dead := f.size - DataHeaderSize - f.live
 		if dead <= 0 {
 			continue
