@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 
 	"qss/zstor"
 	"qss/zstor/pipeline"
@@ -56,6 +57,9 @@ func (r ZstorRemote) Put(ctx context.Context, name, path string) (Stored, error)
 // Get implements Remote.
 func (r ZstorRemote) Get(ctx context.Context, name, path string) error {
 	_, err := r.C.Retrieve(ctx, path, zstor.RetrieveOptions{Key: ObjectPrefix + name})
+	if errors.Is(err, zstor.ErrNotStored) {
+		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
 	return err
 }
 
