@@ -235,9 +235,17 @@ func TestStartErrors(t *testing.T) {
 	defer l.Close()
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := Start(short, t.TempDir(), 2, Options{Addresses: []string{"", l.Addr().String()}, Logger: quiet(t)}); err == nil {
-		t.Error("Start on a taken address")
+	dir := t.TempDir()
+	_, err = Start(short, dir, 2, Options{Addresses: []string{"", l.Addr().String()}, Logger: quiet(t)})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "backend 1") {
+		t.Fatalf("Start on a taken address: %v", err)
 	}
+	// Backend 0 was closed: its directories are unlocked, a new Set opens them.
+	set, err := Start(ctx, dir, 1, Options{Logger: quiet(t)})
+	if err != nil {
+		t.Fatalf("backend 0 left locked: %v", err)
+	}
+	set.Close()
 }
 
 // ZstorConfig is the zstor part of a qsfs.toml, as `qsfs demo` writes it.

@@ -68,7 +68,7 @@ func TestTemplateFreshKeys(t *testing.T) {
 
 func TestTemplateOptions(t *testing.T) {
 	zstor := strings.SplitN(minimal, "[qsfs]", 2)[0]
-	data, err := Template(TemplateOptions{Path: "/srv/q", CacheSize: "2G", RPO: "5m", Web: "-", Zstor: zstor})
+	data, err := Template(TemplateOptions{Path: "/srv/q", CacheSize: "2G", RPO: "5m", NoWeb: true, Zstor: zstor})
 	if err != nil {
 		t.Fatal(err)
 	}
