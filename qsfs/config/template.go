@@ -176,8 +176,10 @@ key = "%s"
 `, dataKey, metaKey)
 	b.WriteString(`
 # Replace the placeholders below with your zdb namespaces: address is
-# "host:port" (IPv6: "[addr]:port"), namespace and password those of a
-# user-mode namespace you created on that zdb.
+# "host:port" (IPv6: "[addr]:port"); namespace and password are those of a
+# namespace you created on that zdb (NSNEW, NSSET password) — in user mode
+# for the metadata backends, in sequential mode (NSSET mode seq) for the data
+# backends.
 `)
 	for i := 1; i <= 4; i++ {
 		fmt.Fprintf(&b, `
