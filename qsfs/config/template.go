@@ -20,9 +20,10 @@ type TemplateOptions struct {
 	CacheSize string
 	// RPO is [qsfs] rpo (default "60s").
 	RPO string
-	// Web is [qsfs] web (default "127.0.0.1:8080").
+	// Web is [qsfs] web (default "127.0.0.1:8080"); "-" for no web
+	// interface (web = ""), as `qsfs init --web -` takes it.
 	Web string
-	// NoWeb writes web = "" (no web interface) instead.
+	// NoWeb is the same as Web "-".
 	NoWeb bool
 	// Zstor, when set, is the zstor part of the file (shards, encryption,
 	// compression, meta, groups) in place of the placeholder backends —
@@ -59,7 +60,7 @@ func Template(opts TemplateOptions) ([]byte, error) {
 	cache := def(opts.CacheSize, TemplateCacheSize)
 	rpo := def(opts.RPO, TemplateRPO)
 	web := def(opts.Web, TemplateWeb)
-	if opts.NoWeb {
+	if opts.NoWeb || web == "-" {
 		web = ""
 	}
 	var b strings.Builder

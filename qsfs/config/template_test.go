@@ -79,6 +79,12 @@ func TestTemplateOptions(t *testing.T) {
 	if c.Path != "/srv/q" || c.CacheSize != 2<<30 || c.RPO.String() != "5m0s" || c.Web != "" || c.Zstor.ExpectedShards != 3 {
 		t.Errorf("options not applied: %+v", c)
 	}
+	if data, err = Template(TemplateOptions{Web: "-", Zstor: zstor}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Parse(data, "/"); err != nil || c.Web != "" {
+		t.Errorf(`Web "-": web %q, %v`, c.Web, err)
+	}
 	// Bad options are refused here, naming the key.
 	for _, o := range []TemplateOptions{{CacheSize: "ten"}, {RPO: "1ms"}, {Web: "0.0.0.0:80"}, {Path: "a\"b"}} {
 		if _, err := Template(o); err == nil {
