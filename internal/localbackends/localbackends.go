@@ -200,7 +200,7 @@ func listen(ctx context.Context, addr string) (net.Listener, error) {
 		}
 		select {
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return nil, fmt.Errorf("%w (gave up: %v)", err, ctx.Err())
 		case <-time.After(50 * time.Millisecond):
 		}
 	}

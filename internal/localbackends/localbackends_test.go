@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	qconfig "qss/qsfs/config"
 	"qss/zdb/client"
 	"qss/zstor"
 	"qss/zstor/config"
@@ -234,7 +235,36 @@ func TestStartErrors(t *testing.T) {
 	defer l.Close()
 	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
 	defer cancel()
-	if _, err := Start(short, t.TempDir(), 2, Options{Addresses: []string{"", l.Addr().String()}, Logger: quiet(t)}); err == nil {
-		t.Error("Start on a taken address")
+	dir := t.TempDir()
+	_, err = Start(short, dir, 2, Options{Addresses: []string{"", l.Addr().String()}, Logger: quiet(t)})
+	if err == nil || !strings.Contains(err.Error(), "address already in use") || !strings.Contains(err.Error(), "backend 1") {
+		t.Fatalf("Start on a taken address: %v", err)
+	}
+	// Backend 0 was closed: its directories are unlocked, a new Set opens them.
+	set, err := Start(ctx, dir, 1, Options{Logger: quiet(t)})
+	if err != nil {
+		t.Fatalf("backend 0 left locked: %v", err)
+	}
+	set.Close()
+}
+
+// ZstorConfig is the zstor part of a qsfs.toml, as `qsfs demo` writes it.
+func TestZstorConfigInQsfsTemplate(t *testing.T) {
+	ctx := ctxFor(t)
+	set, err := Start(ctx, t.TempDir(), 6, Options{Logger: quiet(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer set.Close()
+	data, err := qconfig.Template(qconfig.TemplateOptions{Zstor: set.ZstorConfig(4, 6, key(t)), Path: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := qconfig.Parse(data, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Zstor.Backends(); len(got) != 6 || got[5].Address != set.Backend(5).Address || got[5].Password != set.Backend(5).DataPassword {
+		t.Errorf("data backends %v", got)
 	}
 }

@@ -21,8 +21,10 @@ type TemplateOptions struct {
 	// RPO is [qsfs] rpo (default "60s").
 	RPO string
 	// Web is [qsfs] web (default "127.0.0.1:8080"); "-" for no web
-	// interface.
+	// interface (web = ""), as `qsfs init --web -` takes it.
 	Web string
+	// NoWeb is the same as Web "-".
+	NoWeb bool
 	// Zstor, when set, is the zstor part of the file (shards, encryption,
 	// compression, meta, groups) in place of the placeholder backends —
 	// for `qsfs demo`, which has real local backends
@@ -58,7 +60,7 @@ func Template(opts TemplateOptions) ([]byte, error) {
 	cache := def(opts.CacheSize, TemplateCacheSize)
 	rpo := def(opts.RPO, TemplateRPO)
 	web := def(opts.Web, TemplateWeb)
-	if web == "-" {
+	if opts.NoWeb || web == "-" {
 		web = ""
 	}
 	var b strings.Builder
@@ -175,8 +177,10 @@ key = "%s"
 `, dataKey, metaKey)
 	b.WriteString(`
 # Replace the placeholders below with your zdb namespaces: address is
-# "host:port" (IPv6: "[addr]:port"), namespace and password those of a
-# user-mode namespace you created on that zdb.
+# "host:port" (IPv6: "[addr]:port"); namespace and password are those of a
+# namespace you created on that zdb (NSNEW, NSSET password) — in user mode
+# for the metadata backends, in sequential mode (NSSET mode seq) for the data
+# backends.
 `)
 	for i := 1; i <= 4; i++ {
 		fmt.Fprintf(&b, `

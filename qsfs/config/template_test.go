@@ -68,7 +68,7 @@ func TestTemplateFreshKeys(t *testing.T) {
 
 func TestTemplateOptions(t *testing.T) {
 	zstor := strings.SplitN(minimal, "[qsfs]", 2)[0]
-	data, err := Template(TemplateOptions{Path: "/srv/q", CacheSize: "2G", RPO: "5m", Web: "-", Zstor: zstor})
+	data, err := Template(TemplateOptions{Path: "/srv/q", CacheSize: "2G", RPO: "5m", NoWeb: true, Zstor: zstor})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -78,6 +78,12 @@ func TestTemplateOptions(t *testing.T) {
 	}
 	if c.Path != "/srv/q" || c.CacheSize != 2<<30 || c.RPO.String() != "5m0s" || c.Web != "" || c.Zstor.ExpectedShards != 3 {
 		t.Errorf("options not applied: %+v", c)
+	}
+	if data, err = Template(TemplateOptions{Web: "-", Zstor: zstor}); err != nil {
+		t.Fatal(err)
+	}
+	if c, err = Parse(data, "/"); err != nil || c.Web != "" {
+		t.Errorf(`Web "-": web %q, %v`, c.Web, err)
 	}
 	// Bad options are refused here, naming the key.
 	for _, o := range []TemplateOptions{{CacheSize: "ten"}, {RPO: "1ms"}, {Web: "0.0.0.0:80"}, {Path: "a\"b"}} {
