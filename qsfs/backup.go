@@ -104,7 +104,7 @@ func (n *Node) cut(all bool) (uint64, error) {
 			os.RemoveAll(dir)
 			return 0, fmt.Errorf("cut %s: %w", ns, err)
 		}
-		p := &NamespacePoint{Active: info.Active, Indexes: map[uint32]string{}, Data: map[uint32]string{}}
+		p := &NamespacePoint{Active: info.Active, Indexes: map[uint32]string{}, Data: map[uint32]DataObject{}}
 		if pp != nil {
 			for id, name := range pp.Indexes {
 				p.Indexes[id] = name
@@ -141,10 +141,10 @@ func (n *Node) cut(all bool) (uint64, error) {
 				continue
 			}
 			if o, ok := n.st.stored(name); ok {
-				p.Data[id] = o.Checksum
+				p.Data[id] = DataObject{o.Size, o.Checksum}
 				continue
 			}
-			p.Data[id] = "" // filled in when the manifest is stored
+			p.Data[id] = DataObject{} // filled in when the manifest is stored
 			path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
 			jobs = append(jobs, job{Name: name, Source: path, Since: now})
 		}
@@ -452,7 +452,7 @@ func (n *Node) complete(m *Manifest) bool {
 			if !ok {
 				return false
 			}
-			p.Data[id] = o.Checksum
+			p.Data[id] = DataObject{o.Size, o.Checksum}
 		}
 	}
 	return true

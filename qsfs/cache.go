@@ -63,6 +63,7 @@ func (n *Node) evictLoop() {
 	defer n.wg.Done()
 	t := time.NewTicker(time.Second)
 	defer t.Stop()
+	var lastReclaim time.Time
 	for {
 		select {
 		case <-n.ctx.Done():
@@ -74,6 +75,9 @@ func (n *Node) evictLoop() {
 		if float64(used) > evictHigh*float64(n.opts.CacheSize) {
 			n.evict(int64(evictLow * float64(n.opts.CacheSize)))
 			n.scanUsage()
+		} else if time.Since(lastReclaim) > reclaimEvery {
+			lastReclaim = time.Now()
+			n.reclaim(n.ctx)
 		}
 		n.spaceChanged()
 	}
@@ -249,4 +253,64 @@ func (g *gatedStore) Apply(ctx context.Context, ops []zdbfs.Op) error {
 	}
 	g.n.noteWrite()
 	return g.EngineStore.Apply(ctx, ops)
+}
+
+// reclaimRatio is the share of dead bytes above which an evicted data
+// file is fetched back so that compaction can reclaim it (locally, and on
+// the backends once the point without it is stored and the grace period
+// passed). Compaction only works on local files.
+const reclaimRatio = 0.5
+
+// reclaimEvery spaces the fetches of reclaim.
+var reclaimEvery = 10 * time.Second
+
+// reclaim fetches back one evicted data file that is mostly dead, when
+// the cache has room for it, and compacts it. It runs in the evictor's
+// goroutine, so the file is not evicted again in between.
+func (n *Node) reclaim(ctx context.Context) {
+	for _, ns := range namespaces {
+		nsp := n.eng.Namespace(ns)
+		if nsp == nil {
+			continue
+		}
+		active := nsp.ActiveFileID()
+		live := nsp.LiveBytes()
+		ids := make([]uint32, 0, len(live))
+		for id := range live {
+			ids = append(ids, id)
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+		for _, id := range ids {
+			if id >= active {
+				continue
+			}
+			name := dataName(ns, id)
+			o, ok := n.st.stored(name)
+			if !ok || o.Size <= 0 || n.st.retired(name) {
+				continue
+			}
+			if float64(o.Size-live[id]) < reclaimRatio*float64(o.Size) {
+				continue
+			}
+			path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
+			if _, err := os.Stat(path); err == nil {
+				continue // local: compaction sees it
+			}
+			if n.usage()+o.Size > n.opts.CacheSize {
+				return
+			}
+			if err := n.FetchFile(ctx, ns, id, path); err != nil {
+				n.log.Warn("fetch a mostly dead data file back for compaction", "object", name, "err", err)
+				return
+			}
+			st, err := nsp.CompactFile(ctx, id)
+			if err != nil {
+				n.log.Warn("compact a data file fetched back", "object", name, "err", err)
+				return
+			}
+			n.log.Info("reclaimed an evicted data file", "object", name, "live", live[id], "size", o.Size,
+				"retired", len(st.Retired) > 0, "copied_bytes", st.BytesCopied)
+			return
+		}
+	}
 }

@@ -46,9 +46,15 @@ type NamespacePoint struct {
 	// Indexes maps each closed index file id to the object holding its
 	// content at the cut.
 	Indexes map[uint32]string `json:"indexes"`
-	// Data maps each closed data file id still in use to the BLAKE3-256
-	// checksum of the object (dataName) holding it.
-	Data map[uint32]string `json:"data"`
+	// Data maps each closed data file id still in use to the object
+	// (dataName) holding it.
+	Data map[uint32]DataObject `json:"data"`
+}
+
+// DataObject is a stored data file: its size and BLAKE3-256 checksum (hex).
+type DataObject struct {
+	Size     int64  `json:"size"`
+	Checksum string `json:"checksum"`
 }
 
 func newManifest(gen uint64, cut time.Time) *Manifest {

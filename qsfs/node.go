@@ -61,6 +61,9 @@ type Options struct {
 	// BackpressureWait is how long a write waits for cache space before it
 	// fails with ENOSPC (default 30 s).
 	BackpressureWait time.Duration
+	// CompactInterval is how often the engine checks whether to compact
+	// (default 5 s; it compacts above a garbage ratio of 0.3).
+	CompactInterval time.Duration
 	// FSCacheBytes is zdbfs's memory cache (default 64 MiB).
 	FSCacheBytes int64
 	Remote       Remote
@@ -144,6 +147,9 @@ func (o *Options) defaults() error {
 	if o.BackpressureWait <= 0 {
 		o.BackpressureWait = 30 * time.Second
 	}
+	if o.CompactInterval <= 0 {
+		o.CompactInterval = 5 * time.Second
+	}
 	if o.Logger == nil {
 		o.Logger = slog.Default()
 	}
@@ -195,7 +201,7 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 	n.ctx, n.stop = context.WithCancel(context.Background())
 	n.eng, err = zdb.Open(zdb.Options{
 		DataDir: n.dirs.data, IndexDir: n.dirs.index, DataSize: opts.DataFileSize,
-		Hooks: n, Fetcher: n, CompactRatio: 0.3, CompactInterval: 5 * time.Second,
+		Hooks: n, Fetcher: n, CompactRatio: 0.3, CompactInterval: opts.CompactInterval,
 		CompactFilter: n.compactable, Logger: opts.Logger.With("part", "zdb"),
 	})
 	if err != nil {

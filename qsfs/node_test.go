@@ -201,3 +201,65 @@ func duDir(t *testing.T, dir string) int64 {
 	})
 	return total
 }
+
+// Overwrites keep local and remote space bounded: compaction reclaims
+// local files (evicted ones are fetched back when mostly dead), and the
+// objects no stored point needs are deleted after the grace period.
+func TestOverwritesKeepSpaceBounded(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	o := testOptions(dir, r)
+	o.CacheSize = 6 << 20
+	o.GCGrace = 300 * time.Millisecond
+	o.CompactInterval = 100 * time.Millisecond
+	reclaimEvery = 100 * time.Millisecond
+	defer func() { reclaimEvery = 10 * time.Second }()
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	const keys, size, rounds = 128, 64 << 10, 6
+	live := int64(keys * size)
+	ns := n.Engine().Namespace(DataNamespace)
+	for round := range rounds {
+		for i := range keys {
+			if err := n.admit(ctx, size); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ns.Set([]byte(fmt.Sprintf("key-%06d", i)), value(i*1000+round, size), 0); err != nil {
+				t.Fatal(err)
+			}
+			n.noteWrite()
+		}
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything written is 12x the live data; wait for compaction and
+	// gc to bring the remote down to a few times the live data.
+	var remote int64
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n.collect()
+		_, remote, _ = n.st.totals()
+		if remote <= 3*live {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("live %d, remote %d bytes after %d rounds; local %d", live, remote, rounds, n.scanUsage())
+	if remote > 3*live {
+		t.Fatalf("remote holds %d bytes for %d live after %d overwrites of everything", remote, live, rounds)
+	}
+	for i := range keys {
+		got, err := ns.GetContext(ctx, []byte(fmt.Sprintf("key-%06d", i)), nil)
+		if err != nil || !bytes.Equal(got, value(i*1000+rounds-1, size)) {
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+}

@@ -340,8 +340,8 @@ func (s *state) restored(m *Manifest, fetched map[string]storedObject) error {
 			}
 		}
 		for ns, p := range m.Namespaces {
-			for id, sum := range p.Data {
-				if err := putJSON(ob, []byte(dataName(ns, id)), storedObject{Checksum: sum, At: m.Cut}); err != nil {
+			for id, d := range p.Data {
+				if err := putJSON(ob, []byte(dataName(ns, id)), storedObject{Size: d.Size, Checksum: d.Checksum, At: m.Cut}); err != nil {
 					return err
 				}
 			}

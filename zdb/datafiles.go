@@ -528,3 +528,15 @@ func copyFileSynced(src, dst string) error {
 	}
 	return out.Close()
 }
+
+// LiveBytes reports, per data file id, the bytes of live entries it holds
+// (present or evicted): with a file's size, what compaction would reclaim.
+func (ns *Namespace) LiveBytes() map[uint32]int64 {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	out := make(map[uint32]int64, len(ns.indexFiles))
+	for id := range ns.indexFiles {
+		out[id] = ns.liveData[id]
+	}
+	return out
+}
