@@ -90,7 +90,7 @@ func (n *Node) evict(target int64) {
 			return
 		}
 		o, ok := n.st.stored(dataName(c.ns, c.id))
-		if !ok {
+		if !ok || n.isPinned(dataName(c.ns, c.id)) {
 			continue
 		}
 		fi, err := os.Stat(c.path)

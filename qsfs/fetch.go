@@ -3,6 +3,7 @@ package qsfs
 import (
 	"context"
 	"fmt"
+	"time"
 )
 
 // FetchRange implements zdb.Fetcher: the payload a read needs, read from
@@ -23,6 +24,9 @@ func (n *Node) FetchRange(ctx context.Context, ns string, id uint32, off int64, 
 // (when the Remote cannot read ranges). It counts toward the cache and is
 // evicted again like any stored file.
 func (n *Node) FetchFile(ctx context.Context, ns string, id uint32, path string) error {
+	// The read that needs the file opens it after this returns: until
+	// then (and a little longer) the evictor leaves it alone.
+	n.pin(dataName(ns, id))
 	if err := n.opts.Remote.Get(ctx, dataName(ns, id), path); err != nil {
 		n.stats.FetchErrors.Add(1)
 		return fmt.Errorf("qsfs: fetch %s: %w", dataName(ns, id), err)
@@ -30,4 +34,27 @@ func (n *Node) FetchFile(ctx context.Context, ns string, id uint32, path string)
 	n.stats.Fetches.Add(1)
 	n.kickEvict()
 	return nil
+}
+
+// pinFor is how long a file fetched back is kept from eviction.
+const pinFor = 30 * time.Second
+
+func (n *Node) pin(name string) {
+	n.mu.Lock()
+	if n.pinned == nil {
+		n.pinned = map[string]time.Time{}
+	}
+	n.pinned[name] = time.Now().Add(pinFor)
+	n.mu.Unlock()
+}
+
+func (n *Node) isPinned(name string) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	t, ok := n.pinned[name]
+	if ok && time.Now().After(t) {
+		delete(n.pinned, name)
+		return false
+	}
+	return ok
 }

@@ -61,6 +61,10 @@ type Options struct {
 	// BackpressureWait is how long a write waits for cache space before it
 	// fails with ENOSPC (default 30 s).
 	BackpressureWait time.Duration
+	// RepairEvery is how often the Remote's repair runs when it is a
+	// Maintainer (default 1 min): objects that lost shards (a backend
+	// lost or replaced) get them back.
+	RepairEvery time.Duration
 	// CompactInterval is how often the engine checks whether to compact
 	// (default 5 s; it compacts above a garbage ratio of 0.3).
 	CompactInterval time.Duration
@@ -86,12 +90,13 @@ type Node struct {
 	cutMu sync.Mutex // one cut at a time
 
 	mu           sync.Mutex
-	committed    uint64        // generation of the last stored point
-	committedAt  time.Time     // when it was stored
-	commitc      chan struct{} // closed and replaced at each commit
-	firstWrite   time.Time     // first write since the last cut (zero: none)
+	committed    uint64               // generation of the last stored point
+	committedAt  time.Time            // when it was stored
+	commitc      chan struct{}        // closed and replaced at each commit
+	firstWrite   time.Time            // first write since the last cut (zero: none)
 	firsts       map[uint64]time.Time // per point not stored: its first write
 	backoff      map[string]time.Time
+	pinned       map[string]time.Time // fetched back: not evicted before this
 	inflight     map[string]bool
 	lastUploadOK time.Time
 	lastErr      string
@@ -103,6 +108,12 @@ type Node struct {
 	lastForced atomic.Int64 // unix ns of the last cut forced by a full cache
 
 	stats Counters
+
+	redMu      sync.Mutex
+	redAt      time.Time
+	redLow     int
+	redExpect  int
+	lastRepair RepairState
 
 	fsMu sync.Mutex
 	fs   *zdbfs.FS
@@ -146,6 +157,9 @@ func (o *Options) defaults() error {
 	}
 	if o.BackpressureWait <= 0 {
 		o.BackpressureWait = 30 * time.Second
+	}
+	if o.RepairEvery <= 0 {
+		o.RepairEvery = time.Minute
 	}
 	if o.CompactInterval <= 0 {
 		o.CompactInterval = 5 * time.Second
@@ -221,7 +235,8 @@ func Open(ctx context.Context, opts Options) (*Node, error) {
 		return nil, err
 	}
 	n.scanUsage()
-	n.wg.Add(opts.UploadConcurrency + 3)
+	n.wg.Add(opts.UploadConcurrency + 4)
+	go n.repairLoop()
 	for range opts.UploadConcurrency {
 		go n.uploader()
 	}

@@ -263,3 +263,75 @@ func TestOverwritesKeepSpaceBounded(t *testing.T) {
 		}
 	}
 }
+
+// With n−k data backends lost every key still reads (evicted data comes
+// from the remaining k), and repair brings every object back to n shards
+// once a replacement backend (empty, at a lost one's address) is there.
+func TestLoseTwoBackendsThenRepair(t *testing.T) {
+	cl, r := testRemote(t)
+	ctx := ctxT(t)
+	o := testOptions(t.TempDir(), r)
+	o.CacheSize = 4 << 20
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	const keys, size = 160, 64 << 10 // 10 MiB: most of it evicted
+	for i := range keys {
+		if err := n.admit(ctx, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := n.Engine().Namespace(DataNamespace).Set([]byte(fmt.Sprintf("key-%06d", i)), value(i, size), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if n.Stats().Evictions.Load() == 0 {
+		t.Fatal("nothing evicted")
+	}
+	cl.Data[1].Stop()
+	cl.Data[4].Stop()
+	checkKeys(t, n, 0, keys, size)
+	if n.Stats().Fetches.Load() == 0 {
+		t.Fatal("no fetch from the remaining backends")
+	}
+	st := n.Status(ctx)
+	if len(st.AtRisk) == 0 {
+		t.Fatalf("two backends down and nothing at risk: %+v", st)
+	}
+	// A replacement: an empty zdb at the address of backend 1.
+	os.RemoveAll(cl.Data[1].Dir)
+	os.MkdirAll(cl.Data[1].Dir, 0o700)
+	cl.Data[1].RestartSamePort()
+	zstortest.CreateNS(t, cl.Data[1].Addr(), zstortest.DataNS, zstortest.DataPass, "")
+	cl.Data[4].RestartSamePort()
+	// Until every backend is usable again (their clients back off for a
+	// second after a failure), a repair may leave some objects short.
+	var rs RepairState
+	repaired := 0
+	low, exp := 0, 0
+	for range 30 {
+		rs = n.Repair(ctx, r)
+		repaired += rs.Repaired
+		low, exp, err = r.Redundancy(ctx)
+		if err == nil && rs.Error == "" && low == exp {
+			break
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+	if repaired == 0 || low != exp {
+		t.Fatalf("after repair (%d objects; last %+v) the lowest redundancy is %d of %d (%v)", repaired, rs, low, exp, err)
+	}
+	// Backends 2 and 3 go: still readable through the repaired shards.
+	cl.Data[2].Stop()
+	cl.Data[3].Stop()
+	for _, ns := range namespaces {
+		for id := uint32(0); id < n.Engine().Namespace(ns).ActiveFileID(); id++ {
+			n.Engine().EvictDataFile(ns, id)
+		}
+	}
+	checkKeys(t, n, 0, keys, size)
+}

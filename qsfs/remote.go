@@ -102,3 +102,48 @@ func (r ZstorRemote) Health(ctx context.Context) ([]BackendHealth, int) {
 	}
 	return out, r.C.Config().ExpectedShards
 }
+
+// Maintainer is a Remote that keeps redundancy up: qsfs runs its repair
+// periodically and shows its census in the status.
+type Maintainer interface {
+	// Repair re-creates the missing shards of qsfs's objects (on
+	// reachable backends) and returns how many objects it repaired.
+	Repair(ctx context.Context) (repaired int, err error)
+	// Redundancy is the fewest shards any of qsfs's objects has on
+	// reachable backends, and the configured n.
+	Redundancy(ctx context.Context) (lowest, expected int, err error)
+}
+
+// Repair implements Maintainer.
+func (r ZstorRemote) Repair(ctx context.Context) (int, error) {
+	rep, err := r.C.Repair(ctx, ObjectPrefix)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	if rep != nil {
+		n = len(rep.Repaired)
+		if len(rep.Errors) > 0 {
+			return n, fmt.Errorf("%d objects could not be repaired: %s", len(rep.Errors), rep.Errors[0])
+		}
+	}
+	return n, nil
+}
+
+// Redundancy implements Maintainer.
+func (r ZstorRemote) Redundancy(ctx context.Context) (int, int, error) {
+	cs, err := r.C.Census(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	low := -1
+	for _, e := range cs.Entries {
+		if len(e.Key) >= len(ObjectPrefix) && e.Key[:len(ObjectPrefix)] == ObjectPrefix && (low < 0 || e.MinShards < low) {
+			low = e.MinShards
+		}
+	}
+	if low < 0 {
+		low = 0
+	}
+	return low, r.C.Config().ExpectedShards, nil
+}

@@ -38,13 +38,14 @@ type Status struct {
 	Backends      []BackendHealth `json:"backends"`
 	// LowestRedundancy is the fewest shards any stored object has per
 	// chunk; Expected is the configured n.
-	LowestRedundancy int `json:"lowest_redundancy"`
-	Expected         int `json:"expected_shards"`
-	Uploads          uint64 `json:"uploads"`
-	Evictions        uint64 `json:"evictions"`
-	Fetches          uint64 `json:"fetches"`
-	WriteWaits       uint64 `json:"write_waits"`
-	WriteENOSPC      uint64 `json:"write_enospc"`
+	LowestRedundancy int         `json:"lowest_redundancy"`
+	Expected         int         `json:"expected_shards"`
+	LastRepair       RepairState `json:"last_repair"`
+	Uploads          uint64      `json:"uploads"`
+	Evictions        uint64      `json:"evictions"`
+	Fetches          uint64      `json:"fetches"`
+	WriteWaits       uint64      `json:"write_waits"`
+	WriteENOSPC      uint64      `json:"write_enospc"`
 	// AtRisk lists why data is at risk; empty when all is well.
 	AtRisk []string `json:"at_risk"`
 }
@@ -105,10 +106,17 @@ func (n *Node) Status(ctx context.Context) Status {
 	n.mu.Unlock()
 	s.Cache.Used, s.Cache.Cap = n.usage(), n.opts.CacheSize
 	s.RemoteObjects, s.RemoteBytes, s.Garbage = n.st.totals()
-	s.LowestRedundancy = n.st.lowestShards()
 	if hr, ok := n.opts.Remote.(HealthReporter); ok {
 		s.Backends, s.Expected = hr.Health(ctx)
 	}
+	if low, exp, ok := n.redundancy(ctx); ok {
+		s.LowestRedundancy, s.Expected = low, exp
+	} else {
+		s.LowestRedundancy = n.st.lowestShards()
+	}
+	n.redMu.Lock()
+	s.LastRepair = n.lastRepair
+	n.redMu.Unlock()
 	s.Uploads = n.stats.Uploads.Load()
 	s.Evictions = n.stats.Evictions.Load()
 	s.Fetches = n.stats.Fetches.Load()
@@ -147,4 +155,65 @@ func statSize(path string) (int64, error) {
 		return 0, err
 	}
 	return fi.Size(), nil
+}
+
+// RepairState is the last repair's outcome.
+type RepairState struct {
+	At       time.Time `json:"at"`
+	Repaired int       `json:"repaired"`
+	Error    string    `json:"error,omitempty"`
+}
+
+// repairLoop runs the Remote's repair every RepairEvery.
+func (n *Node) repairLoop() {
+	defer n.wg.Done()
+	m, ok := n.opts.Remote.(Maintainer)
+	if !ok {
+		return
+	}
+	t := time.NewTicker(n.opts.RepairEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-n.ctx.Done():
+			return
+		case <-t.C:
+		}
+		n.Repair(n.ctx, m)
+	}
+}
+
+// Repair runs one repair now (status and tests).
+func (n *Node) Repair(ctx context.Context, m Maintainer) RepairState {
+	repaired, err := m.Repair(ctx)
+	rs := RepairState{At: time.Now(), Repaired: repaired}
+	if err != nil {
+		rs.Error = err.Error()
+		n.log.Warn("repair", "repaired", repaired, "err", err)
+	} else if repaired > 0 {
+		n.log.Info("repair restored full redundancy", "objects", repaired)
+	}
+	n.redMu.Lock()
+	n.lastRepair = rs
+	n.redAt = time.Time{} // census again
+	n.redMu.Unlock()
+	return rs
+}
+
+// redundancy is the Remote's census, at most 15 s old.
+func (n *Node) redundancy(ctx context.Context) (low, expected int, ok bool) {
+	m, isM := n.opts.Remote.(Maintainer)
+	if !isM {
+		return 0, 0, false
+	}
+	n.redMu.Lock()
+	defer n.redMu.Unlock()
+	if time.Since(n.redAt) > 15*time.Second {
+		l, e, err := m.Redundancy(ctx)
+		if err != nil {
+			return 0, 0, false
+		}
+		n.redLow, n.redExpect, n.redAt = l, e, time.Now()
+	}
+	return n.redLow, n.redExpect, true
 }
