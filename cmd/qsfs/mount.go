@@ -5,11 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"github.com/spf13/cobra"
 
 	"qss/qsfs"
@@ -74,6 +79,11 @@ func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.Mou
 	defer stopControl()
 	if err := node.ServeControl(sctx); err != nil {
 		log.Warn("no control socket: qsfs status and sync will not reach this mount", "err", err)
+	}
+	if cfg.Metrics != "" {
+		if err := serveMetrics(sctx, cfg.Metrics, node, log); err != nil {
+			log.Warn("no metrics", "err", err)
+		}
 	}
 	log.Info("qsfs mounted", "mountpoint", dir, "local", cfg.Path, "cache_size", cfg.CacheSize, "rpo", cfg.RPO)
 	if ready != nil {
@@ -170,4 +180,26 @@ and are fetched on demand once mounted. Run "qsfs mount" next.`,
 			return nil
 		},
 	}
+}
+
+// serveMetrics serves Prometheus metrics at http://addr/metrics until ctx
+// ends: qsfs's own and the Go runtime's.
+func serveMetrics(ctx context.Context, addr string, node *qsfs.Node, log *slog.Logger) error {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	reg.MustRegister(node.Collectors()...)
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		return fmt.Errorf("metrics: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		srv.Close()
+	}()
+	go srv.Serve(l)
+	log.Info("metrics", "url", "http://"+l.Addr().String()+"/metrics")
+	return nil
 }
