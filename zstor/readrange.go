@@ -122,14 +122,10 @@ func (c *Client) OpenObject(ctx context.Context, key string, opts ReaderOptions)
 	}
 	r.dec, err = pipeline.NewDecoder(c.cfg.Encryption.Key, rec.Object, pipeline.DecoderOptions{
 		Logger: c.log,
-		// As in Retrieve: shards are fetched without hashing them, GCM
-		// authenticates the chunk, and only a chunk that fails is
-		// fetched again with every shard verified.
-		Refetch: func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
-			shards, nbad := c.fetchChunk(ctx, r.dec, ch, rec.Locations[ch.Index], rec.Object.K, true)
-			r.bad[ch.Index].Store(int32(nbad))
-			return shards, nil
-		},
+		// As in Retrieve: shards are fetched without hashing them, and GCM
+		// authenticates the chunk; only when that fails are the shards
+		// verified one by one (refetch).
+		Refetch: r.refetch,
 	})
 	if err != nil {
 		return nil, fmt.Errorf("zstor open %s: %w", key, err)
@@ -355,12 +351,22 @@ func (r *ObjectReader) startLocked(i uint64, ahead bool) *chunkCall {
 	return call
 }
 
+// fetchState carries the shards of a chunk's first fetch to its refetch
+// (through the context FetchChunk passes to both).
+type fetchState struct {
+	first [][]byte
+}
+
+type fetchStateKey struct{}
+
 // fetch reads and decodes chunk i.
 func (r *ObjectReader) fetch(ctx context.Context, i uint64) ([]byte, error) {
-	locs := r.rec.Locations[i]
+	st := &fetchState{}
+	ctx = context.WithValue(ctx, fetchStateKey{}, st)
 	data, err := r.dec.FetchChunk(ctx, i, func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
-		shards, nbad := r.c.fetchChunk(ctx, r.dec, ch, locs, r.rec.Object.K, false)
-		r.bad[i].Store(int32(nbad))
+		shards, nbad := r.c.fetchChunk(ctx, r.dec, ch, r.rec.Locations[ch.Index], r.rec.Object.K, false)
+		r.bad[ch.Index].Store(int32(nbad))
+		st.first = shards
 		return shards, nil
 	})
 	if err == nil {
@@ -381,6 +387,54 @@ func (r *ObjectReader) fetch(ctx context.Context, i uint64) ([]byte, error) {
 		}
 	}
 	return nil, err
+}
+
+// refetch is called when the chunk assembled from the first fetch's shards
+// failed authentication (or too few came): it verifies those shards, keeps
+// the good ones, and fetches, verifying, only as many more as are missing
+// from the backends not asked yet. Unlike Retrieve's refetch, which asks
+// k backends afresh, it so always finds the bad shard among those it
+// fetched, counts it, and costs one more GET per bad shard, not k.
+func (r *ObjectReader) refetch(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
+	k := r.rec.Object.K
+	locs := r.rec.Locations[ch.Index]
+	st, _ := ctx.Value(fetchStateKey{}).(*fetchState)
+	if st == nil || st.first == nil {
+		shards, nbad := r.c.fetchChunk(ctx, r.dec, ch, locs, k, true)
+		r.bad[ch.Index].Store(int32(nbad))
+		return shards, nil
+	}
+	keep := make([][]byte, len(locs))
+	rest := append([]Location(nil), locs...)
+	good, bad, skipped := 0, 0, 0
+	for i, s := range st.first {
+		if s == nil {
+			continue
+		}
+		if err := r.dec.VerifyShard(ch.Index, i, s); err != nil {
+			bad++
+			r.c.log.Warn("zstor: bad shard, trying another", "key", r.key, "chunk", ch.Index, "shard", i, "err", err)
+		} else {
+			keep[i] = s
+			good++
+		}
+		if rest[i].Backend != "" {
+			skipped++
+		}
+		rest[i] = Location{} // asked already: fetchChunk skips it
+	}
+	if good >= k {
+		r.bad[ch.Index].Store(int32(bad))
+		return keep, nil
+	}
+	more, nbad := r.c.fetchChunk(ctx, r.dec, ch, rest, k-good, true)
+	for i, s := range keep {
+		if s != nil {
+			more[i] = s
+		}
+	}
+	r.bad[ch.Index].Store(int32(bad + nbad - skipped))
+	return more, nil
 }
 
 // cachedLocked returns chunk i from the cache (marking it recently used),

@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"qss/zdb/client"
 	"qss/zstor"
 	"qss/zstor/pipeline"
 	"qss/zstor/zstortest"
@@ -279,8 +280,7 @@ func TestReadAtDegraded(t *testing.T) {
 	data := rangeObject(t, c, cl, "seg/d3")
 	cs := int64(cl.ChunkSize)
 
-	// A bit flipped in shard 2 of chunk 4, on disk behind zdb's back. A
-	// fresh client has no latency figures, so it asks shards 0–3 first:
+	// A bit flipped in shard 2 of chunk 4. A fresh client has no latency figures, so it asks shards 0–3 first:
 	// the corrupt one is among them, GCM refuses the chunk, and the
 	// verified refetch replaces it by shard 4 or 5.
 	flipShard(t, c, cl, "seg/d3", 4, 2)
@@ -290,12 +290,30 @@ func TestReadAtDegraded(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer r.Close()
+	gets := countGets(t, c2, "seg/d3")
 	checkRange(t, ctx, r, data, 4*cs+50, 3000)
 	if st := r.Stats(); st.BadShards != 1 {
 		t.Fatalf("corrupt shard: stats %+v, want 1 bad shard", st)
 	}
+	// The refetch verified the four shards it had and asked one more
+	// backend (a hedge on a slow one may add one).
+	if g := gets.take(); len(g) != 1 || g[4] < 5 || g[4] > 6 {
+		t.Fatalf("GETs by chunk %v, want 5 for chunk 4", g)
+	}
 
-	// One backend down: every chunk still reads from the other five.
+	// Three of the six shards of chunk 8 bad: it cannot be authenticated,
+	// and the read says so, returning only the bytes before it.
+	for _, sh := range []int{0, 3, 5} {
+		flipShard(t, c, cl, "seg/d3", 8, sh)
+	}
+	p := make([]byte, 2*cs)
+	n, err := r.ReadAtContext(ctx, p, 7*cs+100)
+	if !errors.Is(err, pipeline.ErrNotEnoughShards) || n != int(cs-100) || !bytes.Equal(p[:n], data[7*cs+100:8*cs]) {
+		t.Fatalf("read over an unreadable chunk: n = %d, %v", n, err)
+	}
+	t.Logf("unreadable chunk: %v", err)
+
+	// One backend down: every chunk (but 8) still reads from the other five.
 	cl.Data[0].Kill()
 	r2, err := c.OpenObject(ctx, "seg/d3", zstor.ReaderOptions{NoReadAhead: true})
 	if err != nil {
@@ -303,12 +321,15 @@ func TestReadAtDegraded(t *testing.T) {
 	}
 	defer r2.Close()
 	for ci := range int64(11) {
-		checkRange(t, ctx, r2, data, ci*cs+7, 1000)
+		if ci != 8 {
+			checkRange(t, ctx, r2, data, ci*cs+7, 1000)
+		}
 	}
 }
 
-// flipShard corrupts one byte of shard `shard` of chunk `chunk` of key in
-// its backend's data file, as a failing disk would.
+// flipShard flips one bit in the payload of shard `shard` of chunk `chunk`
+// of key and writes it back through the backend's zdb (SET on its seq id):
+// zdb's own CRC then matches, so only zstor's checks can catch it.
 func flipShard(t *testing.T, c *zstor.Client, cl *zstortest.Cluster, key string, chunk, shard int) {
 	t.Helper()
 	ctx := zstortest.Ctx(t)
@@ -322,21 +343,18 @@ func flipShard(t *testing.T, c *zstor.Client, cl *zstortest.Cluster, key string,
 	if err != nil {
 		t.Fatal(err)
 	}
-	sample := v[pipeline.HeaderSize+8 : pipeline.HeaderSize+72]
-	for _, f := range zstortest.DataFiles(cl.Data[b.Index]) {
-		raw, err := os.ReadFile(f)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if i := bytes.Index(raw, sample); i >= 0 {
-			raw[i+10] ^= 0x40
-			if err := os.WriteFile(f, raw, 0o600); err != nil {
-				t.Fatal(err)
-			}
-			return
-		}
+	v[pipeline.HeaderSize+100] ^= 0x08
+	zc, err := client.New(ctx, client.Options{Addr: cl.Data[b.Index].Addr(), Namespace: zstortest.DataNS, Password: zstortest.DataPass})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal("shard not found in the backend's data files")
+	defer zc.Close()
+	if _, _, err := zc.Set(ctx, client.EncodeID(loc.Seq), v); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := b.Get(ctx, loc.Seq); err != nil || !bytes.Equal(got, v) {
+		t.Fatalf("the flipped shard does not read back: %v", err)
+	}
 }
 
 // TestReadAtSharedFetch: concurrent reads of one chunk share one fetch.
