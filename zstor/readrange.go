@@ -335,6 +335,9 @@ func (r *ObjectReader) startLocked(i uint64, ahead bool) *chunkCall {
 		defer cancel()
 		data, err := r.fetch(ctx, i)
 		r.mu.Lock()
+		if err != nil && r.closed {
+			err = fmt.Errorf("reader %w", fs.ErrClosed)
+		}
 		if r.calls[i] == call {
 			delete(r.calls, i)
 		}

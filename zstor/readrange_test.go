@@ -325,6 +325,34 @@ func TestReadAtDegraded(t *testing.T) {
 			checkRange(t, ctx, r2, data, ci*cs+7, 1000)
 		}
 	}
+
+	// An object stored degraded (backend 0 down: one shard of each chunk
+	// has no copy), with a bad shard in chunk 1 too: four good shards are
+	// left there, and both the missing and the bad one are counted.
+	deg := rangeObject(t, c, cl, "seg/deg")
+	rec, err := c.Stat(ctx, "seg/deg")
+	if err != nil || rec.MinShards() != 5 {
+		t.Fatalf("degraded store: %d shards, %v", rec.MinShards(), err)
+	}
+	for i, l := range rec.Locations[1] {
+		if l.Backend != "" {
+			flipShard(t, c, cl, "seg/deg", 1, i) // a fresh client asks it first
+			break
+		}
+	}
+	c3 := open(t, cl, zstortest.TestKey, "")
+	r3, err := c3.OpenObject(ctx, "seg/deg", zstor.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r3.Close()
+	checkRange(t, ctx, r3, deg, cs+1000, 5000)
+	if st := r3.Stats(); st.BadShards != 2 {
+		t.Fatalf("degraded object with a bad shard: %+v, want 2 bad shards (no copy, corrupt)", st)
+	}
+	if got, err := io.ReadAll(io.NewSectionReader(r3.ReaderAt(ctx), 0, r3.Size())); err != nil || !bytes.Equal(got, deg) {
+		t.Fatalf("degraded object read whole: %d bytes, %v", len(got), err)
+	}
 }
 
 // flipShard flips one bit in the payload of shard `shard` of chunk `chunk`
