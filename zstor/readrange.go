@@ -368,6 +368,9 @@ func (r *ObjectReader) fetch(ctx context.Context, i uint64) ([]byte, error) {
 	ctx = context.WithValue(ctx, fetchStateKey{}, st)
 	data, err := r.dec.FetchChunk(ctx, i, func(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
 		shards, nbad := r.c.fetchChunk(ctx, r.dec, ch, r.rec.Locations[ch.Index], r.rec.Object.K, false)
+		if err := ctx.Err(); err != nil {
+			return nil, err // cancelled: no refetch, nothing counted
+		}
 		r.bad[ch.Index].Store(int32(nbad))
 		st.first = shards
 		return shards, nil
@@ -399,6 +402,9 @@ func (r *ObjectReader) fetch(ctx context.Context, i uint64) ([]byte, error) {
 // k backends afresh, it so always finds the bad shard among those it
 // fetched, counts it, and costs one more GET per bad shard, not k.
 func (r *ObjectReader) refetch(ctx context.Context, ch *pipeline.ChunkMeta) ([][]byte, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
 	k := r.rec.Object.K
 	locs := r.rec.Locations[ch.Index]
 	st, _ := ctx.Value(fetchStateKey{}).(*fetchState)

@@ -457,3 +457,34 @@ func TestReadAtReadAhead(t *testing.T) {
 		t.Fatalf("after a random read: %+v", st)
 	}
 }
+
+// TestReadAtClose: Close cancels the fetches in flight, waits for them,
+// and the reads waiting on them say the reader was closed.
+func TestReadAtClose(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	c := open(t, cl, zstortest.TestKey, "")
+	ctx := zstortest.Ctx(t)
+	rangeObject(t, c, cl, "seg/d6")
+	started := make(chan struct{}, 16)
+	c.SetShardGetHookForTest(func(zstor.Location) {
+		started <- struct{}{}
+		time.Sleep(200 * time.Millisecond)
+	})
+	t.Cleanup(func() { c.SetShardGetHookForTest(nil) })
+	r, err := c.OpenObject(ctx, "seg/d6", zstor.ReaderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	errc := make(chan error, 1)
+	go func() {
+		_, err := r.ReadAtContext(ctx, make([]byte, 100), 0)
+		errc <- err
+	}()
+	<-started
+	if err := r.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-errc; !errors.Is(err, fs.ErrClosed) {
+		t.Fatalf("read cut short by Close: %v", err)
+	}
+}
