@@ -331,8 +331,11 @@ func TestReadAtDegraded(t *testing.T) {
 	// left there, and both the missing and the bad one are counted.
 	deg := rangeObject(t, c, cl, "seg/deg")
 	rec, err := c.Stat(ctx, "seg/deg")
-	if err != nil || rec.MinShards() != 5 {
-		t.Fatalf("degraded store: %d shards, %v", rec.MinShards(), err)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.MinShards() != 5 {
+		t.Fatalf("degraded store: %d shards per chunk, want 5", rec.MinShards())
 	}
 	for i, l := range rec.Locations[1] {
 		if l.Backend != "" {
