@@ -204,7 +204,20 @@ var errCompactAborted = errors.New("compaction aborted: the namespace was reload
 // compact runs one pass. With all, the active files are rotated first and
 // every closed file with dead bytes is a victim; otherwise only files whose
 // own garbage ratio passes the threshold (or that hold nothing live).
+// CompactFile compacts closed data file id alone, if it is local and holds
+// dead bytes (an embedding program that fetched an evicted file back to
+// reclaim it: qsfs).
+func (ns *Namespace) CompactFile(ctx context.Context, id uint32) (CompactStats, error) {
+	return ns.compactVictims(ctx, false, map[uint32]bool{id: true})
+}
+
 func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error) {
+	return ns.compactVictims(ctx, all, nil)
+}
+
+// compactVictims is compact; only, when set, limits the victims to those
+// ids (chosen as with all).
+func (ns *Namespace) compactVictims(ctx context.Context, all bool, only map[uint32]bool) (CompactStats, error) {
 	ns.compactMu.Lock()
 	defer ns.compactMu.Unlock()
 	// Rotations raise events under the lock; they go out after it.
@@ -219,7 +232,7 @@ func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error
 	gen := ns.gen
 	files, u := ns.usage()
 	st.BytesBefore = u.DataBytes
-	if all && ns.dataEnd > DataHeaderSize && ns.dataEnd-DataHeaderSize > ns.liveData[ns.cur] {
+	if all && only == nil && ns.dataEnd > DataHeaderSize && ns.dataEnd-DataHeaderSize > ns.liveData[ns.cur] {
 		// The active file holds dead bytes: close it so that it can be
 		// compacted too.
 		if err := ns.jump(); err != nil {
@@ -238,6 +251,15 @@ func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error
 	for _, f := range files {
 		if f.id >= cur || !f.present || !f.mtime.Before(horizon) {
 			continue
+		}
+		if filter := ns.eng.opts.CompactFilter; filter != nil && !filter(ns.name, f.id) {
+			continue
+		}
+		if only != nil {
+			if !only[f.id] {
+				continue
+			}
+			all = true
 		}
 		dead := f.size - DataHeaderSize - f.live
 		if dead <= 0 {

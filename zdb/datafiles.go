@@ -4,8 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
 	"sync/atomic"
 )
 
@@ -369,4 +373,170 @@ func (c *fetchCall) wait(ctx context.Context) ([]byte, error) {
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// ActiveFileID is the id of the namespace's active data and index files
+// (the ones being written; every lower id is closed).
+func (ns *Namespace) ActiveFileID() uint32 {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	return ns.cur
+}
+
+// RecentDataFiles lists the closed data files that are open for reading,
+// least recently read first. A program that evicts files (qsfs) keeps
+// these longest: a file not listed was not read since it left the small
+// LRU of open files (Options.MaxOpenDataFiles).
+func (ns *Namespace) RecentDataFiles() []uint32 {
+	ns.filesMu.RLock()
+	type use struct {
+		id   uint32
+		used uint64
+	}
+	uses := make([]use, 0, len(ns.open.files))
+	for id, h := range ns.open.files {
+		uses = append(uses, use{id, h.used.Load()})
+	}
+	ns.filesMu.RUnlock()
+	sort.Slice(uses, func(i, j int) bool { return uses[i].used < uses[j].used })
+	ids := make([]uint32, len(uses))
+	for i, u := range uses {
+		ids[i] = u.id
+	}
+	return ids
+}
+
+// JumpIfChanged rotates the namespace when it was written since its last
+// rotation, as --rotate does on age: a program that backs up closed files
+// (qsfs) cuts a recovery point with it. It returns the id of the file it
+// closed; jumped is false when nothing changed (no files are created).
+func (ns *Namespace) JumpIfChanged() (closed uint32, jumped bool, err error) {
+	defer ns.deliverEvents()
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return 0, false, ErrNamespaceGone
+	}
+	if !ns.changed {
+		return ns.cur, false, nil
+	}
+	closed = ns.cur
+	if err := ns.jump(); err != nil {
+		return 0, false, withCause(ErrWrite, err)
+	}
+	return closed, true, nil
+}
+
+// CutInfo says what Namespace.Cut captured.
+type CutInfo struct {
+	// Active is the active file id after the cut: every lower id is
+	// closed, and the snapshot describes them all.
+	Active uint32
+	// Jumped is true when the cut rotated the namespace (it had changed).
+	Jumped bool
+	// Indexes are the closed index file ids copied into the snapshot
+	// directory (i<id>), ascending.
+	Indexes []uint32
+}
+
+// Cut makes a recovery point of the namespace's closed files: under the
+// namespace lock it rotates the namespace if it changed since its last
+// rotation, then copies into dir (fsynced) the descriptor (NamespaceFileName)
+// and every closed index file changed since the last cut — every closed one
+// with all — and resets the dirty index list. Closed data files never
+// change, so the copies and the closed data files d<id> (id < Active)
+// together are the namespace as it was at the cut, even while writes go on:
+// a later overwrite flags entries of closed index files in place, which is
+// why they are copied here and not read later.
+func (ns *Namespace) Cut(dir string, all bool) (CutInfo, error) {
+	defer ns.deliverEvents()
+	ns.mu.Lock()
+	defer ns.mu.Unlock()
+	if ns.deleted.Load() {
+		return CutInfo{}, ErrNamespaceGone
+	}
+	var info CutInfo
+	if ns.changed {
+		if err := ns.jump(); err != nil {
+			return CutInfo{}, withCause(ErrWrite, err)
+		}
+		info.Jumped = true
+	} else if err := ns.commitLocked(); err != nil {
+		return CutInfo{}, err
+	}
+	info.Active = ns.cur
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return CutInfo{}, err
+	}
+	var ids []uint32
+	if all {
+		for id := range ns.indexFiles {
+			if id < ns.cur {
+				ids = append(ids, id)
+			}
+		}
+		sort.Slice(ids, func(i, j int) bool { return ids[i] < ids[j] })
+	} else {
+		for _, id := range ns.dirtyList() {
+			if id < ns.cur {
+				ids = append(ids, id)
+			}
+		}
+	}
+	for _, id := range ids {
+		if err := copyFileSynced(ns.indexPath(id), filepath.Join(dir, "i"+strconv.FormatUint(uint64(id), 10))); err != nil {
+			return CutInfo{}, fmt.Errorf("zdb: cut %s: %w", ns.name, err)
+		}
+	}
+	if err := copyFileSynced(filepath.Join(ns.indexDir, NamespaceFileName), filepath.Join(dir, NamespaceFileName)); err != nil {
+		return CutInfo{}, fmt.Errorf("zdb: cut %s: %w", ns.name, err)
+	}
+	syncDir(dir)
+	// What was copied is captured: only later changes are dirty. The
+	// answers to jump-index events in flight are ignored (dirtyGen), as
+	// after INDEX DIRTY RESET; ids changed after this stay dirty.
+	ns.dirty = map[uint32]bool{}
+	for id := range ns.dirtyFlight {
+		if id >= ns.cur {
+			ns.dirty[id] = true
+		}
+	}
+	ns.dirtyFlight = nil
+	ns.dirtyGen++
+	info.Indexes = ids
+	return info, nil
+}
+
+// copyFileSynced copies src to dst (created or truncated) and fsyncs it.
+func copyFileSynced(src, dst string) error {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+// LiveBytes reports, per data file id, the bytes of live entries it holds
+// (present or evicted): with a file's size, what compaction would reclaim.
+func (ns *Namespace) LiveBytes() map[uint32]int64 {
+	ns.mu.RLock()
+	defer ns.mu.RUnlock()
+	out := make(map[uint32]int64, len(ns.indexFiles))
+	for id := range ns.indexFiles {
+		out[id] = ns.liveData[id]
+	}
+	return out
 }

@@ -58,6 +58,11 @@ type Options struct {
 	// CompactHorizon keeps closed files changed more recently than this
 	// out of compaction, so HISTORY sees every version written within it.
 	CompactHorizon time.Duration
+	// CompactFilter, when set, says whether closed data file fileID of
+	// namespace may be compacted (and so removed): a backup layer (qsfs)
+	// allows only files it has stored, so that every file a recovery point
+	// names can still be uploaded.
+	CompactFilter func(namespace string, fileID uint32) bool
 	// CompactInterval is how often the garbage ratios are checked (10 s).
 	CompactInterval time.Duration
 	Logger          *slog.Logger

@@ -210,11 +210,16 @@ func (e *Engine) emit(ev Event) error {
 		return nil
 	}
 	err := e.hooks.Handle(e.ctx, ev)
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrKeepDirty) {
 		e.log.Warn("hook failed", "event", ev.Kind.String(), "namespace", ev.Namespace, "err", err)
 	}
 	return err
 }
+
+// ErrKeepDirty is an answer to EventIndexChanged that keeps the reported
+// ids dirty without being logged as a failure: a program that snapshots
+// changed index files itself (Namespace.Cut) answers it.
+var ErrKeepDirty = errors.New("zdb: index files stay dirty")
 
 // Announce delivers an event that only the embedding program sees:
 // EventReady (an error aborts startup), EventClose or EventCrash.

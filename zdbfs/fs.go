@@ -55,7 +55,12 @@ type Config struct {
 	// records (what format v1 did): for benchmarks, as the reference the
 	// page records are measured against (bench/zdbfsamp).
 	WholeBlocks bool
-	Logger      *slog.Logger
+	// PrivateStore says that no other process can open the stores (an
+	// in-process engine holds its directory lock, as in qsfs): no mount
+	// lease is taken, so nothing is written to the metadata namespace
+	// while the filesystem is idle.
+	PrivateStore bool
+	Logger       *slog.Logger
 }
 
 // Stats are counters a monitor can read.
@@ -190,15 +195,19 @@ func New(ctx context.Context, cfg Config) (*FS, error) {
 	if err := f.checkSuper(ctx); err != nil {
 		return nil, err
 	}
-	if err := f.takeLease(ctx); err != nil {
-		return nil, err
+	if !cfg.PrivateStore {
+		if err := f.takeLease(ctx); err != nil {
+			return nil, err
+		}
 	}
 	err := f.init(ctx)
 	if err == nil {
 		err = f.mlog.Flush(ctx)
 	}
 	if err != nil {
-		f.rawMeta.Del(ctx, keyLease)
+		if !cfg.PrivateStore {
+			f.rawMeta.Del(ctx, keyLease)
+		}
 		f.endLife()
 		return nil, err
 	}
@@ -289,6 +298,9 @@ func processAlive(pid int) bool {
 
 func (f *FS) leaseLoop() {
 	defer f.wg.Done()
+	if f.cfg.PrivateStore {
+		return
+	}
 	t := time.NewTicker(f.cfg.LeaseTTL / 3)
 	defer t.Stop()
 	for {
@@ -714,7 +726,10 @@ func (f *FS) Close(ctx context.Context) error {
 		"trims", st.Trims.Load(), "page_pushes", st.Pushes.Load(), "push_errors", st.PushErrors.Load(), "prefetched", st.Prefetched.Load())
 	// The lease goes even when the flush failed: this process no longer
 	// serves the namespaces.
-	lerr := f.rawMeta.Del(ctx, keyLease)
+	var lerr error
+	if !f.cfg.PrivateStore {
+		lerr = f.rawMeta.Del(ctx, keyLease)
+	}
 	if err != nil {
 		return fmt.Errorf("final flush: %w", err)
 	}

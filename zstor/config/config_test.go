@@ -369,3 +369,37 @@ func TestDuplicateBackendWarns(t *testing.T) {
 		t.Errorf("warning: %q", logs.String())
 	}
 }
+
+// ParseClaiming leaves the caller's top-level names to the caller and is
+// Parse for everything else.
+func TestParseClaiming(t *testing.T) {
+	shared := base + "\n[qsfs]\npath = \"x\"\nwhatever = 1\n\n[qsfs.sub]\ny = 2\n"
+	qsfsLine := strings.Count(base, "\n") + 2
+	if _, err := ParseClaiming([]byte(shared), "", "qsfs"); err != nil {
+		t.Fatalf("claimed [qsfs]: %v", err)
+	}
+	dotted := "qsfs.path = \"x\"\n" + base
+	if _, err := ParseClaiming([]byte(dotted), "", "qsfs"); err != nil {
+		t.Fatalf("claimed dotted qsfs.path: %v", err)
+	}
+	// Not claimed: the same file is an unknown key, as in Parse.
+	_, err := Parse([]byte(shared))
+	var ce *Error
+	if !errors.As(err, &ce) || !errors.Is(err, ErrUnknownKey) || ce.Key != "qsfs" || ce.Line != qsfsLine {
+		t.Fatalf("Parse of [qsfs]: %v", err)
+	}
+	// An unknown key outside the claim is still reported, with its line.
+	bad := strings.Replace(shared, "prefix = \"p\"", "prefix = \"p\"\nprefx = \"q\"", 1)
+	_, err = ParseClaiming([]byte(bad), "", "qsfs")
+	if !errors.As(err, &ce) || !errors.Is(err, ErrUnknownKey) || ce.Key != "meta.config.prefx" || ce.Line == 0 {
+		t.Fatalf("unknown key beside a claim: %v", err)
+	}
+	if strings.Contains(ce.Msg, "qsfs") {
+		t.Errorf("claimed keys listed as unknown: %v", err)
+	}
+	// Bad values are still zstor's errors.
+	_, err = ParseClaiming([]byte(strings.Replace(shared, "minimal_shards = 2", "minimal_shards = 0", 1)), "", "qsfs")
+	if !errors.As(err, &ce) || ce.Key != "minimal_shards" {
+		t.Fatalf("bad zstor value: %v", err)
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strings"
 
 	toml "github.com/pelletier/go-toml/v2"
@@ -105,14 +106,46 @@ func Parse(data []byte) (*Config, error) {
 	return parse(data, "")
 }
 
-func parse(data []byte, dir string) (*Config, error) {
+// ParseClaiming validates the zstor part of a file that zstor shares with
+// another program (qsfs.toml: every zstor key plus a [qsfs] table). The
+// top-level keys and tables named in claimed belong to the caller: they are
+// skipped here instead of being unknown keys, and the caller validates them.
+// Everything else behaves as in Parse, errors included; a relative
+// passphrase_file is taken relative to dir ("" for the working directory).
+func ParseClaiming(data []byte, dir string, claimed ...string) (*Config, error) {
+	return parse(data, dir, claimed...)
+}
+
+func parse(data []byte, dir string, claimed ...string) (*Config, error) {
 	var raw rawConfig
 	dec := toml.NewDecoder(bytes.NewReader(data))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&raw); err != nil {
-		return nil, decodeError(err)
+		if err = unclaimed(err, claimed); err != nil {
+			return nil, decodeError(err)
+		}
 	}
 	return raw.resolve(dir)
+}
+
+// unclaimed drops, from a strict-mode error, the unknown keys under a claimed
+// top-level name. It returns nil when none is left: the strict decoder has
+// then decoded everything else, so the caller may go on with the result.
+func unclaimed(err error, claimed []string) error {
+	var strict *toml.StrictMissingError
+	if len(claimed) == 0 || !errors.As(err, &strict) {
+		return err
+	}
+	var left []toml.DecodeError
+	for _, e := range strict.Errors {
+		if k := e.Key(); len(k) == 0 || !slices.Contains(claimed, k[0]) {
+			left = append(left, e)
+		}
+	}
+	if len(left) == 0 {
+		return nil
+	}
+	return &toml.StrictMissingError{Errors: left}
 }
 
 // decodeError turns a go-toml error into an *Error naming the key and line.

@@ -1,0 +1,33 @@
+package qsfs
+
+import (
+	"context"
+	"fmt"
+)
+
+// FetchRange implements zdb.Fetcher: the payload a read needs, read from
+// the stored data file without restoring it (only the chunks holding the
+// range are fetched; see Remote.ReadAt).
+func (n *Node) FetchRange(ctx context.Context, ns string, id uint32, off int64, p []byte) error {
+	err := n.opts.Remote.ReadAt(ctx, dataName(ns, id), p, off)
+	if err != nil {
+		n.stats.FetchErrors.Add(1)
+		return err
+	}
+	n.stats.Fetches.Add(1)
+	n.stats.FetchBytes.Add(uint64(len(p)))
+	return nil
+}
+
+// FetchFile implements zdb.Fetcher: the whole data file, back at path
+// (when the Remote cannot read ranges). It counts toward the cache and is
+// evicted again like any stored file.
+func (n *Node) FetchFile(ctx context.Context, ns string, id uint32, path string) error {
+	if err := n.opts.Remote.Get(ctx, dataName(ns, id), path); err != nil {
+		n.stats.FetchErrors.Add(1)
+		return fmt.Errorf("qsfs: fetch %s: %w", dataName(ns, id), err)
+	}
+	n.stats.Fetches.Add(1)
+	n.kickEvict()
+	return nil
+}

@@ -1,0 +1,265 @@
+package qsfs
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"qss/zstor"
+	"qss/zstor/config"
+	"qss/zstor/zstortest"
+)
+
+// testRemote starts six data backends and four metadata backends (real
+// zdb processes) and returns a zstor Remote over them.
+func testRemote(t *testing.T) (*zstortest.Cluster, ZstorRemote) {
+	t.Helper()
+	cl := zstortest.New(t, 6)
+	return cl, remoteFor(t, cl)
+}
+
+func remoteFor(t *testing.T, cl *zstortest.Cluster) ZstorRemote {
+	t.Helper()
+	cfg, err := config.Parse([]byte(cl.ConfigTOML(zstortest.TestKey, "")))
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := zstor.Open(context.Background(), cfg, zstor.Options{Logger: quietLogger()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return ZstorRemote{C: c}
+}
+
+func quietLogger() *slog.Logger {
+	if os.Getenv("QSFS_TEST_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelError}))
+}
+
+func testOptions(dir string, r Remote) Options {
+	return Options{Dir: dir, CacheSize: 64 << 20, RPO: 2 * time.Second, DataFileSize: 1 << 20,
+		GCGrace: time.Hour, BackpressureWait: 5 * time.Second, Remote: r, Logger: quietLogger()}
+}
+
+func value(i, size int) []byte {
+	b := bytes.Repeat([]byte(fmt.Sprintf("value-%06d|", i)), size/12+1)
+	return b[:size]
+}
+
+func writeKeys(t *testing.T, n *Node, from, to, size int) {
+	t.Helper()
+	ns := n.Engine().Namespace(DataNamespace)
+	for i := from; i < to; i++ {
+		if _, err := ns.Set([]byte(fmt.Sprintf("key-%06d", i)), value(i, size), 0); err != nil {
+			t.Fatal(err)
+		}
+	}
+	n.noteWrite()
+}
+
+func checkKeys(t *testing.T, n *Node, from, to, size int) {
+	t.Helper()
+	ns := n.Engine().Namespace(DataNamespace)
+	for i := from; i < to; i++ {
+		got, err := ns.GetContext(context.Background(), []byte(fmt.Sprintf("key-%06d", i)), nil)
+		if err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		if !bytes.Equal(got, value(i, size)) {
+			t.Fatalf("key %d: wrong bytes", i)
+		}
+	}
+}
+
+func ctxT(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// A synced node lost with its disk comes back from the backends alone.
+func TestSyncThenRestoreOnAnEmptyDirectory(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	n, err := Open(ctx, testOptions(dir, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, n, 0, 300, 16<<10)
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if rpo := n.RPO(); rpo != 0 {
+		t.Fatalf("RPO after sync: %v, want 0", rpo)
+	}
+	n.crash()
+	n.eng.Close()
+
+	dir2 := t.TempDir()
+	res, err := Restore(ctx, testOptions(dir2, r), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.DataFiles == 0 {
+		t.Fatalf("restore: %+v", res)
+	}
+	n2, err := Open(ctx, testOptions(dir2, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	checkKeys(t, n2, 0, 300, 16<<10)
+	if n2.Stats().Fetches.Load() == 0 {
+		t.Fatal("no data was fetched: the restore brought data files back eagerly?")
+	}
+	// Writes go on after a restore, and reach the backends.
+	writeKeys(t, n2, 300, 320, 16<<10)
+	if err := n2.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A fresh directory refuses backends that hold a filesystem.
+func TestOpenRefusesBackendsHoldingAFilesystem(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	n, err := Open(ctx, testOptions(t.TempDir(), r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, n, 0, 10, 1000)
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.Close(ctx)
+	if _, err := Open(ctx, testOptions(t.TempDir(), r)); err == nil {
+		t.Fatal("a new filesystem was opened over backends holding one")
+	}
+}
+
+// Local use stays within the cap (plus one data file) after writing four
+// times the cap, and everything reads back.
+func TestCacheCapHolds(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	o := testOptions(dir, r)
+	o.CacheSize = 8 << 20
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	gs := &gatedStore{n: n}
+	_ = gs
+	const size = 64 << 10
+	count := int(4 * o.CacheSize / size)
+	ns := n.Engine().Namespace(DataNamespace)
+	peak := int64(0)
+	for i := range count {
+		if err := n.admit(ctx, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ns.Set([]byte(fmt.Sprintf("key-%06d", i)), value(i, size), 0); err != nil {
+			t.Fatal(err)
+		}
+		n.noteWrite()
+		if i%16 == 0 {
+			peak = max(peak, duDir(t, dir))
+		}
+	}
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	peak = max(peak, duDir(t, dir))
+	if limit := o.CacheSize + o.DataFileSize; peak > limit {
+		t.Fatalf("local use peaked at %d bytes, cap %d + one data file", peak, o.CacheSize)
+	}
+	if n.Stats().Evictions.Load() == 0 {
+		t.Fatal("nothing was evicted")
+	}
+	checkKeys(t, n, 0, count, size)
+	t.Logf("peak %d bytes for cap %d; %d evictions, %d fetches", peak, o.CacheSize, n.Stats().Evictions.Load(), n.Stats().Fetches.Load())
+}
+
+func duDir(t *testing.T, dir string) int64 {
+	var total int64
+	filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
+		if err == nil && !fi.IsDir() {
+			total += fi.Size()
+		}
+		return nil
+	})
+	return total
+}
+
+// Overwrites keep local and remote space bounded: compaction reclaims
+// local files (evicted ones are fetched back when mostly dead), and the
+// objects no stored point needs are deleted after the grace period.
+func TestOverwritesKeepSpaceBounded(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	o := testOptions(dir, r)
+	o.CacheSize = 6 << 20
+	o.GCGrace = 300 * time.Millisecond
+	o.CompactInterval = 100 * time.Millisecond
+	reclaimEvery = 100 * time.Millisecond
+	defer func() { reclaimEvery = 10 * time.Second }()
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	const keys, size, rounds = 128, 64 << 10, 6
+	live := int64(keys * size)
+	ns := n.Engine().Namespace(DataNamespace)
+	for round := range rounds {
+		for i := range keys {
+			if err := n.admit(ctx, size); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := ns.Set([]byte(fmt.Sprintf("key-%06d", i)), value(i*1000+round, size), 0); err != nil {
+				t.Fatal(err)
+			}
+			n.noteWrite()
+		}
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Everything written is 12x the live data; wait for compaction and
+	// gc to bring the remote down to a few times the live data.
+	var remote int64
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		n.collect()
+		_, remote, _ = n.st.totals()
+		if remote <= 3*live {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	t.Logf("live %d, remote %d bytes after %d rounds; local %d", live, remote, rounds, n.scanUsage())
+	if remote > 3*live {
+		t.Fatalf("remote holds %d bytes for %d live after %d overwrites of everything", remote, live, rounds)
+	}
+	for i := range keys {
+		got, err := ns.GetContext(ctx, []byte(fmt.Sprintf("key-%06d", i)), nil)
+		if err != nil || !bytes.Equal(got, value(i*1000+rounds-1, size)) {
+			t.Fatalf("key %d: %v", i, err)
+		}
+	}
+}
