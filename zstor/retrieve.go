@@ -364,6 +364,9 @@ func (c *Client) fetchChunk(ctx context.Context, dec *pipeline.Decoder, ch *pipe
 		next++
 		inflight++
 		go func() {
+			if h := c.onShardGet.Load(); h != nil {
+				(*h)(locs[cd.i])
+			}
 			data, err := cd.b.Get(ctx, locs[cd.i].Seq)
 			switch {
 			case err != nil:

@@ -66,6 +66,9 @@ type Client struct {
 	hc       healthCache
 	ids      identities
 	keyOK    atomic.Bool // a record opened with our key, or the store was empty: skip foreignRecords
+	// onShardGet, when set (tests only, SetShardGetHookForTest), is called
+	// before every shard GET of a read, with the shard's location.
+	onShardGet atomic.Pointer[func(Location)]
 }
 
 // Open returns a Client for cfg. Unreachable backends are not an error

@@ -310,6 +310,43 @@ func (d *Decoder) RebuildShards(chunk uint64, shards [][]byte) ([][]byte, []int,
 // good ones suffice. Decode calls it from several goroutines at once.
 type FetchFunc func(ctx context.Context, c *ChunkMeta) ([][]byte, error)
 
+// FetchChunk fetches and rebuilds one chunk's plaintext exactly as Decode
+// does for each chunk: with the same verification policy (Prechecked,
+// Refetch), so no unauthenticated byte is ever returned. It serves reads of
+// a byte range, which need only the chunks covering it; the whole-file
+// checksum cannot be checked then, but each chunk is authenticated by
+// AES-GCM under associated data that binds the object, its index and
+// whether it is the last one.
+func (d *Decoder) FetchChunk(ctx context.Context, chunk uint64, fetch FetchFunc) ([]byte, error) {
+	c, err := d.obj.Chunk(chunk)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: %w", err)
+	}
+	return d.fetchChunk(ctx, c, fetch)
+}
+
+func (d *Decoder) fetchChunk(ctx context.Context, c *ChunkMeta, fetch FetchFunc) ([]byte, error) {
+	shards, err := fetch(ctx, c)
+	if err != nil {
+		return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
+	}
+	if d.opts.Prechecked || d.opts.Refetch != nil {
+		if plain, err := d.decodeTrusted(c, shards); err == nil {
+			return plain, nil
+		}
+	}
+	if d.opts.Refetch != nil {
+		// A shard was bad or missing: fetch again, verifying.
+		if shards, err = d.opts.Refetch(ctx, c); err != nil {
+			return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
+		}
+		if plain, err := d.decodeTrusted(c, shards); err == nil {
+			return plain, nil
+		}
+	}
+	return d.decodeChunk(c, shards)
+}
+
 // Decode rebuilds the whole object into w: chunks are fetched and decoded
 // concurrently and written in order. After the last chunk it checks the
 // size and BLAKE3 checksum against the metadata (ErrChecksum). On error, w
@@ -330,25 +367,7 @@ func (d *Decoder) Decode(ctx context.Context, w io.Writer, fetch FetchFunc) erro
 		return c, true, nil
 	}
 	work := func(ctx context.Context, c *ChunkMeta) ([]byte, error) {
-		shards, err := fetch(ctx, c)
-		if err != nil {
-			return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
-		}
-		if d.opts.Prechecked || d.opts.Refetch != nil {
-			if plain, err := d.decodeTrusted(c, shards); err == nil {
-				return plain, nil
-			}
-		}
-		if d.opts.Refetch != nil {
-			// A shard was bad or missing: fetch again, verifying.
-			if shards, err = d.opts.Refetch(ctx, c); err != nil {
-				return nil, fmt.Errorf("pipeline: object %s chunk %d: fetch: %w", d.obj.ID, c.Index, err)
-			}
-			if plain, err := d.decodeTrusted(c, shards); err == nil {
-				return plain, nil
-			}
-		}
-		return d.decodeChunk(c, shards)
+		return d.fetchChunk(ctx, c, fetch)
 	}
 	consume := func(plain []byte) error {
 		if _, err := w.Write(plain); err != nil {

@@ -32,7 +32,7 @@ const (
 // Cluster is a set of real zdb processes: data backends (seq-mode
 // namespaces with a password) and metadata backends (user mode).
 type Cluster struct {
-	t         *testing.T
+	t         testing.TB
 	Data      []*zdbtest.Server
 	Meta      []*zdbtest.Server
 	Root      string // the config's root: files to store go here
@@ -41,7 +41,7 @@ type Cluster struct {
 }
 
 // Ctx is a context bounding a test.
-func Ctx(t *testing.T) context.Context {
+func Ctx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
 	return ctx
@@ -49,7 +49,7 @@ func Ctx(t *testing.T) context.Context {
 
 // New starts data backends in the given groups (sizes) and four
 // metadata backends.
-func New(t *testing.T, groups ...int) *Cluster {
+func New(t testing.TB, groups ...int) *Cluster {
 	t.Helper()
 	cl := &Cluster{t: t, Root: t.TempDir(), ChunkSize: 64 << 10}
 	for g, n := range groups {
@@ -74,7 +74,7 @@ func (cl *Cluster) StartData() *zdbtest.Server {
 }
 
 // CreateNS creates a namespace with a password (and a mode, unless "").
-func CreateNS(t *testing.T, addr, ns, pass, mode string) {
+func CreateNS(t testing.TB, addr, ns, pass, mode string) {
 	t.Helper()
 	ctx := Ctx(t)
 	c, err := client.New(ctx, client.Options{Addr: addr})
