@@ -17,13 +17,13 @@ import (
 
 // testRemote starts six data backends and four metadata backends (real
 // zdb processes) and returns a zstor Remote over them.
-func testRemote(t *testing.T) (*zstortest.Cluster, ZstorRemote) {
+func testRemote(t *testing.T) (*zstortest.Cluster, *ZstorRemote) {
 	t.Helper()
 	cl := zstortest.New(t, 6)
 	return cl, remoteFor(t, cl)
 }
 
-func remoteFor(t *testing.T, cl *zstortest.Cluster) ZstorRemote {
+func remoteFor(t *testing.T, cl *zstortest.Cluster) *ZstorRemote {
 	t.Helper()
 	cfg, err := config.Parse([]byte(cl.ConfigTOML(zstortest.TestKey, "")))
 	if err != nil {
@@ -34,7 +34,7 @@ func remoteFor(t *testing.T, cl *zstortest.Cluster) ZstorRemote {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	return ZstorRemote{C: c}
+	return NewZstorRemote(c)
 }
 
 func quietLogger() *slog.Logger {
@@ -120,6 +120,10 @@ func TestSyncThenRestoreOnAnEmptyDirectory(t *testing.T) {
 	checkKeys(t, n2, 0, 300, 16<<10)
 	if n2.Stats().Fetches.Load() == 0 {
 		t.Fatal("no data was fetched: the restore brought data files back eagerly?")
+	}
+	// Range reads: the evicted files were read in place, not restored.
+	if local, _ := filepath.Glob(filepath.Join(dir2, "data", DataNamespace, "d*")); len(local) != 1 {
+		t.Fatalf("data files restored locally by reads: %v (want only the active file)", local)
 	}
 	// Writes go on after a restore, and reach the backends.
 	writeKeys(t, n2, 300, 320, 16<<10)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
+	"sync"
 
 	"qss/zstor"
 	"qss/zstor/pipeline"
@@ -40,13 +42,37 @@ type Stored struct {
 // that a zstor shared with other data keeps them apart.
 const ObjectPrefix = "qsfs/"
 
-// ZstorRemote is the Remote of a zstor client.
+// ZstorRemote is the Remote of a zstor client. Range reads go through a
+// few open object readers (zstor.ObjectReader: the record read once, the
+// last chunks decoded kept, the next chunk read ahead on sequential
+// reads), least recently used closed first.
 type ZstorRemote struct {
 	C *zstor.Client
+
+	mu      sync.Mutex
+	readers map[string]*openReader
+	clock   uint64
+}
+
+type openReader struct {
+	r    *zstor.ObjectReader
+	used uint64
+}
+
+// Open readers kept, and decoded chunks each keeps: with 4 MiB chunks,
+// at most readersKept × (readerChunks + 1 read ahead) × 4 MiB = 48 MiB.
+const (
+	readersKept  = 4
+	readerChunks = 2
+)
+
+// NewZstorRemote returns the Remote of c.
+func NewZstorRemote(c *zstor.Client) *ZstorRemote {
+	return &ZstorRemote{C: c, readers: map[string]*openReader{}}
 }
 
 // Put implements Remote.
-func (r ZstorRemote) Put(ctx context.Context, name, path string) (Stored, error) {
+func (r *ZstorRemote) Put(ctx context.Context, name, path string) (Stored, error) {
 	res, err := r.C.Store(ctx, path, zstor.StoreOptions{Key: ObjectPrefix + name})
 	if err != nil {
 		return Stored{}, err
@@ -55,7 +81,7 @@ func (r ZstorRemote) Put(ctx context.Context, name, path string) (Stored, error)
 }
 
 // Get implements Remote.
-func (r ZstorRemote) Get(ctx context.Context, name, path string) error {
+func (r *ZstorRemote) Get(ctx context.Context, name, path string) error {
 	_, err := r.C.Retrieve(ctx, path, zstor.RetrieveOptions{Key: ObjectPrefix + name})
 	if errors.Is(err, zstor.ErrNotStored) {
 		return fmt.Errorf("%w: %w", fs.ErrNotExist, err)
@@ -64,12 +90,97 @@ func (r ZstorRemote) Get(ctx context.Context, name, path string) error {
 }
 
 // ReadAt implements Remote.
-func (r ZstorRemote) ReadAt(ctx context.Context, name string, p []byte, off int64) error {
-	return fmt.Errorf("qsfs: range reads: %w", errors.ErrUnsupported)
+func (r *ZstorRemote) ReadAt(ctx context.Context, name string, p []byte, off int64) error {
+	for attempt := 0; ; attempt++ {
+		or, err := r.reader(ctx, name)
+		if err != nil {
+			return err
+		}
+		n, err := or.ReadAtContext(ctx, p, off)
+		if err == nil || (errors.Is(err, io.EOF) && n == len(p)) {
+			return nil
+		}
+		if attempt == 0 && ctx.Err() == nil && !errors.Is(err, io.EOF) {
+			// The open reader's record may be stale (the object was
+			// replaced, or repaired onto other backends): read again
+			// with a fresh one.
+			r.drop(name, or)
+			continue
+		}
+		if errors.Is(err, io.EOF) {
+			return fmt.Errorf("qsfs: %s: %d bytes at %d: beyond the object's %d bytes: %w", name, len(p), off, or.Size(), io.ErrUnexpectedEOF)
+		}
+		return err
+	}
+}
+
+// reader returns the open reader of object name, opening it if needed.
+func (r *ZstorRemote) reader(ctx context.Context, name string) (*zstor.ObjectReader, error) {
+	r.mu.Lock()
+	r.clock++
+	if o := r.readers[name]; o != nil {
+		o.used = r.clock
+		r.mu.Unlock()
+		return o.r, nil
+	}
+	r.mu.Unlock()
+	or, err := r.C.OpenObject(ctx, ObjectPrefix+name, zstor.ReaderOptions{CacheChunks: readerChunks})
+	if errors.Is(err, zstor.ErrNotStored) {
+		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
+	}
+	if err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if o := r.readers[name]; o != nil {
+		or.Close()
+		return o.r, nil
+	}
+	if r.readers == nil {
+		r.readers = map[string]*openReader{}
+	}
+	r.readers[name] = &openReader{r: or, used: r.clock}
+	for len(r.readers) > readersKept {
+		var oldest string
+		for k, o := range r.readers {
+			if oldest == "" || o.used < r.readers[oldest].used {
+				oldest = k
+			}
+		}
+		r.readers[oldest].r.Close()
+		delete(r.readers, oldest)
+	}
+	return or, nil
+}
+
+func (r *ZstorRemote) drop(name string, or *zstor.ObjectReader) {
+	r.mu.Lock()
+	if o := r.readers[name]; o != nil && o.r == or {
+		delete(r.readers, name)
+		or.Close()
+	}
+	r.mu.Unlock()
+}
+
+// Close closes the open readers.
+func (r *ZstorRemote) Close() {
+	r.mu.Lock()
+	for k, o := range r.readers {
+		o.r.Close()
+		delete(r.readers, k)
+	}
+	r.mu.Unlock()
 }
 
 // Delete implements Remote.
-func (r ZstorRemote) Delete(ctx context.Context, name string) error {
+func (r *ZstorRemote) Delete(ctx context.Context, name string) error {
+	r.mu.Lock()
+	if o := r.readers[name]; o != nil {
+		o.r.Close()
+		delete(r.readers, name)
+	}
+	r.mu.Unlock()
 	_, err := r.C.Delete(ctx, ObjectPrefix+name)
 	if errors.Is(err, zstor.ErrNotStored) {
 		return nil
@@ -91,7 +202,7 @@ type HealthReporter interface {
 }
 
 // Health implements HealthReporter: every data backend, probed.
-func (r ZstorRemote) Health(ctx context.Context) ([]BackendHealth, int) {
+func (r *ZstorRemote) Health(ctx context.Context) ([]BackendHealth, int) {
 	var out []BackendHealth
 	for _, h := range r.C.Backends().ProbeAll(ctx) {
 		bh := BackendHealth{Address: h.Backend.Config.Address, Namespace: h.Backend.Config.Namespace, Reachable: h.Usable()}
@@ -115,7 +226,7 @@ type Maintainer interface {
 }
 
 // Repair implements Maintainer.
-func (r ZstorRemote) Repair(ctx context.Context) (int, error) {
+func (r *ZstorRemote) Repair(ctx context.Context) (int, error) {
 	rep, err := r.C.Repair(ctx, ObjectPrefix)
 	if err != nil {
 		return 0, err
@@ -131,7 +242,7 @@ func (r ZstorRemote) Repair(ctx context.Context) (int, error) {
 }
 
 // Redundancy implements Maintainer.
-func (r ZstorRemote) Redundancy(ctx context.Context) (int, int, error) {
+func (r *ZstorRemote) Redundancy(ctx context.Context) (int, int, error) {
 	cs, err := r.C.Census(ctx)
 	if err != nil {
 		return 0, 0, err

@@ -64,12 +64,12 @@ func (g *globals) load() (*qconfig.Config, error) {
 }
 
 // openRemote opens the zstor client of a config.
-func openRemote(ctx context.Context, cfg *qconfig.Config, log *slog.Logger) (*zstor.Client, qsfs.ZstorRemote, error) {
+func openRemote(ctx context.Context, cfg *qconfig.Config, log *slog.Logger) (*zstor.Client, *qsfs.ZstorRemote, error) {
 	c, err := zstor.Open(ctx, cfg.Zstor, zstor.Options{Logger: quieter(log, "zstor")})
 	if err != nil {
-		return nil, qsfs.ZstorRemote{}, err
+		return nil, nil, err
 	}
-	return c, qsfs.ZstorRemote{C: c}, nil
+	return c, qsfs.NewZstorRemote(c), nil
 }
 
 func nodeOptions(cfg *qconfig.Config, r qsfs.Remote, log *slog.Logger) qsfs.Options {
