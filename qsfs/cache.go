@@ -78,6 +78,7 @@ func (n *Node) evictLoop() {
 		} else if time.Since(lastReclaim) > reclaimEvery {
 			lastReclaim = time.Now()
 			n.reclaim(n.ctx)
+			n.mergeSmall(n.ctx)
 		}
 		n.spaceChanged()
 	}
@@ -312,5 +313,74 @@ func (n *Node) reclaim(ctx context.Context) {
 				"retired", len(st.Retired) > 0, "copied_bytes", st.BytesCopied)
 			return
 		}
+	}
+}
+
+// Small files: every cut closes the active files, so a slow writer leaves
+// many small data files (and their index files, each an open descriptor
+// in the engine and an object on the backends). Once a namespace holds
+// more than mergeAbove closed files under a quarter of data_file_size,
+// the oldest mergeBatch of them are merged (zdb MergeFiles: their entries
+// move to the active file, which the next cut stores as one file). A
+// merged file is bigger, so data is merged a few times at most.
+var (
+	mergeAbove = 32
+	mergeBatch = 16
+)
+
+// mergeSmall merges one batch of small files of one namespace, when the
+// cache has room to bring the evicted ones back.
+func (n *Node) mergeSmall(ctx context.Context) {
+	smallSize := n.opts.DataFileSize / 4
+	for _, ns := range namespaces {
+		nsp := n.eng.Namespace(ns)
+		if nsp == nil {
+			continue
+		}
+		active := nsp.ActiveFileID()
+		live := nsp.LiveBytes()
+		var small []uint32
+		var need int64
+		for id := uint32(0); id < active; id++ {
+			name := dataName(ns, id)
+			o, ok := n.st.stored(name)
+			if !ok || n.st.retired(name) || o.Size >= smallSize {
+				continue
+			}
+			if _, known := live[id]; !known {
+				continue // no index file: nothing to merge
+			}
+			small = append(small, id)
+		}
+		if len(small) <= mergeAbove {
+			continue
+		}
+		batch := small[:mergeBatch]
+		var fetch []uint32
+		for _, id := range batch {
+			path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
+			if _, err := os.Stat(path); err != nil {
+				o, _ := n.st.stored(dataName(ns, id))
+				need += o.Size
+				fetch = append(fetch, id)
+			}
+		}
+		if n.usage()+need > n.opts.CacheSize {
+			return
+		}
+		for _, id := range fetch {
+			path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
+			if err := n.FetchFile(ctx, ns, id, path); err != nil {
+				n.log.Warn("fetch a small data file back to merge it", "object", dataName(ns, id), "err", err)
+				return
+			}
+		}
+		st, err := nsp.MergeFiles(ctx, batch)
+		if err != nil {
+			n.log.Warn("merge small data files", "namespace", ns, "err", err)
+			return
+		}
+		n.log.Info("merged small data files", "namespace", ns, "files", len(st.Retired), "copied_bytes", st.BytesCopied)
+		return
 	}
 }

@@ -339,3 +339,62 @@ func TestLoseTwoBackendsThenRepair(t *testing.T) {
 	}
 	checkKeys(t, n, 0, keys, size)
 }
+
+// A slow writer (a cut after every few writes) leaves small files; they
+// are merged so that their number stays bounded, and nothing is lost.
+func TestSmallFilesAreMerged(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	o := testOptions(dir, r)
+	o.CacheSize = 16 << 20
+	reclaimEvery = 50 * time.Millisecond
+	mergeAbove, mergeBatch = 8, 4
+	defer func() { reclaimEvery, mergeAbove, mergeBatch = 10*time.Second, 32, 16 }()
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for round := range 30 {
+		writeKeys(t, n, round*5, round*5+5, 4<<10)
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+	smallFiles := func() int {
+		count := 0
+		active := n.Engine().Namespace(DataNamespace).ActiveFileID()
+		for id := uint32(0); id < active; id++ {
+			name := dataName(DataNamespace, id)
+			if o, ok := n.st.stored(name); ok && !n.st.retired(name) && o.Size < n.opts.DataFileSize/4 {
+				count++
+			}
+		}
+		return count
+	}
+	deadline := time.Now().Add(20 * time.Second)
+	for smallFiles() > mergeAbove+mergeBatch && time.Now().Before(deadline) {
+		if err := n.Sync(ctx); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if got := smallFiles(); got > mergeAbove+mergeBatch {
+		t.Fatalf("%d small data files left after 30 cuts", got)
+	}
+	checkKeys(t, n, 0, 150, 4<<10)
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.Close(ctx)
+	dir2 := t.TempDir()
+	if _, err := Restore(ctx, testOptions(dir2, r), nil); err != nil {
+		t.Fatal(err)
+	}
+	n2, err := Open(ctx, testOptions(dir2, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	checkKeys(t, n2, 0, 150, 4<<10)
+}

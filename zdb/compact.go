@@ -208,16 +208,28 @@ var errCompactAborted = errors.New("compaction aborted: the namespace was reload
 // dead bytes (an embedding program that fetched an evicted file back to
 // reclaim it: qsfs).
 func (ns *Namespace) CompactFile(ctx context.Context, id uint32) (CompactStats, error) {
-	return ns.compactVictims(ctx, false, map[uint32]bool{id: true})
+	return ns.compactVictims(ctx, false, map[uint32]bool{id: true}, false)
+}
+
+// MergeFiles copies the live entries of the given closed, local data files
+// to the active file and retires them, dead bytes or not: a program that
+// rotates often (qsfs cuts a recovery point every rpo/2) merges the small
+// files that leaves behind, so that their number stays bounded.
+func (ns *Namespace) MergeFiles(ctx context.Context, ids []uint32) (CompactStats, error) {
+	only := map[uint32]bool{}
+	for _, id := range ids {
+		only[id] = true
+	}
+	return ns.compactVictims(ctx, true, only, true)
 }
 
 func (ns *Namespace) compact(ctx context.Context, all bool) (CompactStats, error) {
-	return ns.compactVictims(ctx, all, nil)
+	return ns.compactVictims(ctx, all, nil, false)
 }
 
 // compactVictims is compact; only, when set, limits the victims to those
-// ids (chosen as with all).
-func (ns *Namespace) compactVictims(ctx context.Context, all bool, only map[uint32]bool) (CompactStats, error) {
+// ids (chosen as with all), and force takes them even without dead bytes.
+func (ns *Namespace) compactVictims(ctx context.Context, all bool, only map[uint32]bool, force bool) (CompactStats, error) {
 	ns.compactMu.Lock()
 	defer ns.compactMu.Unlock()
 	// Rotations raise events under the lock; they go out after it.
@@ -262,7 +274,7 @@ func (ns *Namespace) compactVictims(ctx context.Context, all bool, only map[uint
 			all = true
 		}
 		dead := f.size - DataHeaderSize - f.live
-		if dead <= 0 {
+		if dead <= 0 && !force {
 			continue
 		}
 		if all || f.live == 0 || float64(dead)/float64(f.size) >= threshold {

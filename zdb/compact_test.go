@@ -890,3 +890,47 @@ func TestCompactCopiesAcrossRotation(t *testing.T) {
 		e.Close()
 	}
 }
+
+// MergeFiles retires small files that hold no dead bytes: their entries
+// move to the active file and stay readable, also after a restart (and
+// for 0-db's loader).
+func TestMergeFilesRetiresSmallLiveFiles(t *testing.T) {
+	dir := t.TempDir()
+	opts := cpOptions(dir)
+	e := cpOpen(t, opts)
+	ns := e.Namespace(DefaultNamespace)
+	m := &cpModel{live: map[string][]byte{}, deleted: map[string]bool{}}
+	var small []uint32
+	for f := range 8 {
+		for k := range 10 {
+			key := fmt.Sprintf("f%d-k%d", f, k)
+			v := bytes.Repeat([]byte(key), 50)
+			if _, err := ns.Set([]byte(key), v, 0); err != nil {
+				t.Fatal(err)
+			}
+			m.live[key] = v
+		}
+		small = append(small, ns.ActiveFileID())
+		if err := ns.Jump(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := ns.MergeFiles(context.Background(), small)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Retired) != len(small) {
+		t.Fatalf("retired %v of %v", st.Retired, small)
+	}
+	for _, id := range small {
+		if _, err := os.Stat(filepath.Join(opts.DataDir, DefaultNamespace, fmt.Sprintf("d%d", id))); err == nil {
+			t.Fatalf("d%d still there", id)
+		}
+	}
+	cpCheck(t, ns, m)
+	e.Close()
+	e = cpOpen(t, opts)
+	cpCheck(t, e.Namespace(DefaultNamespace), m)
+	e.Close()
+	cpCheckZeroDB(t, dir, m)
+}
