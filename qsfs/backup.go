@@ -261,6 +261,21 @@ func (n *Node) recover() error {
 	if err := n.st.addJobs(jobs); err != nil {
 		return err
 	}
+	// The engine knows that a namespace changed since its last rotation
+	// only in memory: after a crash, an active file holding entries (writes
+	// no point captured) would stay active through the cut below, while the
+	// closed index files it copies already carry those writes' in-place
+	// flags (an overwritten directory record, say), so the point would name
+	// neither the old nor the new record. Close such a file first.
+	for _, ns := range namespaces {
+		nsp := n.eng.Namespace(ns)
+		active := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(nsp.ActiveFileID()), 10))
+		if fi, err := os.Stat(active); err == nil && fi.Size() > zdb.DataHeaderSize {
+			if err := nsp.Jump(); err != nil {
+				return fmt.Errorf("qsfs: close the active file of %s at start: %w", ns, err)
+			}
+		}
+	}
 	if _, err := n.cut(true); err != nil {
 		return fmt.Errorf("qsfs: recovery point at start: %w", err)
 	}
@@ -294,6 +309,12 @@ func (n *Node) uploader() {
 	retry := time.NewTimer(time.Second)
 	defer retry.Stop()
 	for {
+		// Once stopped, an upload fails at once (its context is done)
+		// and leaves its job queued: without this check the loop would
+		// pick it again and again.
+		if n.ctx.Err() != nil {
+			return
+		}
 		j, wait := n.nextJob()
 		if j == nil {
 			if !retry.Stop() {

@@ -398,3 +398,51 @@ func TestSmallFilesAreMerged(t *testing.T) {
 	defer n2.Close(ctx)
 	checkKeys(t, n2, 0, 150, 4<<10)
 }
+
+// Writes a crash left in the active file (the engine's "changed" flag is
+// in memory only) are in the first point cut after the restart: a sync
+// right after it and the loss of the disk lose nothing.
+func TestWritesInTheActiveFileAtACrashAreStoredAfterTheRestart(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	dir := t.TempDir()
+	o := testOptions(dir, r)
+	o.RPO = time.Hour
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, n, 0, 10, 1000)
+	// Stopping with uploads queued returns (the uploaders used to retry
+	// a job whose context was done in a loop that never ended).
+	stopped := make(chan struct{})
+	go func() { n.crash(); close(stopped) }()
+	select {
+	case <-stopped:
+	case <-time.After(3 * time.Second):
+		// Not t.Fatal: the spinning loop would go on eating memory.
+		panic("the node did not stop within 3 s with uploads queued")
+	}
+	n.eng.Close()
+
+	n, err = Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	n.crash()
+	n.eng.Close()
+
+	dir2 := t.TempDir()
+	if _, err := Restore(ctx, testOptions(dir2, r), nil); err != nil {
+		t.Fatal(err)
+	}
+	n2, err := Open(ctx, testOptions(dir2, r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close(ctx)
+	checkKeys(t, n2, 0, 10, 1000)
+}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	bolt "go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // The local state (state/qsfs.db, bbolt): what is stored remotely, what is
@@ -48,7 +49,7 @@ type state struct {
 
 func openState(path string) (*state, error) {
 	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: 2 * time.Second})
-	if errors.Is(err, bolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("qsfs: %s is in use by another qsfs process", path)
 	}
 	if err != nil {
