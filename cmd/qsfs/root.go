@@ -75,7 +75,8 @@ func openRemote(ctx context.Context, cfg *qconfig.Config, log *slog.Logger) (*zs
 func nodeOptions(cfg *qconfig.Config, r qsfs.Remote, log *slog.Logger) qsfs.Options {
 	return qsfs.Options{
 		Dir: cfg.Path, CacheSize: cfg.CacheSize, RPO: cfg.RPO, DataFileSize: cfg.DataFileSize,
-		UploadConcurrency: cfg.UploadConcurrency, GCGrace: cfg.GCGrace, Remote: r, Logger: log,
+		UploadConcurrency: cfg.UploadConcurrency, GCGrace: cfg.GCGrace, BackpressureWait: cfg.WriteWait,
+		Remote: r, Logger: log,
 	}
 }
 

@@ -43,6 +43,7 @@ const (
 	DefaultUploadConcurrency = 2
 	MaxUploadConcurrency     = 64
 	DefaultGCGrace           = 24 * time.Hour
+	DefaultWriteWait         = 30 * time.Second
 )
 
 // Config is a loaded, validated qsfs.toml.
@@ -74,6 +75,10 @@ type Config struct {
 	// GCGrace is how long a remote object no index refers to any more is
 	// kept before it is deleted, so an older index can still be restored.
 	GCGrace time.Duration
+	// WriteWait is how long a write waits for cache space (backpressure,
+	// while the backends cannot take what fills the cache) before it fails
+	// with ENOSPC.
+	WriteWait time.Duration
 	// Metrics is the Prometheus listen address ("" for none).
 	Metrics string
 }
@@ -204,6 +209,7 @@ type rawQsfs struct {
 	DataFileSize      any     `toml:"data_file_size"`
 	UploadConcurrency *int    `toml:"upload_concurrency"`
 	GCGrace           *string `toml:"gc_grace"`
+	WriteWait         *string `toml:"write_wait"`
 	Metrics           string  `toml:"metrics"`
 }
 
@@ -283,6 +289,12 @@ func (r *rawQsfs) resolve(dir string) (*Config, error) {
 	}
 	if c.GCGrace < 0 {
 		return nil, invalid("qsfs.gc_grace", "%v is negative", c.GCGrace)
+	}
+	if c.WriteWait, err = duration(r.WriteWait, DefaultWriteWait); err != nil {
+		return nil, invalid("qsfs.write_wait", "%v", err)
+	}
+	if c.WriteWait <= 0 {
+		return nil, invalid("qsfs.write_wait", "%v must be positive", c.WriteWait)
 	}
 
 	c.UploadConcurrency = DefaultUploadConcurrency

@@ -88,6 +88,7 @@ func TestDefaults(t *testing.T) {
 		DataFileSize:      64 << 20,
 		UploadConcurrency: 2,
 		GCGrace:           24 * time.Hour,
+		WriteWait:         30 * time.Second,
 	}
 	got := *c
 	got.Zstor = nil
@@ -110,6 +111,7 @@ web_tls_key = "` + key + `"
 data_file_size = "1.5MiB"
 upload_concurrency = 8
 gc_grace = "168h"
+write_wait = "5s"
 metrics = "0.0.0.0:9100"
 `
 	path := filepath.Join(dir, "qsfs.toml")
@@ -131,6 +133,7 @@ metrics = "0.0.0.0:9100"
 		DataFileSize:      3 << 19,
 		UploadConcurrency: 8,
 		GCGrace:           168 * time.Hour,
+		WriteWait:         5 * time.Second,
 		Metrics:           "0.0.0.0:9100",
 	}
 	got := *c
@@ -237,6 +240,8 @@ func TestErrors(t *testing.T) {
 		{"rpo short", q(req + "rpo = \"500ms\"\n"), "qsfs.rpo", "rpo", ErrInvalid, "at least 1s"},
 		{"gc_grace bad", q(req + "gc_grace = \"1d\"\n"), "qsfs.gc_grace", "gc_grace", ErrInvalid, "not a duration"},
 		{"gc_grace negative", q(req + "gc_grace = \"-1h\"\n"), "qsfs.gc_grace", "gc_grace", ErrInvalid, "negative"},
+		{"write_wait bad", q(req + "write_wait = \"long\"\n"), "qsfs.write_wait", "write_wait", ErrInvalid, "not a duration"},
+		{"write_wait zero", q(req + "write_wait = \"0s\"\n"), "qsfs.write_wait", "write_wait", ErrInvalid, "positive"},
 		{"data_file_size small", q(req + "data_file_size = \"512K\"\n"), "qsfs.data_file_size", "data_file_size", ErrInvalid, "must be"},
 		{"data_file_size 4G", q(req + "data_file_size = \"4G\"\n"), "qsfs.data_file_size", "data_file_size", ErrInvalid, "must be"},
 		{"data_file_size bad", q(req + "data_file_size = \"big\"\n"), "qsfs.data_file_size", "data_file_size", ErrInvalid, "not a size"},

@@ -234,4 +234,7 @@ web = "%s"
 # How long remote objects no index refers to any more are kept, so that an
 # older index can still be restored.
 # gc_grace = "24h"
+# How long a write waits for cache space (while the backends cannot take
+# what fills the cache) before it fails with ENOSPC.
+# write_wait = "30s"
 `
