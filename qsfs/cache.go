@@ -71,9 +71,12 @@ func (n *Node) evictLoop() {
 		case <-t.C:
 		case <-n.evc:
 		}
-		used := n.scanUsage()
-		if float64(used) > evictHigh*float64(n.opts.CacheSize) {
-			n.evict(int64(evictLow * float64(n.opts.CacheSize)))
+		// Waiting writers count: without them, a cache just under the
+		// high mark would never be evicted while a write larger than the
+		// room left waits for space until it fails with ENOSPC.
+		used, demand := n.scanUsage(), n.demand.Load()
+		if float64(used+demand) > evictHigh*float64(n.opts.CacheSize) {
+			n.evict(min(int64(evictLow*float64(n.opts.CacheSize)), n.opts.CacheSize-demand))
 			n.scanUsage()
 		} else if time.Since(lastReclaim) > reclaimEvery {
 			lastReclaim = time.Now()
@@ -179,6 +182,8 @@ func (n *Node) admit(ctx context.Context, size int) error {
 		return nil
 	}
 	n.stats.WriteWaits.Add(1)
+	n.demand.Add(int64(size))
+	defer n.demand.Add(-int64(size))
 	deadline := time.NewTimer(n.opts.BackpressureWait)
 	defer deadline.Stop()
 	for {

@@ -103,6 +103,7 @@ type Node struct {
 
 	used       atomic.Int64 // local bytes at the last scan
 	unaccount  atomic.Int64 // bytes admitted since
+	demand     atomic.Int64 // bytes writers wait to be admitted for
 	spacec     chan struct{}
 	spaceMu    sync.Mutex
 	lastForced atomic.Int64 // unix ns of the last cut forced by a full cache
