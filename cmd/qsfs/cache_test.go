@@ -58,6 +58,9 @@ write_wait = "5s"`)
 		t.Errorf("only %d samples of du during the writes", samples)
 	}
 
+	if s, _ := f.status(); s.Evictions == 0 {
+		t.Errorf("nothing was evicted (status %+v)", s)
+	}
 	// A new mount: neither the kernel's page cache nor zdbfs's holds the
 	// files, so what was evicted is fetched.
 	p.stop()
@@ -65,9 +68,8 @@ write_wait = "5s"`)
 	for name, want := range files {
 		checkFile(t, name, want)
 	}
-	s, _ := f.status()
-	if s.Evictions == 0 || s.Fetches == 0 {
-		t.Errorf("evictions %d, fetches %d: want both > 0", s.Evictions, s.Fetches)
+	if s, _ := f.status(); s.Fetches == 0 {
+		t.Errorf("nothing was fetched reading back four times the cache (status %+v)", s)
 	}
 	if u := diskUse(f.dir); u > capBytes+dataFile {
 		t.Errorf("local use after reading everything back: %d bytes", u)
