@@ -198,6 +198,7 @@ func (n *Node) admit(ctx context.Context, size int) error {
 			}()
 		}
 		n.kickEvict()
+		n.shortenBackoff(2 * time.Second)
 		n.spaceMu.Lock()
 		c := n.spacec
 		n.spaceMu.Unlock()
@@ -387,5 +388,24 @@ func (n *Node) mergeSmall(ctx context.Context) {
 		}
 		n.log.Info("merged small data files", "namespace", ns, "files", len(st.Retired), "copied_bytes", st.BytesCopied)
 		return
+	}
+}
+
+// shortenBackoff brings the uploads' retries within d: while a writer
+// waits for room, a backend that came back must not wait out a long
+// back-off before the queue drains.
+func (n *Node) shortenBackoff(d time.Duration) {
+	limit := time.Now().Add(d)
+	woke := false
+	n.mu.Lock()
+	for name, t := range n.backoff {
+		if t.After(limit) {
+			n.backoff[name] = limit
+			woke = true
+		}
+	}
+	n.mu.Unlock()
+	if woke {
+		n.kick()
 	}
 }
