@@ -321,7 +321,8 @@ func TestLoseTwoBackendsThenRepair(t *testing.T) {
 		rs = n.Repair(ctx, r)
 		repaired += rs.Repaired
 		low, exp, err = r.Redundancy(ctx)
-		if err == nil && rs.Error == "" && low == exp {
+		// Done once a pass finds nothing left to repair.
+		if err == nil && rs.Error == "" && low == exp && rs.Repaired == 0 && repaired > 0 {
 			break
 		}
 		time.Sleep(300 * time.Millisecond)
