@@ -292,6 +292,7 @@ for i in $(seq "$RPO_SECS"); do
 done
 stop_pid "$SAMPLER"
 T[rpo]=$(tr '\n' ' ' <"$WORK/rpo.samples")
+[[ -n ${T[rpo]// /} ]] || die "no rpo_seconds from qsfs status --json during the load"
 T[rpo_written]=$(since "$start")
 T[mem_rpo]=$(hwm_mib w)
 umount_fs w
@@ -434,7 +435,7 @@ tr_=$(median <<<"${T[trestore]}") tu=$(median <<<"${T[tusable]}") td=$(median <<
 printf 'restore %d files (%d MiB; written in %s s, qsfs sync %s s): qsfs restore %s s (s: %s), then mount to ls -R answering %s s (s: %s), full read %s s (s: %s); restic restore %s s (s: %s); usable (restore + mount + ls -R) vs restic restore %s×, restore + full read vs restic %s×\n' \
 	"$FILES" "$TREE_MIB" "${T[tcopy]}" "${T[tsync]}" "$tr_" "${T[trestore]% }" "$tu" "${T[tusable]% }" "$td" "${T[tread]% }" "$tx" "${T[tx]% }" \
 	"$(awk -v a="$tx" -v b="$tr_" -v c="$tu" 'BEGIN {printf "%.2f", a/(b+c)}')" "$(awk -v a="$tx" -v b="$tr_" -v c="$tu" -v d="$td" 'BEGIN {printf "%.2f", a/(b+c+d)}')"
-printf 'live RPO at %d MiB/s for %d s (rpo %s): median %s s, max %s s over %d samples\n' \
-	"$RATE_MIB" "$RPO_SECS" "$RPO" "$(median <<<"${T[rpo]}")" "$(maxof <<<"${T[rpo]}")" "$(wc -w <<<"${T[rpo]}")"
+printf 'live RPO at %d MiB/s for %d s (rpo %s): median %.2f s, max %.2f s over %d samples (target ≤ %s)\n' \
+	"$RATE_MIB" "$RPO_SECS" "$RPO" "$(median <<<"${T[rpo]}")" "$(maxof <<<"${T[rpo]}")" "$(wc -w <<<"${T[rpo]}")" "$RPO"
 printf 'qsfs peak RSS (VmHWM, MiB; target < 364 = 300 + the 64 MiB zdbfs cache): write %s, live RPO %s, cold read %s, restored mount %s, qsfs restore command %s\n' \
 	"${T[mem_write]}" "${T[mem_rpo]}" "$(maxof <<<"${T[mem_read]}")" "$(maxof <<<"${T[mem_restore]}")" "$(maxof <<<"${T[mem_restorecmd]}")"
