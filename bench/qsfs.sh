@@ -182,7 +182,19 @@ new_fs() {
 	} >"$d/qsfs.toml"
 	chmod 600 "$d/qsfs.toml"
 }
-qs() { local name=$1; shift; "$QSFS" -c "$WORK/$name/qsfs.toml" "$@"; }
+# qs NAME ARGS...: a qsfs command on filesystem NAME, bounded in time.
+qs() {
+	local name=$1 rc=0
+	shift
+	timeout 600 "$QSFS" -c "$WORK/$name/qsfs.toml" "$@" || rc=$?
+	[[ $rc != 124 ]] || die "qsfs $* on $name did not return within 600 s"
+	return "$rc"
+}
+# status_field NAME FIELD: a number from qsfs status --json.
+status_field() {
+	{ timeout 10 "$QSFS" -c "$WORK/$1/qsfs.toml" status --json 2>/dev/null || true; } |
+		grep -o "\"$2\": *[0-9.eE+-]*" | head -n 1 | awk -F: '{print $2 + 0}'
+}
 mount_fs() { # NAME
 	local name=$1
 	"$QSFS" -c "$WORK/$name/qsfs.toml" mount "$WORK/$name/mnt" >>"$WORK/$name/qsfs.log" 2>&1 &
@@ -266,6 +278,7 @@ for r in $(seq "$ROUNDS"); do
 	log "write round $r: qsfs $(last "${T[wq]}") s (then qsfs sync $(last "${T[wsync]}") s), zdbfs $(last "${T[wz]}") s"
 done
 T[mem_write]=$(hwm_mib w)
+T[wevict]=$(status_field w evictions)
 umount "$WORK/plain/mnt"
 wait "$ZDBFS_PID" || die "zdbfs exited with an error after unmount"
 ZDBFS_PID=
@@ -278,7 +291,7 @@ mkdir -p "$WORK/w/mnt/rpo"
 (
 	while :; do
 		t0=$(now)
-		qs w status --json 2>/dev/null | grep -o '"rpo_seconds": *[0-9.eE+-]*' | awk -F: '{print $2 + 0}' || true
+		status_field w rpo_seconds
 		sleep "$(awk -v a="$t0" -v b="$(now)" 'BEGIN {d = 1 - (b - a); print (d > 0) ? d : 0}')"
 	done
 ) >"$WORK/rpo.samples" &
@@ -390,7 +403,7 @@ for r in $(seq "$ROUNDS"); do
 			umount_fs t
 			rm -rf "$WORK/t/local"
 			drop_caches
-			/usr/bin/time -f '%e %M' -o "$WORK/t/restore.time" "$QSFS" -c "$WORK/t/qsfs.toml" restore >"$WORK/t/restore.log" 2>&1 ||
+			timeout 600 /usr/bin/time -f '%e %M' -o "$WORK/t/restore.time" "$QSFS" -c "$WORK/t/qsfs.toml" restore >"$WORK/t/restore.log" 2>&1 ||
 				die "qsfs restore failed: $(tail -n 5 "$WORK/t/restore.log")"
 			read -r secs kib <"$WORK/t/restore.time"
 			T[trestore]+="$secs "
@@ -424,7 +437,7 @@ echo
 wq=$(median <<<"${T[wq]}") wz=$(median <<<"${T[wz]}")
 printf 'write %d MiB (dd bs=1M conv=fsync): qsfs with backups %s MiB/s (s: %s), plain zdbfs %s MiB/s (s: %s), ratio %s× (target ≥ 0.8×)\n' \
 	"$SIZE_MIB" "$(mibps "$SIZE_MIB" "$wq")" "${T[wq]% }" "$(mibps "$SIZE_MIB" "$wz")" "${T[wz]% }" "$(ratio "$wz" "$wq")"
-printf 'qsfs sync after the write (upload drain): median %s s (s: %s)\n' "$(median <<<"${T[wsync]}")" "${T[wsync]% }"
+printf 'qsfs sync after the write (upload drain): median %s s (s: %s); data files evicted during the writes: %s (should be 0)\n' "$(median <<<"${T[wsync]}")" "${T[wsync]% }" "${T[wevict]:-unknown}"
 rq=$(median <<<"${T[rq]}") rx=$(median <<<"${T[rx]}")
 printf 'cold read of an evicted %d MiB file (cat): qsfs %s MiB/s (s: %s; MiB fetched from backends: %s), restic restore %s MiB/s (s: %s), ratio %s× (target ≥ 1.0×)\n' \
 	"$SIZE_MIB" "$(mibps "$SIZE_MIB" "$rq")" "${T[rq]% }" "${T[rfetch]% }" "$(mibps "$SIZE_MIB" "$rx")" "${T[rx]% }" "$(ratio "$rx" "$rq")"
