@@ -216,8 +216,8 @@ umount_fs() { # NAME
 }
 hwm_reset() { echo 5 >"/proc/${QPID[$1]}/clear_refs"; }
 hwm_mib() { awk '/^VmHWM/ {printf "%d", $2 / 1024}' "/proc/${QPID[$1]}/status"; }
-fetched() { # NAME: bytes fetched by range since the mount started
-	curl -fsS "http://127.0.0.1:${MPORT[$1]}/metrics" | awk '/^qsfs_fetch_bytes_total / {printf "%d", $2}'
+fetched() { # NAME [METRIC]: bytes fetched by range since the mount started (or another qsfs_ counter)
+	curl -fsS "http://127.0.0.1:${MPORT[$1]}/metrics" | awk -v m="qsfs_${2:-fetch_bytes}_total" '$1 == m {printf "%d", $2}'
 }
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 now() { date +%s.%N; }
@@ -342,11 +342,14 @@ for r in $(seq "$ROUNDS"); do
 				T[ttfb]+="$(since "$t0") "
 			done
 			f1=$(fetched r)
+			n0=$(fetched r fetches)
 			t0=$(now)
 			cat "$WORK/r/mnt/big" >/dev/null
 			T[rq]+="$(since "$t0") "
 			f2=$(fetched r)
+			n1=$(fetched r fetches)
 			T[rfetch]+="$(((f2 - f1) >> 20)) "
+			T[rfetchn]+="$((n1 - n0)) "
 			T[ttfbfetch]+="$(((f1 - f0) >> 10)) "
 			T[mem_read]+="$(hwm_mib r) "
 		else
@@ -357,7 +360,7 @@ for r in $(seq "$ROUNDS"); do
 			T[rx]+="$(since "$t0") "
 		fi
 	done
-	log "read round $r: qsfs cat $(last "${T[rq]}") s ($(last "${T[rfetch]}") MiB fetched), restic restore $(last "${T[rx]}") s, ttfb $(awk '{for (i = NF - n + 1; i <= NF; i++) printf "%s ", $i}' n="$TTFB_FILES" <<<"${T[ttfb]}")s"
+	log "read round $r: qsfs cat $(last "${T[rq]}") s ($(last "${T[rfetch]}") MiB fetched in $(last "${T[rfetchn]}") range reads), restic restore $(last "${T[rx]}") s, ttfb $(awk '{for (i = NF - n + 1; i <= NF; i++) printf "%s ", $i}' n="$TTFB_FILES" <<<"${T[ttfb]}")s"
 done
 [[ $(sha256sum <"$WORK/r/mnt/big" | cut -d' ' -f1) == "$SRC_SUM" ]] || die "qsfs read back other bytes than were written (big)"
 [[ $(sha256sum <"$WORK/restic-restore$SRC" | cut -d' ' -f1) == "$SRC_SUM" ]] || die "restic restored other bytes"
@@ -439,8 +442,8 @@ printf 'write %d MiB (dd bs=1M conv=fsync): qsfs with backups %s MiB/s (s: %s), 
 	"$SIZE_MIB" "$(mibps "$SIZE_MIB" "$wq")" "${T[wq]% }" "$(mibps "$SIZE_MIB" "$wz")" "${T[wz]% }" "$(ratio "$wz" "$wq")"
 printf 'qsfs sync after the write (upload drain): median %s s (s: %s); data files evicted during the writes: %s (should be 0)\n' "$(median <<<"${T[wsync]}")" "${T[wsync]% }" "${T[wevict]:-unknown}"
 rq=$(median <<<"${T[rq]}") rx=$(median <<<"${T[rx]}")
-printf 'cold read of an evicted %d MiB file (cat): qsfs %s MiB/s (s: %s; MiB fetched from backends: %s), restic restore %s MiB/s (s: %s), ratio %s× (target ≥ 1.0×)\n' \
-	"$SIZE_MIB" "$(mibps "$SIZE_MIB" "$rq")" "${T[rq]% }" "${T[rfetch]% }" "$(mibps "$SIZE_MIB" "$rx")" "${T[rx]% }" "$(ratio "$rx" "$rq")"
+printf 'cold read of an evicted %d MiB file (cat): qsfs %s MiB/s (s: %s; MiB fetched from backends: %s, in range reads: %s), restic restore %s MiB/s (s: %s), ratio %s× (target ≥ 1.0×)\n' \
+	"$SIZE_MIB" "$(mibps "$SIZE_MIB" "$rq")" "${T[rq]% }" "${T[rfetch]% }" "${T[rfetchn]% }" "$(mibps "$SIZE_MIB" "$rx")" "${T[rx]% }" "$(ratio "$rx" "$rq")"
 printf 'time to first byte of an evicted 1 MiB file (head -c 4096): median %s ms, max %s ms over %d reads (KiB fetched per round: %s)\n' \
 	"$(awk -v s="$(median <<<"${T[ttfb]}")" 'BEGIN {printf "%.0f", s*1000}')" "$(awk -v s="$(maxof <<<"${T[ttfb]}")" 'BEGIN {printf "%.0f", s*1000}')" \
 	"$(wc -w <<<"${T[ttfb]}")" "${T[ttfbfetch]% }"
