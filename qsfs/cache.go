@@ -72,8 +72,8 @@ func (n *Node) evictLoop() {
 		case <-n.evc:
 		}
 		used := n.scanUsage()
-		if float64(used) > evictHigh*float64(n.opts.CacheSize) {
-			n.evict(int64(evictLow * float64(n.opts.CacheSize)))
+		if target, ok := n.evictTarget(used); ok {
+			n.evict(target)
 			n.scanUsage()
 		} else if time.Since(lastReclaim) > reclaimEvery {
 			lastReclaim = time.Now()
@@ -81,6 +81,22 @@ func (n *Node) evictLoop() {
 		}
 		n.spaceChanged()
 	}
+}
+
+// evictTarget says whether to evict at local use used, and down to what:
+// above evictHigh of the cap, down to evictLow; and whenever the writes
+// waiting for room need more than is left, down to what lets them in (a
+// write bigger than the room between evictHigh and the cap would otherwise
+// wait for an eviction that never comes, and fail with ENOSPC though the
+// backends are fine).
+func (n *Node) evictTarget(used int64) (int64, bool) {
+	limit := n.opts.CacheSize
+	target := int64(evictLow * float64(limit))
+	need := n.waiting.Load()
+	if need > 0 && used+need > limit {
+		return max(0, min(target, limit-need)), true
+	}
+	return target, float64(used) > evictHigh*float64(limit)
 }
 
 // evict removes stored data files until use is under target.
@@ -178,6 +194,8 @@ func (n *Node) admit(ctx context.Context, size int) error {
 		return nil
 	}
 	n.stats.WriteWaits.Add(1)
+	n.waiting.Add(int64(size))
+	defer n.waiting.Add(-int64(size))
 	deadline := time.NewTimer(n.opts.BackpressureWait)
 	defer deadline.Stop()
 	for {

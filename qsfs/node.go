@@ -106,6 +106,7 @@ type Node struct {
 	spacec     chan struct{}
 	spaceMu    sync.Mutex
 	lastForced atomic.Int64 // unix ns of the last cut forced by a full cache
+	waiting    atomic.Int64 // bytes the writes waiting for room need together
 
 	stats Counters
 
