@@ -82,7 +82,10 @@ if [[ ${#need_pkgs[@]} -gt 0 ]]; then
 fi
 for c in go fusermount3 curl perl dd awk numfmt /usr/bin/time; do command -v "$c" >/dev/null || die "$c not found"; done
 
-read_cache_mib=$(($(numfmt --from=iec "${READ_CACHE%B}") / 1048576))
+# mib SIZE: a size such as 256M or 1G (powers of 1024, as qsfs reads them) in MiB.
+mib() { local x=${1%B}; x=${x%i}; echo $(($(numfmt --from=iec "$x") / 1048576)); }
+read_cache_mib=$(mib "$READ_CACHE") dfs_mib=$(mib "$DATA_FILE_SIZE")
+[[ $read_cache_mib -ge $((2 * dfs_mib)) ]] || die "READ_CACHE ($READ_CACHE) must hold two data files (DATA_FILE_SIZE $DATA_FILE_SIZE)"
 need_mib=$((SIZE_MIB * (2 * ROUNDS + 8) + RATE_MIB * RPO_SECS * 2 + read_cache_mib * 2 + FILES * 20 / 1024 + 2048))
 [[ -e $WORK ]] && die "$WORK exists: remove it (a run left it?) or set WORK"
 mkdir -p "$WORK"
@@ -242,7 +245,7 @@ SRC_SUM=$(sha256sum "$SRC" | cut -d' ' -f1)
 
 # ---- 1 write: qsfs with backups running against plain zdbfs -------------
 log "phase 1: write $SIZE_MIB MiB, $ROUNDS rounds ..."
-new_fs w "$((SIZE_MIB * 2 * ROUNDS + RATE_MIB * RPO_SECS * 2 + 2048))M"
+new_fs w "$((SIZE_MIB * 2 * ROUNDS + RATE_MIB * RPO_SECS * 2 + 2048 + 3 * dfs_mib))M"
 mount_fs w
 mkdir -p "$WORK/plain/mnt"
 "$WORK/bin/zdbfs" -o "host=127.0.0.1,port=$PLAIN_PORT,autons" "$WORK/plain/mnt" >"$WORK/plain/zdbfs.log" 2>&1 &
@@ -385,7 +388,7 @@ perl -e '
 tree_sum() { (cd "$1" && find . -type f -print0 | LC_ALL=C sort -z | xargs -0 cat | sha256sum | cut -d' ' -f1); }
 TREE_SUM=$(tree_sum "$TREE")
 TREE_MIB=$(du -sm --apparent-size "$TREE" | cut -f1)
-new_fs t "2G"
+new_fs t "$((2048 + 3 * dfs_mib))M"
 mount_fs t
 t0=$(now)
 cp -r "$TREE" "$WORK/t/mnt/tree"
