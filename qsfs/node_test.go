@@ -447,3 +447,50 @@ func TestWritesInTheActiveFileAtACrashAreStoredAfterTheRestart(t *testing.T) {
 	defer n2.Close(ctx)
 	checkKeys(t, n2, 0, 10, 1000)
 }
+
+// A write bigger than the room left, arriving while local use sits between
+// the evictor's low and high marks, gets its room: the evictor makes space
+// for what waiting writes need, not only above the high mark. (zdbfs
+// flushes blocks in batches of several MiB: with a small cache such a batch
+// waited for an eviction that never came, and failed with ENOSPC forever.)
+func TestAdmitMakesRoomBelowTheHighMark(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	o := testOptions(t.TempDir(), r)
+	o.CacheSize = 8 << 20
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	const size = 64 << 10
+	ns := n.Engine().Namespace(DataNamespace)
+	low, high := int64(evictLow*float64(o.CacheSize)), int64(evictHigh*float64(o.CacheSize))
+	for i := 0; n.scanUsage() < (low+high)/2; i++ {
+		if err := n.admit(ctx, size); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := ns.Set([]byte(fmt.Sprintf("key-%06d", i)), value(i, size), 0); err != nil {
+			t.Fatal(err)
+		}
+		n.noteWrite()
+	}
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	used := n.scanUsage()
+	if used <= low || used > high {
+		t.Fatalf("set-up: local use %d is not between the marks %d and %d", used, low, high)
+	}
+	need := o.CacheSize - used + 256<<10 // just more than the room left
+	start := time.Now()
+	if err := n.admit(ctx, int(need)); err != nil {
+		t.Fatalf("a write of %d bytes with %d of %d used: %v", need, used, o.CacheSize, err)
+	}
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the write waited %v for room", took)
+	}
+	if n.Stats().Evictions.Load() == 0 {
+		t.Fatal("nothing was evicted")
+	}
+}
