@@ -99,7 +99,11 @@ func TestGCCollectsOrphansOnly(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	time.Sleep(2100 * time.Millisecond) // past a 1 s grace (zdb times have second precision)
+	// The grace is long enough that the young orphans stay young through
+	// both collections on a loaded machine (zdb times have second
+	// precision).
+	const grace = 4 * time.Second
+	time.Sleep(grace + 1100*time.Millisecond)
 	young := orphan(t, ctx, c, cl, "crashed/young", 100)
 
 	// Stores keep running during the collection.
@@ -124,8 +128,8 @@ func TestGCCollectsOrphansOnly(t *testing.T) {
 			mu.Unlock()
 		}
 	})
-	dry, err := c.GC(ctx, zstor.GCOptions{Grace: time.Second, DryRun: true})
-	rep, err2 := c.GC(ctx, zstor.GCOptions{Grace: time.Second})
+	dry, err := c.GC(ctx, zstor.GCOptions{Grace: grace, DryRun: true})
+	rep, err2 := c.GC(ctx, zstor.GCOptions{Grace: grace})
 	close(stop)
 	wg.Wait()
 	if err != nil || dry.Garbage != orphans || dry.Deleted != 0 {
@@ -141,8 +145,8 @@ func TestGCCollectsOrphansOnly(t *testing.T) {
 	}
 	checkAll(t, ctx, c, cl, live)
 	// Nothing left to collect but the young orphans, once they are old.
-	time.Sleep(1100 * time.Millisecond)
-	rep, err = c.GC(ctx, zstor.GCOptions{Grace: time.Second})
+	time.Sleep(grace + 1100*time.Millisecond)
+	rep, err = c.GC(ctx, zstor.GCOptions{Grace: grace})
 	if err != nil || rep.Deleted != young {
 		t.Fatalf("second gc: %+v, %v (want %d)", rep, err, young)
 	}
