@@ -49,6 +49,12 @@ func (n *Node) scanUsage() int64 {
 	return total
 }
 
+// admitLimit is the local use up to which writes are admitted: the high
+// mark, so that what the admission does not count (index entries,
+// snapshot copies, the state database, compaction's copies until the next
+// scan) has a tenth of the cap to fit in.
+func (n *Node) admitLimit() int64 { return int64(evictHigh * float64(n.opts.CacheSize)) }
+
 // usage is the local use as last measured plus what was admitted since.
 func (n *Node) usage() int64 { return n.used.Load() + n.unaccount.Load() }
 
@@ -76,7 +82,7 @@ func (n *Node) evictLoop() {
 		// room left waits for space until it fails with ENOSPC.
 		used, demand := n.scanUsage(), n.demand.Load()
 		if float64(used+demand) > evictHigh*float64(n.opts.CacheSize) {
-			n.evict(min(int64(evictLow*float64(n.opts.CacheSize)), n.opts.CacheSize-demand))
+			n.evict(min(int64(evictLow*float64(n.opts.CacheSize)), n.admitLimit()-demand))
 			n.scanUsage()
 		} else if time.Since(lastReclaim) > reclaimEvery {
 			lastReclaim = time.Now()
@@ -176,7 +182,7 @@ var ErrCacheFull = errors.New("qsfs: the local cache is full of data not stored 
 // admit lets a write of size bytes in once the cache has room for it,
 // waiting (backpressure) at most BackpressureWait.
 func (n *Node) admit(ctx context.Context, size int) error {
-	limit := n.opts.CacheSize
+	limit := n.admitLimit()
 	if n.usage()+int64(size) <= limit {
 		n.unaccount.Add(int64(size))
 		return nil
