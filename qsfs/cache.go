@@ -30,6 +30,10 @@ const (
 
 // scanUsage measures the local directory.
 func (n *Node) scanUsage() int64 {
+	// Writes admitted while the walk runs may or may not be in what it
+	// finds: only what was admitted before it started is replaced by the
+	// measure (counting some twice errs on the safe side).
+	before := n.unaccount.Load()
 	var total int64
 	filepath.WalkDir(n.opts.Dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -45,7 +49,7 @@ func (n *Node) scanUsage() int64 {
 		return nil
 	})
 	n.used.Store(total)
-	n.unaccount.Store(0)
+	n.unaccount.Add(-before)
 	return total
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"os/exec"
 	"path/filepath"
 	"sync"
 	"testing"
@@ -24,6 +25,7 @@ write_wait = "5s"`)
 
 	var mu sync.Mutex
 	peak, samples := int64(0), 0
+	worst := ""
 	stop := make(chan struct{})
 	sampled := make(chan struct{})
 	go func() {
@@ -36,6 +38,11 @@ write_wait = "5s"`)
 			}
 			u := diskUse(f.dir)
 			mu.Lock()
+			if u > capBytes+dataFile && u > peak {
+				// What was there at the worst moment, for the failure's log.
+				out, _ := exec.Command("du", "-a", "-B1", f.dir).Output()
+				worst = string(out)
+			}
 			peak, samples = max(peak, u), samples+1
 			mu.Unlock()
 		}
@@ -52,7 +59,7 @@ write_wait = "5s"`)
 	peak = max(peak, diskUse(f.dir))
 	t.Logf("du peaked at %d bytes over %d samples (cap %d + one data file %d)", peak, samples, capBytes, dataFile)
 	if peak > capBytes+dataFile {
-		t.Errorf("local use peaked at %d bytes, over the cap %d + one data file", peak, capBytes)
+		t.Errorf("local use peaked at %d bytes, over the cap %d + one data file; then:\n%s", peak, capBytes, worst)
 	}
 	if samples < 3 {
 		t.Errorf("only %d samples of du during the writes", samples)
