@@ -30,10 +30,13 @@ const (
 
 // scanUsage measures the local directory.
 func (n *Node) scanUsage() int64 {
-	// Writes admitted while the walk runs may or may not be in what it
-	// finds: only what was admitted before it started is replaced by the
-	// measure (counting some twice errs on the safe side).
-	before := n.unaccount.Load()
+	// An admitted write may land on disk well after its admission (zdbfs
+	// batches blocks), during or after a walk: the bytes admitted since
+	// the start of the walk before this one stay counted beside the
+	// measure (some are counted twice, which errs on the safe side).
+	n.scanMu.Lock()
+	defer n.scanMu.Unlock()
+	start := n.admitted.Load()
 	var total int64
 	filepath.WalkDir(n.opts.Dir, func(_ string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
@@ -49,7 +52,8 @@ func (n *Node) scanUsage() int64 {
 		return nil
 	})
 	n.used.Store(total)
-	n.unaccount.Add(-before)
+	n.admitBase.Store(n.prevScan)
+	n.prevScan = start
 	return total
 }
 
@@ -60,7 +64,7 @@ func (n *Node) scanUsage() int64 {
 func (n *Node) admitLimit() int64 { return int64(evictHigh * float64(n.opts.CacheSize)) }
 
 // usage is the local use as last measured plus what was admitted since.
-func (n *Node) usage() int64 { return n.used.Load() + n.unaccount.Load() }
+func (n *Node) usage() int64 { return n.used.Load() + n.admitted.Load() - n.admitBase.Load() }
 
 func (n *Node) kickEvict() {
 	select {
@@ -188,7 +192,7 @@ var ErrCacheFull = errors.New("qsfs: the local cache is full of data not stored 
 func (n *Node) admit(ctx context.Context, size int) error {
 	limit := n.admitLimit()
 	if n.usage()+int64(size) <= limit {
-		n.unaccount.Add(int64(size))
+		n.admitted.Add(int64(size))
 		return nil
 	}
 	n.stats.WriteWaits.Add(1)
@@ -213,7 +217,7 @@ func (n *Node) admit(ctx context.Context, size int) error {
 		c := n.spacec
 		n.spaceMu.Unlock()
 		if n.usage()+int64(size) <= limit {
-			n.unaccount.Add(int64(size))
+			n.admitted.Add(int64(size))
 			return nil
 		}
 		select {

@@ -102,7 +102,10 @@ type Node struct {
 	lastErr      string
 
 	used       atomic.Int64 // local bytes at the last scan
-	unaccount  atomic.Int64 // bytes admitted since
+	admitted   atomic.Int64 // bytes admitted, ever
+	admitBase  atomic.Int64 // admitted at the start of the scan before the last one
+	scanMu     sync.Mutex
+	prevScan   int64        // admitted at the start of the last scan (scanMu)
 	demand     atomic.Int64 // bytes writers wait to be admitted for
 	spacec     chan struct{}
 	spaceMu    sync.Mutex
