@@ -62,6 +62,7 @@ func (n *Node) kick() {
 // noteWrite records the time of the first write since the last cut (the
 // live RPO counts from it).
 func (n *Node) noteWrite() {
+	n.lastWrite.Store(time.Now().UnixNano())
 	n.mu.Lock()
 	if n.firstWrite.IsZero() {
 		n.firstWrite = time.Now()
@@ -135,7 +136,26 @@ func (n *Node) cut(all bool) (uint64, error) {
 		if mode, err := indexMode(n.eng, ns, info.Active); err == nil {
 			p.Mode = mode
 		}
-		for id := uint32(0); id < info.Active; id++ {
+		// The data files: those of the previous point (less what
+		// compaction removed since), and the ones closed after it. A file
+		// of neither kind that is not stored and not here (removed before
+		// this state knew it, as after a restore) is not part of the
+		// namespace.
+		first := uint32(0)
+		if pp != nil {
+			first = pp.Active
+			for id, d := range pp.Data {
+				name := dataName(ns, id)
+				if n.st.retired(name) {
+					continue
+				}
+				if o, ok := n.st.stored(name); ok {
+					d = DataObject{o.Size, o.Checksum}
+				}
+				p.Data[id] = d
+			}
+		}
+		for id := first; id < info.Active; id++ {
 			name := dataName(ns, id)
 			if n.st.retired(name) {
 				continue
@@ -144,8 +164,12 @@ func (n *Node) cut(all bool) (uint64, error) {
 				p.Data[id] = DataObject{o.Size, o.Checksum}
 				continue
 			}
-			p.Data[id] = DataObject{} // filled in when the manifest is stored
 			path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
+			if _, err := os.Stat(path); err != nil {
+				n.log.Warn("a closed data file is neither stored nor here; not in the point", "file", path, "err", err)
+				continue
+			}
+			p.Data[id] = DataObject{} // filled in when the manifest is stored
 			jobs = append(jobs, job{Name: name, Source: path, Since: now})
 		}
 		if pp == nil || pp.Active != p.Active {
@@ -341,6 +365,25 @@ func (n *Node) uploader() {
 	}
 }
 
+// Uploads yield to a burst of writes: while writes come in, a job younger
+// than rpo/4 waits (the disk and the CPUs go to the writer; the RPO
+// budget is not spent), unless the cache needs room, writers wait for it,
+// or a sync waits for the uploads.
+const (
+	yieldQuiet = 300 * time.Millisecond // writes this recent make a burst
+	yieldPoll  = 200 * time.Millisecond
+)
+
+func (n *Node) yieldToWriters() bool {
+	if time.Since(time.Unix(0, n.lastWrite.Load())) > yieldQuiet {
+		return false
+	}
+	if n.syncers.Load() > 0 || n.demand.Load() > 0 || n.usage() > int64(evictLow*float64(n.opts.CacheSize)) {
+		return false
+	}
+	return true
+}
+
 // nextJob picks a queued job not in flight and not backing off; else the
 // wait until one may be.
 func (n *Node) nextJob() (*job, time.Duration) {
@@ -358,11 +401,16 @@ func (n *Node) nextJob() (*job, time.Duration) {
 	})
 	now := time.Now()
 	wait := 5 * time.Second
+	yield := n.yieldToWriters()
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	for i := range jobs {
 		j := &jobs[i]
 		if n.inflight[j.Name] {
+			continue
+		}
+		if yield && now.Sub(j.Since) < n.opts.RPO/4 {
+			wait = min(wait, yieldPoll)
 			continue
 		}
 		if t, ok := n.backoff[j.Name]; ok && now.Before(t) {
@@ -385,6 +433,11 @@ func (n *Node) upload(j job) {
 			// stored already or gone for good.
 			if _, ok := n.st.stored(j.Name); !ok {
 				n.log.Error("a file to upload is gone", "object", j.Name, "file", j.Source)
+				if !j.Temp {
+					// Later points leave it out (those cut before
+					// cannot be stored; a later one is).
+					n.st.retire(j.Name, time.Now())
+				}
 			}
 			n.st.dropJob(j.Name)
 			return

@@ -30,6 +30,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sort"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -97,6 +98,11 @@ type Node struct {
 	firsts       map[uint64]time.Time // per point not stored: its first write
 	backoff      map[string]time.Time
 	pinned       map[string]time.Time // fetched back: not evicted before this
+	seq          map[string]*seqState // range reads per object, for sequential runs
+	prefetching  map[string]bool      // whole-file prefetches in flight
+	closing      bool                 // set before wg.Wait: no new background work
+	lastWrite    atomic.Int64         // unix ns of the last admitted write
+	syncers      atomic.Int32         // Sync calls waiting for a point
 	inflight     map[string]bool
 	lastUploadOK time.Time
 	lastErr      string
@@ -128,6 +134,7 @@ type Counters struct {
 	Uploads, UploadBytes, UploadErrors atomic.Uint64
 	Evictions, EvictedBytes            atomic.Uint64
 	Fetches, FetchBytes, FetchErrors   atomic.Uint64
+	Prefetches                         atomic.Uint64 // whole files fetched back for sequential reads
 	Deleted                            atomic.Uint64
 	WriteWaits, WriteENOSPC            atomic.Uint64
 }
@@ -312,6 +319,9 @@ func (n *Node) Sync(ctx context.Context) error {
 }
 
 func (n *Node) waitCommitted(ctx context.Context, gen uint64) error {
+	n.syncers.Add(1)
+	defer n.syncers.Add(-1)
+	n.kick()
 	for {
 		n.mu.Lock()
 		done, c := n.committed >= gen, n.commitc
@@ -322,7 +332,7 @@ func (n *Node) waitCommitted(ctx context.Context, gen uint64) error {
 		select {
 		case <-c:
 		case <-ctx.Done():
-			return fmt.Errorf("qsfs sync: waiting for recovery point %d: %w", gen, context.Cause(ctx))
+			return fmt.Errorf("qsfs sync: waiting for recovery point %d (%s): %w", gen, n.pendingSummary(), context.Cause(ctx))
 		}
 	}
 }
@@ -337,8 +347,7 @@ func (n *Node) Close(ctx context.Context) error {
 	} else if err := n.waitCommitted(ctx, gen); err != nil {
 		n.log.Warn("closing before the last recovery point was stored; it is uploaded at the next start", "err", err)
 	}
-	n.stop()
-	n.wg.Wait()
+	n.shutdown()
 	eerr := n.eng.Close()
 	cerr := n.st.close()
 	return errors.Join(serr, eerr, cerr)
@@ -347,7 +356,37 @@ func (n *Node) Close(ctx context.Context) error {
 // Crash stops the node without a last point or a clean engine close, as a
 // kill -9 would (tests only).
 func (n *Node) crash() {
+	n.shutdown()
+	n.st.close()
+}
+
+// shutdown stops the node's goroutines and waits for them.
+func (n *Node) shutdown() {
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
 	n.stop()
 	n.wg.Wait()
-	n.st.close()
+}
+
+// pendingSummary says what the oldest point waiting to be stored still
+// needs (for errors and logs).
+func (n *Node) pendingSummary() string {
+	eps, err := n.st.epochs()
+	if err != nil || len(eps) == 0 {
+		return "no point waiting"
+	}
+	m := eps[len(eps)-1]
+	var missing []string
+	for name := range m.objectNames() {
+		if _, ok := n.st.stored(name); !ok {
+			missing = append(missing, name)
+		}
+	}
+	sort.Strings(missing)
+	if len(missing) > 5 {
+		missing = append(missing[:5], "…")
+	}
+	jobs, _ := n.st.jobs()
+	return fmt.Sprintf("point %d lacks %v; %d uploads queued", m.Generation, missing, len(jobs))
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"testing"
@@ -79,6 +80,23 @@ func checkKeys(t *testing.T, n *Node, from, to, size int) {
 	}
 }
 
+// checkKeysShuffled is checkKeys in a random order (no sequential run:
+// range reads only).
+func checkKeysShuffled(t *testing.T, n *Node, from, to, size int) {
+	t.Helper()
+	ns := n.Engine().Namespace(DataNamespace)
+	for _, i := range rand.Perm(to - from) {
+		i += from
+		got, err := ns.GetContext(context.Background(), []byte(fmt.Sprintf("key-%06d", i)), nil)
+		if err != nil {
+			t.Fatalf("key %d: %v", i, err)
+		}
+		if !bytes.Equal(got, value(i, size)) {
+			t.Fatalf("key %d: wrong bytes", i)
+		}
+	}
+}
+
 func ctxT(t *testing.T) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	t.Cleanup(cancel)
@@ -117,7 +135,7 @@ func TestSyncThenRestoreOnAnEmptyDirectory(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close(ctx)
-	checkKeys(t, n2, 0, 300, 16<<10)
+	checkKeysShuffled(t, n2, 0, 300, 16<<10)
 	if n2.Stats().Fetches.Load() == 0 {
 		t.Fatal("no data was fetched: the restore brought data files back eagerly?")
 	}
@@ -493,4 +511,37 @@ func TestAdmitMakesRoomBelowTheHighMark(t *testing.T) {
 	if n.Stats().Evictions.Load() == 0 {
 		t.Fatal("nothing was evicted")
 	}
+}
+
+// Sequential reads of evicted data bring the whole files back in the
+// background (the first reads go by range), and the rest reads locally.
+func TestSequentialReadsPrefetchWholeFiles(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	o := testOptions(t.TempDir(), r)
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, n, 0, 300, 16<<10)
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for _, ns := range namespaces {
+		for id := uint32(0); id < n.Engine().Namespace(ns).ActiveFileID(); id++ {
+			if err := n.Engine().EvictDataFile(ns, id); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer n.Close(ctx)
+	checkKeys(t, n, 0, 300, 16<<10)
+	if n.Stats().Prefetches.Load() == 0 {
+		t.Fatalf("sequential reads prefetched nothing (%d range fetches)", n.Stats().Fetches.Load())
+	}
+	ranges := n.Stats().FetchBytes.Load()
+	if total := uint64(300 * 16 << 10); ranges >= total {
+		t.Fatalf("%d bytes read by range for %d read: the prefetch did not serve the rest", ranges, total)
+	}
+	t.Logf("%d whole files prefetched; %d bytes by range", n.Stats().Prefetches.Load(), ranges)
 }
