@@ -74,9 +74,16 @@ func (n *Node) isPinned(name string) bool {
 // and are evicted again like any stored file.
 const seqRun = 4
 
-// seqGap is the most bytes a read may skip and still continue a run (the
-// header and key of the entry between two payloads).
-const seqGap = 4 << 10
+// A read continues a run when it starts near the frontier of the reads
+// so far (the end of the furthest one): at most seqAhead past it (the
+// header and key of the entry between two payloads, a skipped entry), or
+// seqBehind before it (the kernel's read-ahead and zdbfs's serve several
+// requests at once, so in-order reads arrive a little out of order).
+// Random reads of a data file seldom land there several times in a row.
+const (
+	seqAhead  = 64 << 10
+	seqBehind = 2 << 20
+)
 
 type seqState struct {
 	next int64
@@ -100,12 +107,12 @@ func (n *Node) sequential(name string, off int64, size int) bool {
 		n.seq[name] = s
 	}
 	// In order: the next entry's payload, past its header (a small gap).
-	if s.next > 0 && off >= s.next && off-s.next <= seqGap {
+	if s.next > 0 && off <= s.next+seqAhead && off >= s.next-seqBehind {
 		s.run++
 	} else {
 		s.run = 0
 	}
-	s.next = off + int64(size)
+	s.next = max(s.next, off+int64(size))
 	return s.run >= seqRun
 }
 
@@ -114,7 +121,7 @@ func (n *Node) sequential(name string, off int64, size int) bool {
 func (n *Node) prefetch(ns string, id uint32) {
 	name := dataName(ns, id)
 	o, ok := n.st.stored(name)
-	if !ok || o.Size <= 0 || n.usage()+o.Size > n.admitLimit() {
+	if !ok || o.Size <= 0 || n.usage()+o.Size > n.opts.CacheSize {
 		return
 	}
 	path := filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))
