@@ -98,9 +98,6 @@ type Node struct {
 	firsts       map[uint64]time.Time // per point not stored: its first write
 	backoff      map[string]time.Time
 	pinned       map[string]time.Time // fetched back: not evicted before this
-	seq          map[string]*seqState // range reads per object, for sequential runs
-	prefetching  map[string]bool      // whole-file prefetches in flight
-	closing      bool                 // set before wg.Wait: no new background work
 	lastWrite    atomic.Int64         // unix ns of the last admitted write
 	syncers      atomic.Int32         // Sync calls waiting for a point
 	inflight     map[string]bool
@@ -134,7 +131,6 @@ type Counters struct {
 	Uploads, UploadBytes, UploadErrors atomic.Uint64
 	Evictions, EvictedBytes            atomic.Uint64
 	Fetches, FetchBytes, FetchErrors   atomic.Uint64
-	Prefetches                         atomic.Uint64 // whole files fetched back for sequential reads
 	Deleted                            atomic.Uint64
 	WriteWaits, WriteENOSPC            atomic.Uint64
 }
@@ -362,9 +358,6 @@ func (n *Node) crash() {
 
 // shutdown stops the node's goroutines and waits for them.
 func (n *Node) shutdown() {
-	n.mu.Lock()
-	n.closing = true
-	n.mu.Unlock()
 	n.stop()
 	n.wg.Wait()
 }
