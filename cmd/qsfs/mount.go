@@ -50,15 +50,11 @@ not stored then is uploaded at the next start).`,
 // runMount mounts cfg's filesystem on dir until ctx ends or it is
 // unmounted; ready, when set, is called once it serves.
 func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.MountOptions, log *slog.Logger, ready func()) error {
-	zc, remote, err := openRemote(ctx, cfg, log)
+	node, closeRemote, err := openNode(ctx, cfg, log)
 	if err != nil {
 		return err
 	}
-	defer zc.Close()
-	node, err := qsfs.Open(ctx, nodeOptions(cfg, remote, log))
-	if err != nil {
-		return err
-	}
+	defer closeRemote()
 	closeNode := func() error {
 		cctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
@@ -126,15 +122,11 @@ func syncCmd(g *globals) *cobra.Command {
 			}
 			// Not mounted: open the local files, store what is not stored.
 			log := g.logger()
-			zc, remote, err := openRemote(ctx, cfg, log)
+			node, closeRemote, err := openNode(ctx, cfg, log)
 			if err != nil {
 				return err
 			}
-			defer zc.Close()
-			node, err := qsfs.Open(ctx, nodeOptions(cfg, remote, log))
-			if err != nil {
-				return err
-			}
+			defer closeRemote()
 			serr := node.Sync(ctx)
 			cerr := node.Close(ctx)
 			return errors.Join(serr, cerr)
@@ -202,4 +194,19 @@ func serveMetrics(ctx context.Context, addr string, node *qsfs.Node, log *slog.L
 	go srv.Serve(l)
 	log.Info("metrics", "url", "http://"+l.Addr().String()+"/metrics")
 	return nil
+}
+
+// openNode opens cfg's zstor client and the node on it; closeRemote
+// closes the client once the node is closed.
+func openNode(ctx context.Context, cfg *qconfig.Config, log *slog.Logger) (node *qsfs.Node, closeRemote func(), err error) {
+	zc, remote, err := openRemote(ctx, cfg, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	node, err = qsfs.Open(ctx, nodeOptions(cfg, remote, log))
+	if err != nil {
+		zc.Close()
+		return nil, nil, err
+	}
+	return node, func() { remote.Close(); zc.Close() }, nil
 }
