@@ -366,9 +366,10 @@ func (n *Node) uploader() {
 }
 
 // Uploads yield to a burst of writes: while writes come in, a job younger
-// than rpo/4 waits (the disk and the CPUs go to the writer; the RPO
-// budget is not spent), unless the cache needs room, writers wait for it,
-// or a sync waits for the uploads.
+// than 2/5 of rpo waits, and older ones go one at a time (the disk and the
+// CPUs go to the writer; a point cut every rpo/2 still leaves time to
+// store it), unless the cache needs room, writers wait for it, or a sync
+// waits for the uploads.
 const (
 	yieldQuiet = 300 * time.Millisecond // writes this recent make a burst
 	yieldPoll  = 200 * time.Millisecond
@@ -409,7 +410,8 @@ func (n *Node) nextJob() (*job, time.Duration) {
 		if n.inflight[j.Name] {
 			continue
 		}
-		if yield && now.Sub(j.Since) < n.opts.RPO/4 {
+		if yield && (now.Sub(j.Since) < n.opts.RPO*2/5 || len(n.inflight) > 0) {
+			// A young job waits; an old one goes, one at a time.
 			wait = min(wait, yieldPoll)
 			continue
 		}

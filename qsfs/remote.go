@@ -59,11 +59,13 @@ type openReader struct {
 	used uint64
 }
 
-// Open readers kept, and decoded chunks each keeps: with 4 MiB chunks,
-// at most readersKept × (readerChunks + 1 read ahead) × 4 MiB = 48 MiB.
+// Open readers kept, the decoded chunks each keeps and the chunks its
+// read-ahead keeps in flight on sequential reads: with 4 MiB chunks, at
+// most readersKept × (readerChunks + readerAhead) × 4 MiB = 64 MiB.
 const (
-	readersKept  = 4
-	readerChunks = 2
+	readersKept  = 2
+	readerChunks = 4
+	readerAhead  = 3
 )
 
 // NewZstorRemote returns the Remote of c.
@@ -124,7 +126,7 @@ func (r *ZstorRemote) reader(ctx context.Context, name string) (*zstor.ObjectRea
 		return o.r, nil
 	}
 	r.mu.Unlock()
-	or, err := r.C.OpenObject(ctx, ObjectPrefix+name, zstor.ReaderOptions{CacheChunks: readerChunks})
+	or, err := r.C.OpenObject(ctx, ObjectPrefix+name, zstor.ReaderOptions{CacheChunks: readerChunks, ReadAheadChunks: readerAhead})
 	if errors.Is(err, zstor.ErrNotStored) {
 		return nil, fmt.Errorf("%w: %w", fs.ErrNotExist, err)
 	}

@@ -41,6 +41,9 @@ type ReaderOptions struct {
 	// where the previous one ended, the chunk after the one it ended in is
 	// fetched in the background (one such fetch in flight at a time).
 	NoReadAhead bool
+	// ReadAheadChunks is how many chunks the read-ahead keeps in flight
+	// (default 1); the cache must hold them (CacheChunks above it).
+	ReadAheadChunks int
 }
 
 // ReaderStats count what an ObjectReader did, for tests and metrics.
@@ -80,7 +83,7 @@ type ObjectReader struct {
 	cache    []cachedChunk         // least recently used first
 	calls    map[uint64]*chunkCall // fetches in flight
 	next     int64                 // where the last read ended; -1 before the first
-	inFlight bool                  // a read-ahead fetch is running
+	inFlight int                   // read-ahead fetches running
 }
 
 type cachedChunk struct {
@@ -267,16 +270,22 @@ func (r *ObjectReader) readDone(off, end int64) {
 	defer r.mu.Unlock()
 	sequential := r.next == off
 	r.next = end
-	if !sequential || r.opts.NoReadAhead || r.opts.CacheChunks < 0 || r.inFlight || r.closed {
+	depth := max(r.opts.ReadAheadChunks, 1)
+	if !sequential || r.opts.NoReadAhead || r.opts.CacheChunks < 0 || r.inFlight >= depth || r.closed {
 		return
 	}
-	j := uint64((end-1)/int64(r.rec.Object.ChunkSize)) + 1
-	if j >= uint64(len(r.rec.Object.Chunks)) || r.calls[j] != nil || r.cachedLocked(j) != nil {
-		return
+	// The chunks after the one the read ended in, up to depth of them in
+	// flight (and no more than the cache keeps beside the current one).
+	depth = min(depth, max(r.opts.CacheChunks-1, 1))
+	first := uint64((end-1)/int64(r.rec.Object.ChunkSize)) + 1
+	for j := first; j < first+uint64(depth) && j < uint64(len(r.rec.Object.Chunks)) && r.inFlight < depth; j++ {
+		if r.calls[j] != nil || r.cachedLocked(j) != nil {
+			continue
+		}
+		r.inFlight++
+		r.ahead.Add(1)
+		r.startLocked(j, true)
 	}
-	r.inFlight = true
-	r.ahead.Add(1)
-	r.startLocked(j, true)
 }
 
 // chunk returns the plaintext of chunk i: from the cache, by joining a
@@ -345,7 +354,7 @@ func (r *ObjectReader) startLocked(i uint64, ahead bool) *chunkCall {
 			r.putLocked(i, data)
 		}
 		if ahead {
-			r.inFlight = false
+			r.inFlight--
 		}
 		r.mu.Unlock()
 		call.data, call.err = data, err
