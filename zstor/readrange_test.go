@@ -491,3 +491,25 @@ func TestReadAtClose(t *testing.T) {
 		t.Fatalf("read cut short by Close: %v", err)
 	}
 }
+
+// TestReadAtReadAheadDepth: with ReadAheadChunks, a sequential read keeps
+// that many chunks in flight, never more than the cache holds beside the
+// current chunk.
+func TestReadAtReadAheadDepth(t *testing.T) {
+	cl := zstortest.New(t, 6)
+	c := open(t, cl, zstortest.TestKey, "")
+	ctx := zstortest.Ctx(t)
+	data := rangeObject(t, c, cl, "seg/d7")
+	for _, tc := range []struct{ ahead, cache, want int64 }{{3, 4, 3}, {3, 2, 1}} {
+		r, err := c.OpenObject(ctx, "seg/d7", zstor.ReaderOptions{ReadAheadChunks: int(tc.ahead), CacheChunks: int(tc.cache)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkRange(t, ctx, r, data, 0, 16<<10)
+		checkRange(t, ctx, r, data, 16<<10, 16<<10) // sequential: chunks 1.. ahead
+		if st := r.Stats(); st.ReadAhead != tc.want || st.Fetches != 1+tc.want {
+			t.Fatalf("ahead %d, cache %d: %+v, want %d chunks read ahead", tc.ahead, tc.cache, st, tc.want)
+		}
+		r.Close()
+	}
+}
