@@ -133,9 +133,7 @@ func (n *Node) cut(all bool) (uint64, error) {
 			jobs = append(jobs, job{Name: p.Descriptor, Source: desc, Temp: true, Since: now})
 			changed = true
 		}
-		if mode, err := indexMode(n.eng, ns, info.Active); err == nil {
-			p.Mode = mode
-		}
+		p.Mode = uint8(n.eng.Namespace(ns).Mode())
 		// The data files: those of the previous point (less what
 		// compaction removed since), and the ones closed after it. A file
 		// of neither kind that is not stored and not here (removed before
@@ -226,11 +224,6 @@ func (n *Node) sameAsStored(path, name string) bool {
 	}
 	sum, err := zstor.LocalChecksum(path)
 	return err == nil && sum.String() == o.Checksum
-}
-
-// indexMode reads the mode of a namespace from an index file header.
-func indexMode(eng *zdb.Engine, ns string, id uint32) (uint8, error) {
-	return uint8(eng.Namespace(ns).Mode()), nil
 }
 
 // pointFirst remembers the first write a point captured (for the live

@@ -147,8 +147,10 @@ func (n *Node) evictionOrder() []candidate {
 			continue
 		}
 		active := nsp.ActiveFileID()
+		// One look at the LRU, so that no file is both cold and warm.
+		recentIDs := nsp.RecentDataFiles()
 		recent := map[uint32]bool{}
-		for _, id := range nsp.RecentDataFiles() {
+		for _, id := range recentIDs {
 			recent[id] = true
 		}
 		ents, _ := os.ReadDir(filepath.Join(n.dirs.data, ns))
@@ -167,7 +169,7 @@ func (n *Node) evictionOrder() []candidate {
 			}
 		}
 		sort.Slice(cold, func(i, j int) bool { return cold[i].id < cold[j].id })
-		for _, id := range nsp.RecentDataFiles() {
+		for _, id := range recentIDs {
 			if id < active {
 				warm = append(warm, candidate{ns, id, filepath.Join(n.dirs.data, ns, "d"+strconv.FormatUint(uint64(id), 10))})
 			}

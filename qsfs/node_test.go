@@ -181,8 +181,6 @@ func TestCacheCapHolds(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n.Close(ctx)
-	gs := &gatedStore{n: n}
-	_ = gs
 	const size = 64 << 10
 	count := int(4 * o.CacheSize / size)
 	ns := n.Engine().Namespace(DataNamespace)
@@ -259,8 +257,9 @@ func TestOverwritesKeepSpaceBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	// Everything written is 12x the live data; wait for compaction and
-	// gc to bring the remote down to a few times the live data.
+	// Everything written is 6x the live data; wait for compaction and gc
+	// to bring the remote under 4x (it settles near 2.8x; without the
+	// reclaim of evicted files it stays near 5.8x).
 	var remote int64
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -269,13 +268,13 @@ func TestOverwritesKeepSpaceBounded(t *testing.T) {
 		}
 		n.collect()
 		_, remote, _ = n.st.totals()
-		if remote <= 3*live {
+		if remote <= 4*live {
 			break
 		}
 		time.Sleep(200 * time.Millisecond)
 	}
 	t.Logf("live %d, remote %d bytes after %d rounds; local %d", live, remote, rounds, n.scanUsage())
-	if remote > 3*live {
+	if remote > 4*live {
 		t.Fatalf("remote holds %d bytes for %d live after %d overwrites of everything", remote, live, rounds)
 	}
 	for i := range keys {

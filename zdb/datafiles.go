@@ -406,27 +406,6 @@ func (ns *Namespace) RecentDataFiles() []uint32 {
 	return ids
 }
 
-// JumpIfChanged rotates the namespace when it was written since its last
-// rotation, as --rotate does on age: a program that backs up closed files
-// (qsfs) cuts a recovery point with it. It returns the id of the file it
-// closed; jumped is false when nothing changed (no files are created).
-func (ns *Namespace) JumpIfChanged() (closed uint32, jumped bool, err error) {
-	defer ns.deliverEvents()
-	ns.mu.Lock()
-	defer ns.mu.Unlock()
-	if ns.deleted.Load() {
-		return 0, false, ErrNamespaceGone
-	}
-	if !ns.changed {
-		return ns.cur, false, nil
-	}
-	closed = ns.cur
-	if err := ns.jump(); err != nil {
-		return 0, false, withCause(ErrWrite, err)
-	}
-	return closed, true, nil
-}
-
 // CutInfo says what Namespace.Cut captured.
 type CutInfo struct {
 	// Active is the active file id after the cut: every lower id is
