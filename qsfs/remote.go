@@ -102,6 +102,12 @@ func (r *ZstorRemote) ReadAt(ctx context.Context, name string, p []byte, off int
 		if err == nil || (errors.Is(err, io.EOF) && n == len(p)) {
 			return nil
 		}
+		if errors.Is(err, fs.ErrClosed) && attempt < 8 && ctx.Err() == nil {
+			// Another read pushed this reader out of the few kept open
+			// (and closed it) while this one used it: not a failure.
+			r.drop(name, or)
+			continue
+		}
 		if attempt == 0 && ctx.Err() == nil && !errors.Is(err, io.EOF) {
 			// The open reader's record may be stale (the object was
 			// replaced, or repaired onto other backends): read again
