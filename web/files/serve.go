@@ -1,0 +1,287 @@
+// Package files is the web interface's file API: listings, downloads
+// (with HTTP Range) and folders as streamed zips, thumbnails, text for the
+// editor with a save that detects a concurrent change, and the operations
+// that change the tree (new folder, new file, rename, move, copy, delete to
+// a trash that can be restored and emptied).
+package files
+
+import (
+	"archive/zip"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"mime"
+	"net/http"
+	"net/url"
+	"path"
+	"sort"
+	"strings"
+	"time"
+
+	"qss/web/fsys"
+)
+
+// Entry is one name in a listing, as the API returns it.
+type Entry struct {
+	Name  string    `json:"name"`
+	Path  string    `json:"path"` // display path: "/" + Clean name
+	Kind  string    `json:"kind"` // "dir", "file", "link" or "other"
+	Size  int64     `json:"size"`
+	MTime time.Time `json:"mtime"`
+	// Remote is true when the file's data is not on this machine (qsfs
+	// evicted it; reading fetches it). Absent when unknown.
+	Remote *bool `json:"remote,omitempty"`
+}
+
+func kindOf(m fs.FileMode) string {
+	switch {
+	case m.IsDir():
+		return "dir"
+	case m.IsRegular():
+		return "file"
+	case m&fs.ModeSymlink != 0:
+		return "link"
+	}
+	return "other"
+}
+
+// EntryOf is the Entry of the Clean name with info st.
+func EntryOf(name string, st fs.FileInfo) Entry {
+	return Entry{Name: fsys.Base(name), Path: fsys.Display(name), Kind: kindOf(st.Mode()),
+		Size: st.Size(), MTime: st.ModTime().UTC()}
+}
+
+// List lists the Clean directory dir, sorted by name, without the
+// Reserved names of the root.
+func List(f fsys.FS, dir string) ([]Entry, error) {
+	des, err := f.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]Entry, 0, len(des))
+	for _, de := range des {
+		if dir == "." && fsys.IsReserved(de.Name()) {
+			continue
+		}
+		st, err := de.Info()
+		if err != nil {
+			continue // removed meanwhile
+		}
+		out = append(out, EntryOf(fsys.Join(dir, de.Name()), st))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// inlineTypes are the media types a browser may show inline: none of them
+// runs script in the page's origin. Everything else is an attachment, so
+// a file named or typed as HTML is never rendered as a page of ours.
+var inlineTypes = map[string]bool{
+	"image/png": true, "image/jpeg": true, "image/gif": true, "image/webp": true, "image/avif": true,
+	"video/mp4": true, "video/webm": true, "video/ogg": true,
+	"audio/mpeg": true, "audio/ogg": true, "audio/wav": true, "audio/webm": true, "audio/flac": true, "audio/mp4": true,
+	"application/pdf": true, "text/plain": true,
+}
+
+// ContentType is the media type served for a name: by extension, and
+// text/plain for text formats a browser would otherwise interpret
+// (HTML, SVG, XML, JavaScript).
+func ContentType(name string) string {
+	ext := strings.ToLower(path.Ext(name))
+	switch ext {
+	case ".mp4", ".m4v":
+		return "video/mp4"
+	case ".webm":
+		return "video/webm"
+	case ".mp3":
+		return "audio/mpeg"
+	case ".flac":
+		return "audio/flac"
+	case ".wav":
+		return "audio/wav"
+	case ".md", ".markdown", ".txt", ".log", ".go", ".js", ".ts", ".json", ".html", ".htm", ".css", ".xml",
+		".svg", ".yaml", ".yml", ".toml", ".sh", ".py", ".rs", ".c", ".h", ".java", ".csv", ".ini", ".conf":
+		return "text/plain"
+	}
+	t := mime.TypeByExtension(ext)
+	if t == "" {
+		return "application/octet-stream"
+	}
+	t, _, _ = strings.Cut(t, ";")
+	return t
+}
+
+// SetSafeHeaders sets the headers every response carrying user content
+// gets: no sniffing, and a sandbox CSP so that even a document a browser
+// renders can run no script and reach nothing.
+func SetSafeHeaders(h http.Header) {
+	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox")
+}
+
+// ServeFile sends the Clean name's content with HTTP Range support
+// (http.ServeContent: Range, If-Range, If-Modified-Since, ETag-less
+// conditional requests), inline when asked and its type is safe to show,
+// as an attachment otherwise. A directory is sent as a zip.
+func ServeFile(w http.ResponseWriter, r *http.Request, f fsys.FS, name string, inline bool) {
+	st, err := f.Stat(name)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	if st.IsDir() {
+		ServeZip(w, r, f, []string{name}, zipName(name))
+		return
+	}
+	file, err := f.Open(name)
+	if err != nil {
+		WriteError(w, err)
+		return
+	}
+	defer file.Close()
+	ct := ContentType(name)
+	h := w.Header()
+	SetSafeHeaders(h)
+	h.Set("Content-Type", ct)
+	disp := "attachment"
+	if inline && inlineTypes[ct] {
+		disp = "inline"
+	}
+	h.Set("Content-Disposition", disposition(disp, fsys.Base(name)))
+	h.Set("ETag", ETag(st))
+	http.ServeContent(w, r, "", st.ModTime(), file)
+}
+
+// ETag is a strong validator of a file's content as far as its metadata
+// tells: size and modification time to the nanosecond.
+func ETag(st fs.FileInfo) string {
+	return fmt.Sprintf("\"%x-%x\"", st.Size(), st.ModTime().UnixNano())
+}
+
+func zipName(name string) string {
+	if name == "." {
+		return "files.zip"
+	}
+	return fsys.Base(name) + ".zip"
+}
+
+// disposition is a Content-Disposition value with the name in RFC 6266's
+// filename* form (and an ASCII fallback).
+func disposition(kind, name string) string {
+	ascii := strings.Map(func(r rune) rune {
+		if r < 0x20 || r > 0x7e || r == '"' || r == '\\' {
+			return '_'
+		}
+		return r
+	}, name)
+	return fmt.Sprintf("%s; filename=\"%s\"; filename*=UTF-8''%s", kind, ascii, url.PathEscape(name))
+}
+
+// ServeZip streams the Clean names (files and folders, recursively) as
+// one zip, stored without compression (media does not shrink; the
+// throughput is the disk's). Entries are named relative to the names'
+// parent. An error after the first byte ends the stream early: the client
+// sees a truncated zip, which every unzip reports.
+func ServeZip(w http.ResponseWriter, r *http.Request, f fsys.FS, names []string, zipName string) {
+	h := w.Header()
+	SetSafeHeaders(h)
+	h.Set("Content-Type", "application/zip")
+	h.Set("Content-Disposition", disposition("attachment", zipName))
+	zw := zip.NewWriter(w)
+	for _, name := range names {
+		base := fsys.Dir(name)
+		if err := addToZip(r, zw, f, name, base); err != nil {
+			return // headers are out: end the stream (see above)
+		}
+	}
+	zw.Close()
+}
+
+func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) error {
+	if err := r.Context().Err(); err != nil {
+		return err
+	}
+	st, err := f.Lstat(name)
+	if err != nil {
+		return err
+	}
+	rel := name
+	if base != "." {
+		rel = strings.TrimPrefix(name, base+"/")
+	}
+	if name == "." {
+		rel = ""
+	}
+	switch {
+	case st.IsDir():
+		if rel != "" {
+			if _, err := zw.CreateHeader(&zip.FileHeader{Name: rel + "/", Modified: st.ModTime(), Method: zip.Store}); err != nil {
+				return err
+			}
+		}
+		des, err := f.ReadDir(name)
+		if err != nil {
+			return err
+		}
+		for _, de := range des {
+			if name == "." && fsys.IsReserved(de.Name()) {
+				continue
+			}
+			if err := addToZip(r, zw, f, fsys.Join(name, de.Name()), base); err != nil {
+				return err
+			}
+		}
+		return nil
+	case st.Mode().IsRegular():
+		fh := &zip.FileHeader{Name: rel, Modified: st.ModTime(), Method: zip.Store}
+		fh.SetMode(st.Mode())
+		dst, err := zw.CreateHeader(fh)
+		if err != nil {
+			return err
+		}
+		src, err := f.Open(name)
+		if err != nil {
+			return err
+		}
+		defer src.Close()
+		_, err = io.Copy(dst, src)
+		return err
+	}
+	return nil // symlinks and special files are not followed into a zip
+}
+
+// WriteError answers err as JSON {"error": "..."} with the status it
+// maps to: 404 for a missing name, 409 for an existing one, 400 for a bad
+// path, 403 for a refused kind of file, 500 otherwise.
+func WriteError(w http.ResponseWriter, err error) {
+	code := http.StatusInternalServerError
+	switch {
+	case errors.Is(err, fsys.ErrBadPath):
+		code = http.StatusBadRequest
+	case errors.Is(err, fs.ErrNotExist):
+		code = http.StatusNotFound
+	case errors.Is(err, fs.ErrExist):
+		code = http.StatusConflict
+	case errors.Is(err, fsys.ErrNotRegular), errors.Is(err, fs.ErrPermission):
+		code = http.StatusForbidden
+	}
+	WriteJSONError(w, code, publicMessage(err))
+}
+
+// publicMessage is err without host paths: a PathError's path is already
+// the client's own relative name, so it is kept.
+func publicMessage(err error) string {
+	return err.Error()
+}
+
+// WriteJSONError answers {"error": msg} with code.
+func WriteJSONError(w http.ResponseWriter, code int, msg string) {
+	h := w.Header()
+	h.Del("Content-Disposition")
+	h.Del("ETag")
+	h.Set("Content-Type", "application/json")
+	h.Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(code)
+	fmt.Fprintf(w, "{\"error\":%q}\n", msg)
+}
