@@ -1,5 +1,6 @@
 // The app shell: the session (login, logout), the hash router and the
 // navigation around the pages.
+import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api, onUnauthorized, setCSRF } from './api.js';
 import { Hosts, ThemeToggle, Spinner, ask } from './ui.jsx';
@@ -174,11 +175,11 @@ function Shell({ me, onLogout }) {
           ))}
         </nav>
         <div class="topbar-right">
-          <button class="icon-btn" title="Keyboard shortcuts (?)" aria-label="Keyboard shortcuts" data-testid="shortcuts" onClick={showShortcuts}>⌨️</button>
+          <button class="icon-btn" title="Keyboard shortcuts (?)" aria-label="Keyboard shortcuts" data-testid="shortcuts" onClick={showShortcuts}><Icon name="keyboard" /></button>
           <ThemeToggle />
           <span class="user" title="Signed in">{me.user}</span>
           <button class="btn btn-small" onClick={logout} data-testid="logout">Sign out</button>
-          <button class="icon-btn nav-toggle" aria-label="Menu" data-testid="nav-menu" onClick={() => setMenu(!menu)}>☰</button>
+          <button class="icon-btn nav-toggle" aria-label="Menu" data-testid="nav-menu" onClick={() => setMenu(!menu)}><Icon name="menu" /></button>
         </div>
       </header>
       <main class="main">

@@ -1,6 +1,7 @@
 // The file browser: breadcrumbs, a virtualized list (or thumbnail grid)
 // that stays fast at tens of thousands of entries, sort, filter, search in
 // subfolders, multi-select, drag-and-drop upload and the file operations.
+import { Icon } from './icons.jsx';
 import { useCallback, useEffect, useLayoutEffect, useMemo, useRef, useState } from 'preact/hooks';
 import { api, urls } from './api.js';
 import { ask, confirmDialog, prompt, Spinner, toast, toastError } from './ui.jsx';
@@ -415,12 +416,12 @@ export function Browser({ path }) {
 
   const crumbs = dir === '/' ? [] : dir.slice(1).split('/');
   const actions = [
-    { id: 'download', label: 'Download', icon: '⬇', run: () => downloadSel(), need: 0 },
-    { id: 'share', label: 'Share', icon: '🔗', run: () => share(), need: 1, max: 1 },
-    { id: 'rename', label: 'Rename', icon: '✎', run: () => rename(), need: 1, max: 1 },
-    { id: 'move', label: 'Move', icon: '➜', run: () => transfer('move'), need: 1 },
-    { id: 'copy', label: 'Copy', icon: '⧉', run: () => transfer('copy'), need: 1 },
-    { id: 'delete', label: 'Delete', icon: '🗑', run: () => remove(), need: 1, danger: true },
+    { id: 'download', label: sel.length ? 'Download' : 'Download all', icon: 'download', run: () => downloadSel(), need: 0 },
+    { id: 'share', label: 'Share', icon: 'link', run: () => share(), need: 1, max: 1 },
+    { id: 'rename', label: 'Rename', icon: 'edit', run: () => rename(), need: 1, max: 1 },
+    { id: 'move', label: 'Move', icon: 'move', run: () => transfer('move'), need: 1 },
+    { id: 'copy', label: 'Copy', icon: 'copy', run: () => transfer('copy'), need: 1 },
+    { id: 'delete', label: 'Delete', icon: 'trash', run: () => remove(), need: 1, danger: true },
   ].filter((a) => sel.length >= a.need && (!a.max || sel.length <= a.max));
 
   return (
@@ -454,15 +455,15 @@ export function Browser({ path }) {
           })}
         </nav>
         <div class="tools">
-          <button class="btn btn-primary" data-testid="btn-upload" onClick={() => fileInput.current.click()} title="Upload files">⬆ <span class="hide-narrow">Upload</span></button>
-          <button class="btn" data-testid="btn-upload-folder" onClick={() => folderInput.current.click()} title="Upload a folder">⬆📁<span class="hide-narrow"> Folder</span></button>
-          <button class="btn" data-testid="btn-new-folder" onClick={newFolder} title="New folder (Shift+N)">＋📁<span class="hide-narrow"> New folder</span></button>
-          <button class="btn" data-testid="btn-new-file" onClick={newFile} title="New file (n)">＋📄<span class="hide-narrow"> New file</span></button>
+          <button class="btn btn-primary" data-testid="btn-upload" onClick={() => fileInput.current.click()} title="Upload files"><Icon name="upload" /><span class="hide-narrow">Upload</span></button>
+          <button class="btn" data-testid="btn-upload-folder" onClick={() => folderInput.current.click()} title="Upload a folder"><Icon name="folderUp" /><span class="hide-narrow">Folder</span></button>
+          <button class="btn" data-testid="btn-new-folder" onClick={newFolder} title="New folder (Shift+N)"><Icon name="newFolder" /><span class="hide-narrow">New folder</span></button>
+          <button class="btn" data-testid="btn-new-file" onClick={newFile} title="New file (n)"><Icon name="newFile" /><span class="hide-narrow">New file</span></button>
           <button class="btn" data-testid="btn-view-toggle" onClick={() => {
             const v = view === 'grid' ? 'list' : 'grid';
             setView(v);
             savePref('qsfs-view', v);
-          }} title={view === 'grid' ? 'Show as a list' : 'Show thumbnails'} aria-label="Toggle grid view">{view === 'grid' ? '☰' : '▦'}</button>
+          }} title={view === 'grid' ? 'Show as a list' : 'Show thumbnails'} aria-label="Toggle grid view"><Icon name={view === 'grid' ? 'list' : 'grid'} /></button>
           <input ref={fileInput} type="file" multiple hidden data-testid="upload-input" onChange={(e) => {
             const fs = [...e.currentTarget.files];
             e.currentTarget.value = '';
@@ -502,14 +503,14 @@ export function Browser({ path }) {
           <span class="wide-actions">
             {actions.map((a) => (
               <button key={a.id} class={`btn btn-small ${a.danger ? 'btn-danger-soft' : ''}`} data-testid={`btn-${a.id}`} onClick={a.run} title={a.label}>
-                {a.icon} <span class="hide-narrow">{a.label}</span>
+                <Icon name={a.icon} size={16} /><span class="hide-narrow">{a.label}</span>
               </button>
             ))}
           </span>
           <button class="btn btn-small narrow-only" data-testid="btn-actions" aria-label="Actions" onClick={(e) => {
             const r = e.currentTarget.getBoundingClientRect();
             setMenu({ x: r.right, y: r.bottom, items: actions });
-          }}>⋯</button>
+          }}><Icon name="more" /></button>
         </div>
       </div>
       {busy && <div class="busy-line" data-testid="busy"><span class="spinner" />{busy}</div>}
@@ -534,13 +535,13 @@ export function Browser({ path }) {
             setMenu({
               x, y,
               items: [
-                { id: 'open', label: 'Open', icon: '↗', run: () => open(r) },
-                { id: 'download', label: 'Download', icon: '⬇', run: () => downloadSel(one) },
-                { id: 'share', label: 'Share', icon: '🔗', run: () => share(r) },
-                { id: 'rename', label: 'Rename', icon: '✎', run: () => rename(r) },
-                { id: 'move', label: 'Move', icon: '➜', run: () => transfer('move', one) },
-                { id: 'copy', label: 'Copy', icon: '⧉', run: () => transfer('copy', one) },
-                { id: 'delete', label: 'Delete', icon: '🗑', run: () => remove(one), danger: true },
+                { id: 'open', label: 'Open', icon: 'open', run: () => open(r) },
+                { id: 'download', label: 'Download', icon: 'download', run: () => downloadSel(one) },
+                { id: 'share', label: 'Share', icon: 'link', run: () => share(r) },
+                { id: 'rename', label: 'Rename', icon: 'edit', run: () => rename(r) },
+                { id: 'move', label: 'Move', icon: 'move', run: () => transfer('move', one) },
+                { id: 'copy', label: 'Copy', icon: 'copy', run: () => transfer('copy', one) },
+                { id: 'delete', label: 'Delete', icon: 'trash', run: () => remove(one), danger: true },
               ],
             });
           }}
@@ -585,7 +586,7 @@ function Menu({ menu, close }) {
           close();
           a.run();
         }}>
-          <span class="menu-icon">{a.icon}</span>{a.label}
+          <span class="menu-icon"><Icon name={a.icon} size={16} /></span>{a.label}
         </button>
       ))}
     </div>
@@ -696,7 +697,7 @@ function Row({ r, i, sel, cur, searchMode, clickRow, toggleRow, open, onMenu, st
           }} />
       </span>
       <span class="col-name">
-        <span class="icon" aria-hidden="true">{iconOf(r)}</span>
+        <span class={`icon icon-${iconOf(r)}`}><Icon name={iconOf(r)} size={20} /></span>
         <span class="name-wrap">
           <a
             class="name" href={filesHash(r.path)} data-testid="row-open"
@@ -709,8 +710,8 @@ function Row({ r, i, sel, cur, searchMode, clickRow, toggleRow, open, onMenu, st
             }}
           >{r.name}</a>
           {r.remote === true && <span class="badge" data-testid="badge-remote" title="Stored on the backends only: opening it fetches it">remote-only</span>}
+          {searchMode && <span class="in-folder muted small" data-testid="row-folder">in {parent(r.path)}</span>}
           <span class="sub">
-            {searchMode && <span class="in-folder">in {parent(r.path)} · </span>}
             <span class="sub-meta">{r.kind === 'dir' ? 'Folder' : fmtSize(r.size)} · {fmtTime(r.mtime)}</span>
           </span>
         </span>
@@ -722,7 +723,7 @@ function Row({ r, i, sel, cur, searchMode, clickRow, toggleRow, open, onMenu, st
           e.stopPropagation();
           const b = e.currentTarget.getBoundingClientRect();
           onMenu(i, b.right, b.bottom);
-        }}>⋯</button>
+        }}><Icon name="more" /></button>
       </span>
     </div>
   );
@@ -745,7 +746,7 @@ function Tile({ r, i, sel, cur, clickRow, toggleRow, open, onMenu, style }) {
       <a class="tile-img" href={filesHash(r.path)} data-testid="row-open" onClick={(e) => e.stopPropagation()}>
         {thumb
           ? <img src={urls.thumb(r.path, 256)} alt="" loading="lazy" decoding="async" data-testid="thumb" onError={() => setBroken(true)} />
-          : <span class="tile-icon" aria-hidden="true">{iconOf(r)}</span>}
+          : <span class={`tile-icon icon-${iconOf(r)}`}><Icon name={iconOf(r)} size={48} /></span>}
       </a>
       <div class="tile-name" title={r.name}>{r.name}</div>
       {r.remote === true && <span class="badge" data-testid="badge-remote">remote-only</span>}
@@ -794,7 +795,7 @@ function FolderPicker({ start, chosen }) {
         {err && <p class="form-error">{err}</p>}
         {dirs && !dirs.length && !err && <p class="muted">No subfolders: pick this one.</p>}
         {dirs && dirs.map((d) => (
-          <button type="button" key={d.path} class="picker-item" data-testid="picker-item" data-name={d.name} onClick={() => setAt(d.path)}>📁 {d.name}</button>
+          <button type="button" key={d.path} class="picker-item" data-testid="picker-item" data-name={d.name} onClick={() => setAt(d.path)}><Icon name="folder" /> {d.name}</button>
         ))}
       </div>
       <p class="muted">Destination: <strong data-testid="picker-dest">{at}</strong></p>

@@ -2,6 +2,7 @@
 // time into a canvas, with page navigation and zoom. The worker is the
 // bundled file under /assets/ (no CDN) and eval is off, as the page's CSP
 // forbids it.
+import { Icon } from './icons.jsx';
 import { useEffect, useRef, useState } from 'preact/hooks';
 import { GlobalWorkerOptions, getDocument } from 'pdfjs-dist';
 import workerUrl from 'pdfjs-dist/build/pdf.worker.min.mjs?url';
@@ -87,13 +88,13 @@ export function PdfView({ url }) {
   return (
     <div class="pdf" data-testid="pdf" data-page={page} data-pages={doc ? doc.numPages : 0} data-rendered={rendered}>
       <div class="pdf-bar">
-        <button class="icon-btn" aria-label="Previous page" data-testid="pdf-prev" disabled={!doc || page <= 1} onClick={() => setPage(page - 1)}>‹</button>
+        <button class="icon-btn" aria-label="Previous page" data-testid="pdf-prev" disabled={!doc || page <= 1} onClick={() => setPage(page - 1)}><Icon name="prev" /></button>
         <span data-testid="pdf-page">{doc ? `${page} / ${doc.numPages}` : '…'}</span>
-        <button class="icon-btn" aria-label="Next page" data-testid="pdf-next" disabled={!doc || page >= doc.numPages} onClick={() => setPage(page + 1)}>›</button>
+        <button class="icon-btn" aria-label="Next page" data-testid="pdf-next" disabled={!doc || page >= doc.numPages} onClick={() => setPage(page + 1)}><Icon name="next" /></button>
         <span class="spacer" />
-        <button class="icon-btn" aria-label="Zoom out" data-testid="pdf-zoom-out" onClick={() => step(1 / 1.25)}>−</button>
+        <button class="icon-btn" aria-label="Zoom out" data-testid="pdf-zoom-out" onClick={() => step(1 / 1.25)}><Icon name="zoomOut" /></button>
         <button class="btn btn-small" data-testid="pdf-fit" onClick={() => setZoom(0)}>{zoom ? `${Math.round(zoom * 100)}%` : 'Fit'}</button>
-        <button class="icon-btn" aria-label="Zoom in" data-testid="pdf-zoom-in" onClick={() => step(1.25)}>+</button>
+        <button class="icon-btn" aria-label="Zoom in" data-testid="pdf-zoom-in" onClick={() => step(1.25)}><Icon name="zoomIn" /></button>
       </div>
       <div class="pdf-pages" ref={wrap}>
         {!doc && <Spinner label="Opening the PDF…" />}

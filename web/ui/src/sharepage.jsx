@@ -1,6 +1,7 @@
 // The public share page (/s/<id>): no session. It asks for the password
 // when the link has one, then previews the shared file, or lists the shared
 // folder read-only with previews and downloads.
+import { Icon } from './icons.jsx';
 import { useEffect, useMemo, useState } from 'preact/hooks';
 import { api, urls } from './api.js';
 import { Hosts, Spinner, ThemeToggle } from './ui.jsx';
@@ -71,7 +72,7 @@ function Unlock({ id, info, onOpen }) {
   return (
     <div class="login-wrap">
       <form class="login card" onSubmit={submit} data-testid="unlock-form">
-        <h1>{iconOf(info)} {info.name}</h1>
+        <h1><Icon name={iconOf(info)} size={22} /> {info.name}</h1>
         <p class="muted">This link is protected by a password.</p>
         <label class="field">
           <span>Password</span>
@@ -90,10 +91,10 @@ function SharedFile({ id, info }) {
   return (
     <div class="page shared-file" data-testid="shared-file">
       <div class="page-head">
-        <h1 class="ellipsis">{iconOf(entry)} {info.name}</h1>
+        <h1 class="ellipsis"><Icon name={iconOf(entry)} size={22} /> {info.name}</h1>
         <span class="muted">{fmtSize(info.size)}{info.expires ? ` · until ${fmtTime(info.expires)}` : ''}</span>
         <span class="spacer" />
-        <button class="btn btn-primary" data-testid="shared-download" onClick={() => download(src(false))}>⬇ Download</button>
+        <button class="btn btn-primary" data-testid="shared-download" onClick={() => download(src(false))}><Icon name="download" /> Download</button>
       </div>
       <div class={`shared-view viewer-${viewerOf(info.name) || 'none'}`}>
         <MediaBody entry={entry} src={src} />
@@ -121,10 +122,10 @@ function SharedFolder({ id, info }) {
     return (
       <div class="viewer" data-testid="viewer" data-name={open.name} data-kind={viewerOf(open.name) || 'none'}>
         <header class="viewer-head">
-          <button class="icon-btn" aria-label="Close" data-testid="viewer-close" onClick={() => setOpen(null)}>←</button>
+          <button class="icon-btn" aria-label="Close" data-testid="viewer-close" onClick={() => setOpen(null)}><Icon name="back" /></button>
           <span class="viewer-title">{open.name}</span>
           <span class="spacer" />
-          <button class="icon-btn" aria-label="Download" data-testid="viewer-download" onClick={() => download(src(false))}>⬇</button>
+          <button class="icon-btn" aria-label="Download" data-testid="viewer-download" onClick={() => download(src(false))}><Icon name="download" /></button>
         </header>
         <div class="viewer-body"><MediaBody entry={open} src={src} /></div>
       </div>
@@ -133,9 +134,9 @@ function SharedFolder({ id, info }) {
   return (
     <div class="page shared-folder" data-testid="shared-folder">
       <div class="page-head">
-        <h1 class="ellipsis">📁 {info.name}</h1>
+        <h1 class="ellipsis"><Icon name="folder" size={22} /> {info.name}</h1>
         <span class="spacer" />
-        <button class="btn btn-primary" data-testid="shared-download" onClick={() => download(urls.pubDownload(id, path, false))}>⬇ Download {path === '/' ? 'all' : 'this folder'} (zip)</button>
+        <button class="btn btn-primary" data-testid="shared-download" onClick={() => download(urls.pubDownload(id, path, false))}><Icon name="download" /> Download {path === '/' ? 'all' : 'this folder'} (zip)</button>
       </div>
       <nav class="crumbs">
         <button class="link" onClick={() => setPath('/')}>{info.name}</button>
@@ -155,12 +156,12 @@ function SharedFolder({ id, info }) {
                 <tr key={e.name} data-testid="row" data-name={e.name}>
                   <td>
                     <button class="link" data-testid="row-open" onClick={() => (e.kind === 'dir' ? setPath(rel) : setOpen({ ...e, rel, path: rel }))}>
-                      {iconOf(e)} {e.name}
+                      <Icon name={iconOf(e)} /> {e.name}
                     </button>
                   </td>
                   <td class="hide-narrow">{e.kind === 'dir' ? '—' : fmtSize(e.size)}</td>
                   <td class="hide-narrow">{fmtTime(e.mtime)}</td>
-                  <td class="actions"><button class="icon-btn" aria-label={`Download ${e.name}`} onClick={() => download(urls.pubDownload(id, rel, false))}>⬇</button></td>
+                  <td class="actions"><button class="icon-btn" aria-label={`Download ${e.name}`} onClick={() => download(urls.pubDownload(id, rel, false))}><Icon name="download" /></button></td>
                 </tr>
               );
             })}

@@ -1,5 +1,6 @@
 // Share links: the dialog that creates one (password and expiry optional)
 // and the page that lists the user's links, copies and revokes them.
+import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { ask, confirmDialog, Spinner, toast, toastError } from './ui.jsx';
@@ -129,7 +130,7 @@ export function SharesPage() {
               return (
                 <tr key={s.id} data-testid="share-row" data-path={s.path} data-id={s.id}>
                   <td>
-                    <a href={filesHash(s.kind === 'dir' ? s.path : parent(s.path))}>{s.kind === 'dir' ? '📁' : '📄'} {s.path}</a>
+                    <a href={filesHash(s.kind === 'dir' ? s.path : parent(s.path))}><Icon name={s.kind === 'dir' ? 'folder' : 'file'} /> {s.path}</a>
                     <div class="muted small mono">{s.url}</div>
                   </td>
                   <td class="hide-narrow">{fmtTime(s.created)}</td>

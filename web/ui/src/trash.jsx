@@ -1,4 +1,5 @@
 // The trash: what was deleted, restored to where it was, or purged for good.
+import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
 import { confirmDialog, Spinner, toast, toastError } from './ui.jsx';
@@ -81,7 +82,7 @@ export function TrashPage() {
             {items.map((it) => (
               <tr key={it.id} data-testid="trash-row" data-path={it.path} data-id={it.id}>
                 <td class="col-check"><input type="checkbox" checked={sel.has(it.id)} onClick={() => toggle(it.id)} aria-label={`Select ${it.path}`} /></td>
-                <td>{it.kind === 'dir' ? '📁' : '📄'} {it.path}</td>
+                <td><Icon name={it.kind === 'dir' ? 'folder' : 'file'} /> {it.path}</td>
                 <td class="hide-narrow">{it.kind === 'dir' ? '—' : fmtSize(it.size)}</td>
                 <td>{fmtTime(it.deleted)}</td>
                 <td class="actions">

@@ -1,6 +1,7 @@
 // Shared pieces of the interface: toasts, promise-based dialogs, a progress
 // bar and the theme switch. Dialogs and toasts are hosted once by <Hosts/>
 // and opened from anywhere with toast() and ask().
+import { Icon } from './icons.jsx';
 import { useEffect, useRef, useState } from 'preact/hooks';
 
 let toastSeq = 0;
@@ -98,7 +99,7 @@ function Toasts() {
           <button class="icon-btn" aria-label="Close" onClick={() => {
             toasts = toasts.filter((x) => x.id !== t.id);
             emitToasts();
-          }}>×</button>
+          }}><Icon name="close" size={16} /></button>
         </div>
       ))}
     </div>
@@ -243,7 +244,7 @@ export function ThemeToggle() {
         setT(next);
         window.dispatchEvent(new Event('qsfs-theme'));
       }}
-    >{dark ? '☀️' : '🌙'}</button>
+    ><Icon name={dark ? 'sun' : 'moon'} /></button>
   );
 }
 

@@ -3,6 +3,7 @@
 // dropped connection by itself and, through the fingerprint kept in
 // localStorage, resumes an upload cut off by a reload when the same file
 // is added again. A 409 (the name exists) asks replace or skip.
+import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import * as tus from 'tus-js-client';
 import { getCSRF } from './api.js';
@@ -88,14 +89,26 @@ async function start(it) {
     chunkSize: CHUNK,
     retryDelays: RETRY,
     metadata,
-    headers: { 'X-CSRF-Token': getCSRF() },
     storeFingerprintForResuming: true,
     removeFingerprintOnSuccess: true,
     fingerprint: (file) => Promise.resolve(
       ['qsfs', it.dir, it.relativePath, file.name, file.size, file.lastModified, it.overwrite ? 1 : 0].join('\u0000'),
     ),
+    // Set per request (not in headers, which XHR would send twice) so a
+    // token renewed by a new login is used on resume.
     onBeforeRequest: (req) => {
       req.setHeader('X-CSRF-Token', getCSRF());
+    },
+    // Retry what a dropped connection or a busy server causes; not a
+    // refusal (4xx), except a PATCH's 409/423 (offset mismatch, locked),
+    // which resuming from the server's offset fixes. A creation's 409 means
+    // the name exists: ask.
+    onShouldRetry: (err) => {
+      const res = err.originalResponse;
+      const status = res ? res.getStatus() : 0;
+      const method = err.originalRequest ? err.originalRequest.getMethod() : '';
+      if (status === 409 || status === 423) return method !== 'POST';
+      return !(status >= 400 && status < 500);
     },
     onProgress: (sent, total) => update(it, { sent, total }),
     onAfterResponse: (req, res) => {
@@ -135,8 +148,14 @@ async function start(it) {
   if (it.status === 'uploading') up.start();
 }
 
-async function conflict(it) {
+// Conflicts are asked one at a time, in the order they come.
+let conflicts = Promise.resolve();
+function conflict(it) {
   update(it, { status: 'conflict' });
+  conflicts = conflicts.then(() => askConflict(it), () => askConflict(it));
+}
+
+async function askConflict(it) {
   let choice = conflictPolicy;
   if (!choice) {
     const target = join(it.dir, it.relativePath || it.file.name);
@@ -216,9 +235,9 @@ export function UploadPanel() {
         {list.some((i) => i.status === 'paused' || i.status === 'error') && (
           <button class="btn btn-small" data-testid="upload-resume-all" onClick={() => list.forEach(resume)}>Resume all</button>
         )}
-        <button class="icon-btn" aria-label={open ? 'Collapse' : 'Expand'} onClick={() => setOpen(!open)}>{open ? '▾' : '▴'}</button>
+        <button class="icon-btn" aria-label={open ? 'Collapse' : 'Expand'} onClick={() => setOpen(!open)}><Icon name={open ? 'down' : 'up'} size={16} /></button>
         {allPaused && !list.some((i) => i.status === 'paused') && (
-          <button class="icon-btn" aria-label="Close" data-testid="upload-clear" onClick={clearDone}>×</button>
+          <button class="icon-btn" aria-label="Close" data-testid="upload-clear" onClick={clearDone}><Icon name="close" size={16} /></button>
         )}
       </header>
       <Progress value={sent} max={total || 1} label="Total upload progress" />
@@ -231,9 +250,9 @@ export function UploadPanel() {
                 <span class={`muted status-${it.status}`}>
                   {STATUS[it.status]}{it.status === 'uploading' || it.status === 'paused' ? ` ${Math.floor((it.sent / (it.total || 1)) * 100)}%` : ''}
                 </span>
-                {it.status === 'uploading' && <button class="icon-btn" title="Pause" aria-label="Pause" data-testid="upload-pause" onClick={() => pause(it)}>⏸</button>}
-                {(it.status === 'paused' || it.status === 'error') && <button class="icon-btn" title="Resume" aria-label="Resume" data-testid="upload-resume" onClick={() => resume(it)}>▶</button>}
-                {it.status !== 'done' && it.status !== 'skipped' && <button class="icon-btn" title="Cancel" aria-label="Cancel" data-testid="upload-cancel" onClick={() => cancel(it)}>×</button>}
+                {it.status === 'uploading' && <button class="icon-btn" title="Pause" aria-label="Pause" data-testid="upload-pause" onClick={() => pause(it)}><Icon name="pause" size={14} /></button>}
+                {(it.status === 'paused' || it.status === 'error') && <button class="icon-btn" title="Resume" aria-label="Resume" data-testid="upload-resume" onClick={() => resume(it)}><Icon name="play" size={14} /></button>}
+                {it.status !== 'done' && it.status !== 'skipped' && <button class="icon-btn" title="Cancel" aria-label="Cancel" data-testid="upload-cancel" onClick={() => cancel(it)}><Icon name="close" size={14} /></button>}
               </div>
               {(it.status === 'uploading' || it.status === 'paused') && <Progress value={it.sent} max={it.total || 1} label={`Upload of ${it.name}`} />}
               {it.error && <div class="upload-error">{it.error}</div>}

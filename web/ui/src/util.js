@@ -88,15 +88,15 @@ export function hasThumb(name) {
 }
 
 export function iconOf(entry) {
-  if (entry.kind === 'dir') return '📁';
+  if (entry.kind === 'dir') return 'folder';
   switch (viewerOf(entry.name)) {
-    case 'image': return '🖼️';
-    case 'video': return '🎞️';
-    case 'audio': return '🎵';
-    case 'pdf': return '📕';
-    case 'text': return '📄';
+    case 'image': return 'image';
+    case 'video': return 'video';
+    case 'audio': return 'audio';
+    case 'pdf': return 'pdf';
+    case 'text': return 'text';
   }
-  return '📦';
+  return 'file';
 }
 
 /** validName reports why a new name is refused, or '' when it is fine. */

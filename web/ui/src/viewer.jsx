@@ -2,6 +2,7 @@
 // (with next/previous), video and audio streamed by the browser (Range
 // requests give seeking), PDF through pdf.js and text in the editor. The
 // pdf.js and CodeMirror chunks load only when needed.
+import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { urls } from './api.js';
 import { Spinner } from './ui.jsx';
@@ -50,7 +51,7 @@ export function MediaBody({ entry, src, editable, onSaved }) {
     return (
       <div class="empty" data-testid="viewer-failed">
         <p>This file cannot be shown here (the browser cannot decode it).</p>
-        <button class="btn" onClick={() => download(src(false))}>⬇ Download it</button>
+        <button class="btn" onClick={() => download(src(false))}><Icon name="download" /> Download it</button>
       </div>
     );
   }
@@ -62,7 +63,7 @@ export function MediaBody({ entry, src, editable, onSaved }) {
     case 'audio':
       return (
         <div class="view-audio">
-          <div class="big-icon" aria-hidden="true">🎵</div>
+          <div class="big-icon"><Icon name="audio" size={64} /></div>
           <audio src={src(true)} controls preload="metadata" data-testid="viewer-audio" onError={() => setFailed(true)} />
         </div>
       );
@@ -74,10 +75,10 @@ export function MediaBody({ entry, src, editable, onSaved }) {
   }
   return (
     <div class="empty" data-testid="viewer-none">
-      <div class="big-icon" aria-hidden="true">📦</div>
+      <div class="big-icon"><Icon name="file" size={64} /></div>
       <p>{entry.name} · {fmtSize(entry.size)}</p>
       <p class="muted">There is no preview for this kind of file.</p>
-      <button class="btn btn-primary" data-testid="viewer-download-big" onClick={() => download(src(false))}>⬇ Download</button>
+      <button class="btn btn-primary" data-testid="viewer-download-big" onClick={() => download(src(false))}><Icon name="download" /> Download</button>
     </div>
   );
 }
@@ -108,19 +109,19 @@ export function Viewer({ entry, siblings, onClose, onOpen, onSaved }) {
   return (
     <div class={`viewer viewer-${kind || 'none'}`} role="dialog" aria-modal="true" aria-label={entry.name} data-testid="viewer" data-name={entry.name} data-kind={kind || 'none'}>
       <header class="viewer-head">
-        <button class="icon-btn" aria-label="Close" title="Close (Esc)" data-testid="viewer-close" onClick={onClose}>←</button>
+        <button class="icon-btn" aria-label="Close" title="Close (Esc)" data-testid="viewer-close" onClick={onClose}><Icon name="back" /></button>
         <span class="viewer-title" title={entry.path}>{entry.name}</span>
         {entry.remote === true && <span class="badge">remote-only</span>}
         <span class="spacer" />
         {nav && (
           <>
-            <button class="icon-btn" aria-label="Previous" title="Previous (←)" data-testid="viewer-prev" disabled={!prev} onClick={() => prev && onOpen(prev)}>‹</button>
+            <button class="icon-btn" aria-label="Previous" title="Previous (←)" data-testid="viewer-prev" disabled={!prev} onClick={() => prev && onOpen(prev)}><Icon name="prev" /></button>
             <span class="muted hide-narrow">{idx + 1} / {siblings.length}</span>
-            <button class="icon-btn" aria-label="Next" title="Next (→)" data-testid="viewer-next" disabled={!next} onClick={() => next && onOpen(next)}>›</button>
+            <button class="icon-btn" aria-label="Next" title="Next (→)" data-testid="viewer-next" disabled={!next} onClick={() => next && onOpen(next)}><Icon name="next" /></button>
           </>
         )}
-        <button class="icon-btn" aria-label="Share" title="Share" data-testid="viewer-share" onClick={() => shareDialog(entry)}>🔗</button>
-        <button class="icon-btn" aria-label="Download" title="Download" data-testid="viewer-download" onClick={() => download(src(false))}>⬇</button>
+        <button class="icon-btn" aria-label="Share" title="Share" data-testid="viewer-share" onClick={() => shareDialog(entry)}><Icon name="link" /></button>
+        <button class="icon-btn" aria-label="Download" title="Download" data-testid="viewer-download" onClick={() => download(src(false))}><Icon name="download" /></button>
       </header>
       <div class="viewer-body">
         <MediaBody key={entry.path} entry={entry} src={src} editable onSaved={onSaved} />
