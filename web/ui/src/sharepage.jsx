@@ -40,7 +40,16 @@ export function SharePage({ id }) {
       <main class="main">
         {error && <div class="empty" data-testid="share-error"><p>{error}</p></div>}
         {!error && !info && <Spinner />}
-        {info && locked && <Unlock id={id} info={info} onOpen={() => setLocked(false)} />}
+        {info && locked && <Unlock id={id} onOpen={async () => {
+          // Locked, the link tells nothing about what it shares: ask again.
+          try {
+            const i = await api.pub.info(id);
+            setInfo(i);
+            setLocked(false);
+          } catch (e) {
+            setError(e.status === 404 ? GONE : e.message);
+          }
+        }} />}
         {info && !locked && (info.kind === 'dir' ? <SharedFolder id={id} info={info} /> : <SharedFile id={id} info={info} />)}
       </main>
       <Hosts />
@@ -48,7 +57,7 @@ export function SharePage({ id }) {
   );
 }
 
-function Unlock({ id, info, onOpen }) {
+function Unlock({ id, onOpen }) {
   const [pw, setPw] = useState('');
   const [err, setErr] = useState('');
   const [busy, setBusy] = useState(false);
@@ -72,8 +81,8 @@ function Unlock({ id, info, onOpen }) {
   return (
     <div class="login-wrap">
       <form class="login card" onSubmit={submit} data-testid="unlock-form">
-        <h1><Icon name={iconOf(info)} size={22} /> {info.name}</h1>
-        <p class="muted">This link is protected by a password.</p>
+        <h1><Icon name="link" size={22} /> Shared with you</h1>
+        <p class="muted">This link is protected by a password: type the one you were given with it.</p>
         <label class="field">
           <span>Password</span>
           <input type="password" autocomplete="off" data-testid="unlock-password" value={pw} onInput={(e) => setPw(e.currentTarget.value)} autofocus />

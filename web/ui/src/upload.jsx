@@ -100,20 +100,27 @@ async function start(it) {
       req.setHeader('X-CSRF-Token', getCSRF());
     },
     // Retry what a dropped connection or a busy server causes; not a
-    // refusal (4xx), except a PATCH's 409/423 (offset mismatch, locked),
-    // which resuming from the server's offset fixes. A creation's 409 means
-    // the name exists: ask.
+    // refusal (4xx), except a PATCH's 423 (locked), which resuming from the
+    // server's offset fixes. A 409 means the name exists (at creation, or
+    // created meanwhile, on the last PATCH): ask.
     onShouldRetry: (err) => {
       const res = err.originalResponse;
       const status = res ? res.getStatus() : 0;
       const method = err.originalRequest ? err.originalRequest.getMethod() : '';
-      if (status === 409 || status === 423) return method !== 'POST';
+      if (status === 409) return false; // the name exists (creation or last PATCH)
+      if (status === 423) return method !== 'POST';
       return !(status >= 400 && status < 500);
     },
     onProgress: (sent, total) => update(it, { sent, total }),
     onAfterResponse: (req, res) => {
       const p = res.getHeader('Qsfs-Path');
-      if (p) it.path = p;
+      if (p) {
+        try {
+          it.path = decodeURIComponent(p);
+        } catch {
+          it.path = p;
+        }
+      }
     },
     onSuccess: () => {
       update(it, { status: 'done', sent: it.total });
