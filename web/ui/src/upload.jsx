@@ -232,11 +232,13 @@ export function UploadPanel() {
   const sent = list.reduce((a, i) => a + (i.status === 'skipped' ? 0 : i.sent), 0);
   const active = list.filter((i) => i.status === 'uploading' || i.status === 'queued').length;
   const failed = list.filter((i) => i.status === 'error').length;
+  const paused = list.filter((i) => i.status === 'paused').length;
   const allPaused = list.every((i) => i.status !== 'uploading' && i.status !== 'queued');
   return (
     <section class="uploads card" data-testid="upload-panel" aria-label="Uploads">
       <header class="uploads-head">
-        <strong>{active ? `Uploading ${active} file${active > 1 ? 's' : ''}` : failed ? `${failed} upload${failed > 1 ? 's' : ''} failed` : 'Uploads done'}</strong>
+        <strong>{active ? `Uploading ${active} file${active > 1 ? 's' : ''}` : failed ? `${failed} upload${failed > 1 ? 's' : ''} failed`
+          : paused ? `${paused} upload${paused > 1 ? 's' : ''} paused` : 'Uploads done'}</strong>
         <span class="muted" data-testid="upload-total">{fmtSize(sent)} / {fmtSize(total)}</span>
         {!allPaused && <button class="btn btn-small" data-testid="upload-pause-all" onClick={() => list.forEach(pause)}>Pause all</button>}
         {list.some((i) => i.status === 'paused' || i.status === 'error') && (
