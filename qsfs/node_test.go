@@ -313,8 +313,22 @@ func TestLoseTwoBackendsThenRepair(t *testing.T) {
 	if n.Stats().Evictions.Load() == 0 {
 		t.Fatal("nothing evicted")
 	}
+	before, err := r.Census(ctx)
+	if err != nil || before.Objects == 0 || before.Lowest != before.Expected || before.LossesSurvivable() != before.Expected-before.Needed {
+		t.Fatalf("census with every backend up: %+v (%v)", before, err)
+	}
 	cl.Data[1].Stop()
 	cl.Data[4].Stop()
+	var after Redundancy
+	for range 50 { // the clients see the loss at their next request
+		if after, err = r.Census(ctx); err == nil && after.Lowest < before.Expected {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if want := max(before.LossesSurvivable()-2, 0); err != nil || after.LossesSurvivable() != want || after.ByShards[fmt.Sprint(before.Expected-2)] == 0 {
+		t.Fatalf("census with two backends down: %+v (%v), want %d losses survivable", after, err, want)
+	}
 	checkKeys(t, n, 0, keys, size)
 	if n.Stats().Fetches.Load() == 0 {
 		t.Fatal("no fetch from the remaining backends")
