@@ -25,6 +25,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/tus/tusd/v2/pkg/handler"
@@ -226,12 +227,13 @@ func checkTarget(f fsys.FS, name string, overwrite bool) error {
 		if !st.Mode().IsRegular() {
 			return tusError(http.StatusConflict, fsys.Display(name)+" exists and is not a regular file")
 		}
-	} else if !errors.Is(err, fs.ErrNotExist) {
+	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
+		// ENOTDIR: a folder on the way is a file; found below.
 		return fmt.Errorf("upload: stat %s: %w", fsys.Display(name), err)
 	}
 	for d := fsys.Dir(name); d != "."; d = fsys.Dir(d) {
 		st, err := f.Stat(d)
-		if errors.Is(err, fs.ErrNotExist) {
+		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
 		}
 		if err != nil {
