@@ -133,6 +133,9 @@ func (u *Uploads) Handler() http.Handler {
 			user = u.opts.User(r)
 		}
 		r = r.WithContext(context.WithValue(r.Context(), userKey{}, user))
+		if r.Method == http.MethodOptions {
+			w = &extensionWriter{ResponseWriter: w}
+		}
 		if r.Method == http.MethodPatch {
 			// expiration extension: activity now keeps the upload for
 			// Expiry more.
@@ -141,6 +144,23 @@ func (u *Uploads) Handler() http.Handler {
 		u.handler.ServeHTTP(w, r)
 	})
 }
+
+// extensionWriter adds "expiration" to tusd's Tus-Extension: Expire
+// implements it (and Upload-Expires tells the time).
+type extensionWriter struct {
+	http.ResponseWriter
+}
+
+func (e *extensionWriter) WriteHeader(code int) {
+	h := e.Header()
+	if ext := h.Get("Tus-Extension"); ext != "" && !strings.Contains(ext, "expiration") {
+		h.Set("Tus-Extension", ext+",expiration")
+	}
+	e.ResponseWriter.WriteHeader(code)
+}
+
+// Unwrap lets tusd's http.ResponseController reach the connection.
+func (e *extensionWriter) Unwrap() http.ResponseWriter { return e.ResponseWriter }
 
 // Close refuses new requests (503). Uploads in progress stay on disk and
 // resume after a restart.

@@ -107,6 +107,9 @@ func (e *env) mustCreate(t testing.TB, size int64, meta map[string]string) strin
 	if b := body(resp); resp.StatusCode != http.StatusCreated {
 		t.Fatalf("create: %d %s", resp.StatusCode, b)
 	}
+	if exp, err := http.ParseTime(resp.Header.Get("Upload-Expires")); err != nil || !exp.After(time.Now()) {
+		t.Fatalf("create: Upload-Expires %q", resp.Header.Get("Upload-Expires"))
+	}
 	loc := resp.Header.Get("Location")
 	u, err := url.Parse(loc)
 	if err != nil || !strings.HasPrefix(u.Path, upload.BasePath) {
@@ -389,8 +392,15 @@ func TestRefusedPathsWriteNothing(t *testing.T) {
 func TestTooLarge(t *testing.T) {
 	free := int64(1000)
 	e := newEnv(t, upload.Options{MaxSize: 1 << 20, Free: func() (int64, error) { return free, nil }})
+	req, _ := http.NewRequest(http.MethodOptions, e.srv.URL+upload.BasePath, nil)
+	resp := do(t, req, "alice")
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || resp.Header.Get("Tus-Max-Size") != "1048576" ||
+		resp.Header.Get("Tus-Extension") != "creation,creation-with-upload,termination,expiration" {
+		t.Fatalf("OPTIONS: %d %v", resp.StatusCode, resp.Header)
+	}
 	for _, size := range []int64{1<<20 + 1, 1001} {
-		resp := e.create(t, size, map[string]string{"filename": "x"})
+		resp = e.create(t, size, map[string]string{"filename": "x"})
 		if b := body(resp); resp.StatusCode != http.StatusRequestEntityTooLarge {
 			t.Errorf("Upload-Length %d: %d %s, want 413", size, resp.StatusCode, b)
 		}
@@ -400,10 +410,11 @@ func TestTooLarge(t *testing.T) {
 	}
 	// Within both limits: accepted.
 	e.mustCreate(t, 1000, map[string]string{"filename": "x"})
+	var err error
 
 	// A PATCH sending more than the upload's length is refused.
 	loc := e.mustCreate(t, 10, map[string]string{"filename": "y"})
-	resp, err := patch(t, context.Background(), loc, 0, strings.NewReader("0123456789ab"), 12, "alice")
+	resp, err = patch(t, context.Background(), loc, 0, strings.NewReader("0123456789ab"), 12, "alice")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -542,6 +553,18 @@ func TestExpire(t *testing.T) {
 	}
 	if names := uploadFiles(t, e); len(names) != 2 {
 		t.Fatalf("after Expire: %q", names)
+	}
+}
+
+func TestClose(t *testing.T) {
+	e := newEnv(t, upload.Options{})
+	loc := e.mustCreate(t, 10, map[string]string{"filename": "c"})
+	e.up.Close()
+	if code, _ := head(t, loc, "alice"); code != http.StatusServiceUnavailable {
+		t.Fatalf("HEAD after Close: %d", code)
+	}
+	if resp := e.create(t, 1, map[string]string{"filename": "d"}); resp.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("create after Close: %d", resp.StatusCode)
 	}
 }
 
