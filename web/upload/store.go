@@ -282,6 +282,11 @@ func (up *upload) FinishUpload(ctx context.Context) error {
 	if err := checkTarget(up.s.fs, up.rec.Target, up.rec.Overwrite); err != nil {
 		return err
 	}
+	// The data is made durable before it takes its name: once the client
+	// is told the upload is complete, a crash does not lose it.
+	if err := syncFile(up.s.fs, dataName(up.rec.ID)); err != nil {
+		return fmt.Errorf("upload: store the data: %w", err)
+	}
 	if d := fsys.Dir(up.rec.Target); d != "." {
 		if err := up.s.fs.MkdirAll(d, 0o755); err != nil {
 			return fmt.Errorf("upload: create %s: %w", fsys.Display(d), err)
@@ -292,6 +297,16 @@ func (up *upload) FinishUpload(ctx context.Context) error {
 	}
 	up.rec.Done = true
 	return up.s.writeRecord(up.rec)
+}
+
+// syncFile fsyncs the FS's file name.
+func syncFile(f fsys.FS, name string) error {
+	h, err := f.Open(name)
+	if err != nil {
+		return err
+	}
+	serr := h.Sync()
+	return errors.Join(serr, h.Close())
 }
 
 // Terminate removes the upload's data (unless it was already moved into
