@@ -289,4 +289,3 @@ func (d *deadProps) moveTree(from, to string) {
 		d.m[k] = m
 	}
 }
-
