@@ -77,6 +77,9 @@ const basicCacheTTL = time.Minute
 // maxLoginBody bounds a login request's body.
 const maxLoginBody = 4 << 10
 
+// maxUserLen is the longest user name checked (users.MaxNameLen).
+const maxUserLen = 64
+
 // maxAgentLen bounds the User-Agent kept with a session.
 const maxAgentLen = 256
 

@@ -200,6 +200,7 @@ func TestLoginRefused(t *testing.T) {
 		map[string]string{"Origin": "http://evil.example"}), 403)
 	wantStatus(t, e.do("POST", "/api/auth/login", `{"user":"alice","password":"`+testPass+`"}`, "", "",
 		map[string]string{"Origin": "null"}), 403)
+	wantStatus(t, e.do("POST", "/api/auth/login", `{"user":"`+strings.Repeat("a", 65)+`","password":"`+testPass+`"}`, "", "", nil), 401)
 	// Malformed and oversized bodies.
 	wantStatus(t, e.do("POST", "/api/auth/login", `{"user":"alice",`, "", "", nil), 400)
 	wantStatus(t, e.do("POST", "/api/auth/login", `{"user":"alice","password":"`+strings.Repeat("x", 8000)+`"}`, "", "", nil), 413)

@@ -89,6 +89,12 @@ func (a *Auth) login(w http.ResponseWriter, r *http.Request) {
 // answers in its own format.
 func (a *Auth) check(r *http.Request, user, password string, jsonBody bool, w http.ResponseWriter) (ok bool, status int) {
 	ip := clientIP(r)
+	if len(user) > maxUserLen {
+		// No such user can exist; refusing here keeps such names out of
+		// the limiters' memory.
+		a.log.Warn("auth: failed login: user name too long", "remote", ip)
+		return false, http.StatusUnauthorized
+	}
 	retry, done := a.limits.attempt("ip:"+ip, "user:"+user)
 	if done == nil {
 		a.log.Warn("auth: rate limited", "user", user, "remote", ip)
