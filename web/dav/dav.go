@@ -175,17 +175,17 @@ func (h *handler) name(p string) (string, error) {
 func (h *handler) checkDestination(r *http.Request) (int, error) {
 	d := r.Header.Get("Destination")
 	if d == "" {
-		return http.StatusBadRequest, fmt.Errorf("COPY and MOVE need a Destination header")
+		return http.StatusBadRequest, errors.New("a COPY or MOVE needs a Destination header")
 	}
 	u, err := url.Parse(d)
 	if err != nil {
-		return http.StatusBadRequest, fmt.Errorf("Destination is not a URL: %v", err)
+		return http.StatusBadRequest, fmt.Errorf("the Destination header is not a URL: %v", err)
 	}
 	if u.Host != "" && !strings.EqualFold(u.Host, r.Host) {
-		return http.StatusBadGateway, fmt.Errorf("Destination %q is on another server", u.Host)
+		return http.StatusBadGateway, fmt.Errorf("the Destination %q is on another server", u.Host)
 	}
 	if _, err := h.name(u.Path); err != nil {
-		return http.StatusBadRequest, fmt.Errorf("Destination: %w", err)
+		return http.StatusBadRequest, fmt.Errorf("the Destination header: %w", err)
 	}
 	return 0, nil
 }
