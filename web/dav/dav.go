@@ -184,8 +184,16 @@ func (h *handler) checkDestination(r *http.Request) (int, error) {
 	if u.Host != "" && !strings.EqualFold(u.Host, r.Host) {
 		return http.StatusBadGateway, fmt.Errorf("the Destination %q is on another server", u.Host)
 	}
-	if _, err := h.name(u.Path); err != nil {
+	dst, err := h.name(u.Path)
+	if err != nil {
 		return http.StatusBadRequest, fmt.Errorf("the Destination header: %w", err)
+	}
+	// webdav.Handler refuses only dst == src. Into itself, a COPY would
+	// recurse; onto an ancestor with Overwrite, a MOVE or COPY would
+	// first delete the destination, and with it the source.
+	src, _ := h.name(r.URL.Path) // checked by ServeHTTP
+	if under(dst, src) || under(src, dst) {
+		return http.StatusForbidden, errors.New("the Destination is the source, inside it, or one of its parents")
 	}
 	return 0, nil
 }

@@ -315,6 +315,11 @@ func TestHostile(t *testing.T) {
 		{"COPY", "/dav/keep.txt", 502, []string{"Destination", "http://other.example/dav/k.txt"}},
 		{"COPY", "/dav/.qsfs-trash/t.txt", 400, []string{"Destination", "/dav/t.txt"}},
 		{"MOVE", "/dav/.qsfs-trash", 400, []string{"Destination", "/dav/x"}},
+		{"COPY", "/dav/d/", 403, []string{"Destination", "/dav/d/sub/"}},
+		{"MOVE", "/dav/d/", 403, []string{"Destination", "/dav/d/sub/"}},
+		{"MOVE", "/dav/d/f.txt", 403, []string{"Destination", "/dav/d", "Overwrite", "T"}},
+		{"COPY", "/dav/d/f.txt", 403, []string{"Destination", "/dav/d/", "Overwrite", "T"}},
+		{"MOVE", "/dav/keep.txt", 403, []string{"Destination", "/dav/"}},
 		{"PROPFIND", "/dav/", 403, []string{"Depth", "infinity"}},
 		{"PROPFIND", "/dav/", 403, nil}, // no Depth is infinity
 		{"DELETE", "/dav/", 405, nil},

@@ -251,8 +251,9 @@ func (d *deadProps) patch(name string, patches []webdav.Proppatch) []webdav.Prop
 	return []webdav.Propstat{{Status: 200, Props: names}}
 }
 
+// under reports whether the Clean name is dir or inside it.
 func under(name, dir string) bool {
-	return name == dir || strings.HasPrefix(name, dir+"/")
+	return dir == "." || name == dir || strings.HasPrefix(name, dir+"/")
 }
 
 // removeTree forgets the properties of name and everything under it.
