@@ -1,7 +1,6 @@
 package dav
 
 import (
-	"context"
 	"net/http"
 	"net/url"
 	"strings"
@@ -125,7 +124,7 @@ func (h *handler) listFailsOnETag(r *http.Request, l ifList) bool {
 		return false
 	}
 	current := ""
-	if st, err := h.fs.Stat(context.Background(), name); err == nil {
+	if st, err := h.fs.Stat(r.Context(), name); err == nil {
 		current = files.ETag(st)
 	}
 	for _, c := range l.conds {
