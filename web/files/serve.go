@@ -86,6 +86,14 @@ var inlineTypes = map[string]bool{
 	"application/pdf": true, "text/plain": true,
 }
 
+// activeExts are formats a browser runs or renders as a document (served
+// as text/plain, see ContentType): never inline, even as text, so that
+// "inline" is never a page of ours whatever a browser decides.
+var activeExts = map[string]bool{
+	".html": true, ".htm": true, ".xhtml": true, ".shtml": true, ".svg": true, ".svgz": true,
+	".xml": true, ".xsl": true, ".xslt": true, ".js": true, ".mjs": true,
+}
+
 // ContentType is the media type served for a name: by extension, and
 // text/plain for text formats a browser would otherwise interpret
 // (HTML, SVG, XML, JavaScript).
@@ -147,7 +155,7 @@ func ServeFile(w http.ResponseWriter, r *http.Request, f fsys.FS, name string, i
 	SetSafeHeaders(h)
 	h.Set("Content-Type", ct)
 	disp := "attachment"
-	if inline && inlineTypes[ct] {
+	if inline && inlineTypes[ct] && !activeExts[strings.ToLower(path.Ext(name))] {
 		disp = "inline"
 	}
 	h.Set("Content-Disposition", disposition(disp, fsys.Base(name)))
