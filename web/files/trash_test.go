@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -21,7 +22,7 @@ func TestTrashDeleteRestore(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		return st.Sys().(interface{ Ino() uint64 }).Ino()
+		return st.Sys().(*syscall.Stat_t).Ino
 	}
 	topIno := ino("top.txt")
 	start := time.Now().Add(-time.Second)
