@@ -32,6 +32,9 @@ command -v redis-cli >/dev/null 2>&1 || need_pkgs+=(redis-tools)   # zdb: redis-
 command -v etcd >/dev/null 2>&1 || need_pkgs+=(etcd-server)        # zstor: the etcd metadata store
 command -v fusermount3 >/dev/null 2>&1 || need_pkgs+=(fuse3)       # zdbfs: mounting as a user
 command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)                 # zdbfs: untar a source tree
+command -v litmus >/dev/null 2>&1 || need_pkgs+=(litmus)           # web/dav: the WebDAV conformance suite
+command -v rclone >/dev/null 2>&1 || need_pkgs+=(rclone)           # web/dav: a real WebDAV client
+command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)       # web/e2e: the browser tests
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 	echo "installing ${need_pkgs[*]} ..." >&2
 	apt_get update -qq

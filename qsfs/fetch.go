@@ -58,3 +58,25 @@ func (n *Node) isPinned(name string) bool {
 	}
 	return ok
 }
+
+// Resident tells whether data keys of the data namespace (a file's
+// blocks, zdbfs.FS.DataKeys) are on this machine: remote is true when one
+// of them is in an evicted data file (reading the file fetches it); known
+// is false when none of the keys is stored.
+func (n *Node) Resident(keys [][]byte) (remote, known bool) {
+	ns := n.eng.Namespace(DataNamespace)
+	if ns == nil {
+		return false, false
+	}
+	for _, k := range keys {
+		res, ok := ns.Resident(k)
+		if !ok {
+			continue
+		}
+		known = true
+		if !res {
+			return true, true
+		}
+	}
+	return false, known
+}

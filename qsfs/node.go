@@ -118,8 +118,7 @@ type Node struct {
 
 	redMu      sync.Mutex
 	redAt      time.Time
-	redLow     int
-	redExpect  int
+	red        Redundancy
 	lastRepair RepairState
 
 	fsMu sync.Mutex

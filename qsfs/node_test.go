@@ -313,8 +313,22 @@ func TestLoseTwoBackendsThenRepair(t *testing.T) {
 	if n.Stats().Evictions.Load() == 0 {
 		t.Fatal("nothing evicted")
 	}
+	before, err := r.Census(ctx)
+	if err != nil || before.Objects == 0 || before.Lowest != before.Expected || before.LossesSurvivable() != before.Expected-before.Needed {
+		t.Fatalf("census with every backend up: %+v (%v)", before, err)
+	}
 	cl.Data[1].Stop()
 	cl.Data[4].Stop()
+	var after Redundancy
+	for range 50 { // the clients see the loss at their next request
+		if after, err = r.Census(ctx); err == nil && after.Lowest < before.Expected {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if want := max(before.LossesSurvivable()-2, 0); err != nil || after.LossesSurvivable() != want || after.ByShards[fmt.Sprint(before.Expected-2)] == 0 {
+		t.Fatalf("census with two backends down: %+v (%v), want %d losses survivable", after, err, want)
+	}
 	checkKeys(t, n, 0, keys, size)
 	if n.Stats().Fetches.Load() == 0 {
 		t.Fatal("no fetch from the remaining backends")
@@ -509,5 +523,44 @@ func TestAdmitMakesRoomBelowTheHighMark(t *testing.T) {
 	}
 	if n.Stats().Evictions.Load() == 0 {
 		t.Fatal("nothing was evicted")
+	}
+}
+
+// Resident reports a key in an evicted data file as remote, one in the
+// active file as local, and a key that is not stored as unknown.
+func TestResidentFollowsEviction(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	n, err := Open(ctx, testOptions(t.TempDir(), r))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	writeKeys(t, n, 0, 4, 4<<10)
+	if err := n.Sync(ctx); err != nil {
+		t.Fatal(err)
+	}
+	writeKeys(t, n, 4, 8, 4<<10)
+	old, fresh := [][]byte{[]byte("key-000001")}, [][]byte{[]byte("key-000005")}
+	if remote, known := n.Resident(old); remote || !known {
+		t.Fatalf("before eviction: remote %v known %v", remote, known)
+	}
+	ns := n.Engine().Namespace(DataNamespace)
+	for id := uint32(0); id < ns.ActiveFileID(); id++ {
+		n.Engine().EvictDataFile(DataNamespace, id)
+	}
+	if remote, known := n.Resident(old); !remote || !known {
+		t.Fatalf("after eviction: remote %v known %v", remote, known)
+	}
+	if remote, known := n.Resident(fresh); remote || !known {
+		t.Fatalf("a key in the active file: remote %v known %v", remote, known)
+	}
+	if _, known := n.Resident([][]byte{[]byte("absent")}); known {
+		t.Fatal("a key that is not stored is known")
+	}
+	// Reads fetch ranges without bringing the file back: still remote.
+	checkKeys(t, n, 0, 8, 4<<10)
+	if remote, _ := n.Resident(old); !remote {
+		t.Fatal("local after a range read")
 	}
 }

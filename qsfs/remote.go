@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"strconv"
+	"strings"
 	"sync"
 
 	"qss/zstor"
@@ -202,6 +204,12 @@ type BackendHealth struct {
 	Namespace string `json:"namespace"`
 	Reachable bool   `json:"reachable"`
 	Error     string `json:"error,omitempty"`
+	// LatencyMS is the round trip of the health probe in milliseconds.
+	LatencyMS float64 `json:"latency_ms"`
+	// UsedBytes is the namespace's data size; FreeBytes what can still be
+	// written (-1 when unknown).
+	UsedBytes int64 `json:"used_bytes"`
+	FreeBytes int64 `json:"free_bytes"`
 }
 
 // HealthReporter is a Remote that can report its backends (status).
@@ -213,7 +221,8 @@ type HealthReporter interface {
 func (r *ZstorRemote) Health(ctx context.Context) ([]BackendHealth, int) {
 	var out []BackendHealth
 	for _, h := range r.C.Backends().ProbeAll(ctx) {
-		bh := BackendHealth{Address: h.Backend.Config.Address, Namespace: h.Backend.Config.Namespace, Reachable: h.Usable()}
+		bh := BackendHealth{Address: h.Backend.Config.Address, Namespace: h.Backend.Config.Namespace, Reachable: h.Usable(),
+			LatencyMS: float64(h.Latency.Microseconds()) / 1000, UsedBytes: h.Used, FreeBytes: h.Free()}
 		if h.Err != nil {
 			bh.Error = h.Err.Error()
 		}
@@ -231,6 +240,29 @@ type Maintainer interface {
 	// Redundancy is the fewest shards any of qsfs's objects has on
 	// reachable backends, and the configured n.
 	Redundancy(ctx context.Context) (lowest, expected int, err error)
+	// Census counts qsfs's objects by their redundancy.
+	Census(ctx context.Context) (Redundancy, error)
+}
+
+// Redundancy is a census of qsfs's stored objects by how many shards each
+// has on reachable backends (its chunk with the fewest).
+type Redundancy struct {
+	// Lowest is the fewest shards any object has; Expected the configured
+	// n and Needed the k any read needs (0 when there are no objects).
+	Lowest, Expected, Needed int
+	// ByShards counts objects by their fewest shards ("6": 120 objects).
+	ByShards map[string]int
+	// Objects is how many objects were counted.
+	Objects int
+}
+
+// LossesSurvivable is how many more backends can be lost with every
+// object still readable (Lowest − Needed), or -1 when unknown.
+func (r Redundancy) LossesSurvivable() int {
+	if r.Objects == 0 || r.Needed == 0 {
+		return -1
+	}
+	return max(r.Lowest-r.Needed, 0)
 }
 
 // Repair implements Maintainer.
@@ -247,6 +279,29 @@ func (r *ZstorRemote) Repair(ctx context.Context) (int, error) {
 		}
 	}
 	return n, nil
+}
+
+// Census implements Maintainer.
+func (r *ZstorRemote) Census(ctx context.Context) (Redundancy, error) {
+	cs, err := r.C.Census(ctx)
+	if err != nil {
+		return Redundancy{}, err
+	}
+	out := Redundancy{Expected: r.C.Config().ExpectedShards, ByShards: map[string]int{}}
+	for _, e := range cs.Entries {
+		if !strings.HasPrefix(e.Key, ObjectPrefix) {
+			continue
+		}
+		if out.Objects == 0 || e.MinShards < out.Lowest {
+			out.Lowest = e.MinShards
+		}
+		if out.Objects == 0 || e.K > out.Needed {
+			out.Needed = e.K
+		}
+		out.Objects++
+		out.ByShards[strconv.Itoa(e.MinShards)]++
+	}
+	return out, nil
 }
 
 // Redundancy implements Maintainer.

@@ -38,8 +38,14 @@ type Status struct {
 	Backends      []BackendHealth `json:"backends"`
 	// LowestRedundancy is the fewest shards any stored object has per
 	// chunk; Expected is the configured n.
-	LowestRedundancy int         `json:"lowest_redundancy"`
-	Expected         int         `json:"expected_shards"`
+	LowestRedundancy int `json:"lowest_redundancy"`
+	Expected         int `json:"expected_shards"`
+	// Redundancy is the census behind LowestRedundancy (at most 15 s
+	// old; absent when the Remote keeps no census).
+	Redundancy *Redundancy `json:"redundancy,omitempty"`
+	// LossesSurvivable is how many more backends can be lost with every
+	// object still readable; -1 when unknown.
+	LossesSurvivable int         `json:"losses_survivable"`
 	LastRepair       RepairState `json:"last_repair"`
 	Uploads          uint64      `json:"uploads"`
 	Evictions        uint64      `json:"evictions"`
@@ -109,8 +115,11 @@ func (n *Node) Status(ctx context.Context) Status {
 	if hr, ok := n.opts.Remote.(HealthReporter); ok {
 		s.Backends, s.Expected = hr.Health(ctx)
 	}
-	if low, exp, ok := n.redundancy(ctx); ok {
-		s.LowestRedundancy, s.Expected = low, exp
+	s.LossesSurvivable = -1
+	if red, ok := n.redundancy(ctx); ok {
+		s.Redundancy = &red
+		s.LowestRedundancy, s.Expected = red.Lowest, red.Expected
+		s.LossesSurvivable = red.LossesSurvivable()
 	} else {
 		s.LowestRedundancy = n.st.lowestShards()
 	}
@@ -201,19 +210,19 @@ func (n *Node) Repair(ctx context.Context, m Maintainer) RepairState {
 }
 
 // redundancy is the Remote's census, at most 15 s old.
-func (n *Node) redundancy(ctx context.Context) (low, expected int, ok bool) {
+func (n *Node) redundancy(ctx context.Context) (Redundancy, bool) {
 	m, isM := n.opts.Remote.(Maintainer)
 	if !isM {
-		return 0, 0, false
+		return Redundancy{}, false
 	}
 	n.redMu.Lock()
 	defer n.redMu.Unlock()
 	if time.Since(n.redAt) > 15*time.Second {
-		l, e, err := m.Redundancy(ctx)
+		red, err := m.Census(ctx)
 		if err != nil {
-			return 0, 0, false
+			return Redundancy{}, false
 		}
-		n.redLow, n.redExpect, n.redAt = l, e, time.Now()
+		n.red, n.redAt = red, time.Now()
 	}
-	return n.redLow, n.redExpect, true
+	return n.red, true
 }

@@ -519,3 +519,18 @@ func (ns *Namespace) LiveBytes() map[uint32]int64 {
 	}
 	return out
 }
+
+// Resident reports whether key's payload is in a data file present on the
+// local disk: false when that file was evicted (a read fetches it). ok is
+// false when key is not live. An embedding program shows it (qsfs: the
+// web interface's remote-only badge); it costs an index lookup and a stat.
+func (ns *Namespace) Resident(key []byte) (resident, ok bool) {
+	ns.mu.RLock()
+	loc, found := ns.idx.Get(key)
+	ns.mu.RUnlock()
+	if !found {
+		return false, false
+	}
+	_, err := os.Stat(ns.dataPath(loc.DataID))
+	return err == nil, true
+}

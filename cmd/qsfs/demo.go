@@ -81,7 +81,7 @@ func runDemo(ctx context.Context, g *globals, dir string) error {
 		if err != nil {
 			return err
 		}
-		data, err := qconfig.Template(qconfig.TemplateOptions{Path: "data", CacheSize: "1G", RPO: "10s", Web: "-",
+		data, err := qconfig.Template(qconfig.TemplateOptions{Path: "data", CacheSize: "1G", RPO: "10s", Web: qconfig.TemplateWeb,
 			Zstor: set.ZstorConfig(4, 6, key)})
 		if err != nil {
 			return err
@@ -117,16 +117,20 @@ func runDemo(ctx context.Context, g *globals, dir string) error {
 	if err := os.MkdirAll(mnt, 0o755); err != nil {
 		return err
 	}
-	return runMount(ctx, cfg, mnt, zdbfs.MountOptions{FSName: "qsfs-demo"}, log, func() {
+	return runMount(ctx, cfg, mnt, zdbfs.MountOptions{FSName: "qsfs-demo"}, log, func(webURL string) {
+		webLine := "off (set [qsfs] web in the config)"
+		if webURL != "" {
+			webLine = webURL + "   (WebDAV: " + webURL + "dav/)"
+		}
 		fmt.Printf(`
 qsfs demo is running.
   mount point:  %s
   config:       %s   (qsfs -c %s status)
   backends:     6 local zdb servers under %s
-  web:          not available yet (the web interface is a later issue)
+  web:          %s
   login:        demo / %s
 Press Ctrl-C to unmount and stop.
-`, mnt, cfgPath, cfgPath, filepath.Join(dir, "backends"), pw)
+`, mnt, cfgPath, cfgPath, filepath.Join(dir, "backends"), webLine, pw)
 	})
 }
 

@@ -49,7 +49,7 @@ not stored then is uploaded at the next start).`,
 
 // runMount mounts cfg's filesystem on dir until ctx ends or it is
 // unmounted; ready, when set, is called once it serves.
-func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.MountOptions, log *slog.Logger, ready func()) error {
+func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.MountOptions, log *slog.Logger, ready func(webURL string)) error {
 	node, closeRemote, err := openNode(ctx, cfg, log)
 	if err != nil {
 		return err
@@ -81,9 +81,22 @@ func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.Mou
 			log.Warn("no metrics", "err", err)
 		}
 	}
+	var ws *webServer
+	if cfg.Web != "" {
+		if ws, err = startWeb(cfg, dir, node, f, log, mo.FSName == "qsfs-demo"); err != nil {
+			m.Unmount()
+			f.Close(context.Background())
+			closeNode()
+			return err
+		}
+	}
 	log.Info("qsfs mounted", "mountpoint", dir, "local", cfg.Path, "cache_size", cfg.CacheSize, "rpo", cfg.RPO)
 	if ready != nil {
-		ready()
+		url := ""
+		if ws != nil {
+			url = ws.URL
+		}
+		ready(url)
 	}
 	done := make(chan error, 1)
 	go func() { done <- m.Wait() }()
@@ -92,8 +105,15 @@ func runMount(ctx context.Context, cfg *qconfig.Config, dir string, mo zdbfs.Mou
 	case ferr = <-done:
 	case <-ctx.Done():
 		log.Info("signal: unmounting")
+		if ws != nil {
+			ws.Close() // before the unmount: its open files would keep the mount busy
+			ws = nil
+		}
 		ferr = m.Unmount()
 		<-done
+	}
+	if ws != nil {
+		ws.Close()
 	}
 	node.ReleaseFS()
 	stopControl()

@@ -18,6 +18,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"syscall"
 	"time"
 
 	"qss/web/fsys"
@@ -85,6 +86,14 @@ var inlineTypes = map[string]bool{
 	"application/pdf": true, "text/plain": true,
 }
 
+// activeExts are formats a browser runs or renders as a document (served
+// as text/plain, see ContentType): never inline, even as text, so that
+// "inline" is never a page of ours whatever a browser decides.
+var activeExts = map[string]bool{
+	".html": true, ".htm": true, ".xhtml": true, ".shtml": true, ".svg": true, ".svgz": true,
+	".xml": true, ".xsl": true, ".xslt": true, ".js": true, ".mjs": true,
+}
+
 // ContentType is the media type served for a name: by extension, and
 // text/plain for text formats a browser would otherwise interpret
 // (HTML, SVG, XML, JavaScript).
@@ -146,7 +155,7 @@ func ServeFile(w http.ResponseWriter, r *http.Request, f fsys.FS, name string, i
 	SetSafeHeaders(h)
 	h.Set("Content-Type", ct)
 	disp := "attachment"
-	if inline && inlineTypes[ct] {
+	if inline && inlineTypes[ct] && !activeExts[strings.ToLower(path.Ext(name))] {
 		disp = "inline"
 	}
 	h.Set("Content-Disposition", disposition(disp, fsys.Base(name)))
@@ -253,26 +262,62 @@ func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) err
 }
 
 // WriteError answers err as JSON {"error": "..."} with the status it
-// maps to: 404 for a missing name, 409 for an existing one, 400 for a bad
-// path, 403 for a refused kind of file, 500 otherwise.
+// maps to: 400 for a bad path or request, 404 for a missing name, 409
+// for an existing one, 403 for a refused kind of file or a name that
+// leads outside the tree, 413 for a body over its limit, 500 otherwise.
 func WriteError(w http.ResponseWriter, err error) {
-	code := http.StatusInternalServerError
+	WriteJSONError(w, statusOf(err), publicMessage(err))
+}
+
+// statusOf is the HTTP status WriteError answers err with.
+func statusOf(err error) int {
+	var (
+		bad *badRequest
+		mbe *http.MaxBytesError
+	)
 	switch {
-	case errors.Is(err, fsys.ErrBadPath):
-		code = http.StatusBadRequest
+	case errors.As(err, &bad), errors.Is(err, fsys.ErrBadPath), errors.Is(err, syscall.ENOTDIR),
+		errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENAMETOOLONG):
+		return http.StatusBadRequest
+	case errors.As(err, &mbe):
+		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, fs.ErrNotExist):
-		code = http.StatusNotFound
-	case errors.Is(err, fs.ErrExist):
-		code = http.StatusConflict
-	case errors.Is(err, fsys.ErrNotRegular), errors.Is(err, fs.ErrPermission):
-		code = http.StatusForbidden
+		return http.StatusNotFound
+	case errors.Is(err, fs.ErrExist), errors.Is(err, syscall.ENOTEMPTY):
+		return http.StatusConflict
+	case errors.Is(err, fsys.ErrNotRegular), errors.Is(err, fs.ErrPermission), escapes(err),
+		errors.Is(err, syscall.ELOOP):
+		return http.StatusForbidden
 	}
-	WriteJSONError(w, code, publicMessage(err))
+	return http.StatusInternalServerError
+}
+
+// escapes reports whether err is os.Root refusing a name that resolves
+// outside the root (through ".." or a symlink). The os package does not
+// export that error, so its text is matched.
+func escapes(err error) bool {
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "path escapes from parent" {
+			return true
+		}
+	}
+	return false
 }
 
 // publicMessage is err without host paths: a PathError's path is already
 // the client's own relative name, so it is kept.
 func publicMessage(err error) string {
+	var mbe *http.MaxBytesError
+	if errors.As(err, &mbe) {
+		return fmt.Sprintf("the request body is over its limit of %d bytes", mbe.Limit)
+	}
+	if escapes(err) {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			return fmt.Sprintf("%s leads outside the served tree", fsys.Display(pe.Path))
+		}
+		return "the name leads outside the served tree"
+	}
 	return err.Error()
 }
 

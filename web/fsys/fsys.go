@@ -163,78 +163,182 @@ func Display(name string) string {
 }
 
 // Root is an FS over a directory of the host, confined with os.Root.
+//
+// A Root from OpenDir holds no descriptor between calls: each call opens
+// the directory afresh and checks that it is still the same filesystem
+// (device) as when it was opened. Serving a FUSE mount this way, an idle
+// server never keeps the mount busy (umount works), and after an unmount
+// it refuses to serve the empty directory underneath.
 type Root struct {
-	r *os.Root
+	r   *os.Root // held open (OpenRoot); nil for OpenDir
+	dir string
+	dev uint64
 }
 
 var _ FS = (*Root)(nil)
 
-// OpenRoot opens dir as an FS.
+// ErrGone is returned when an OpenDir root is no longer the filesystem it
+// was (unmounted).
+var ErrGone = errors.New("the served directory is no longer mounted")
+
+// OpenRoot opens dir as an FS that holds the directory open.
 func OpenRoot(dir string) (*Root, error) {
 	r, err := os.OpenRoot(dir)
 	if err != nil {
 		return nil, err
 	}
-	return &Root{r: r}, nil
+	return &Root{r: r, dir: dir}, nil
 }
 
-// Close releases the root's directory descriptor.
-func (r *Root) Close() error { return r.r.Close() }
+// OpenDir opens dir as an FS that holds no descriptor between calls.
+func OpenDir(dir string) (*Root, error) {
+	r, err := os.OpenRoot(dir)
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	dev, err := devOf(r)
+	if err != nil {
+		return nil, err
+	}
+	return &Root{dir: dir, dev: dev}, nil
+}
+
+func devOf(r *os.Root) (uint64, error) {
+	st, err := r.Stat(".")
+	if err != nil {
+		return 0, err
+	}
+	sys, ok := st.Sys().(*syscall.Stat_t)
+	if !ok {
+		return 0, errors.New("no device number")
+	}
+	return uint64(sys.Dev), nil
+}
+
+// root is the os.Root of one call and its release.
+func (r *Root) root() (*os.Root, func(), error) {
+	if r.r != nil {
+		return r.r, func() {}, nil
+	}
+	or, err := os.OpenRoot(r.dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	if dev, err := devOf(or); err != nil || dev != r.dev {
+		or.Close()
+		return nil, nil, &fs.PathError{Op: "open", Path: ".", Err: ErrGone}
+	}
+	return or, func() { or.Close() }, nil
+}
+
+// Close releases the root's directory descriptor (if it holds one).
+func (r *Root) Close() error {
+	if r.r != nil {
+		return r.r.Close()
+	}
+	return nil
+}
 
 // Name is the host directory of the root.
-func (r *Root) Name() string { return r.r.Name() }
+func (r *Root) Name() string { return r.dir }
 
-func (r *Root) Stat(name string) (fs.FileInfo, error)  { return r.r.Stat(name) }
-func (r *Root) Lstat(name string) (fs.FileInfo, error) { return r.r.Lstat(name) }
+// do runs op on the call's os.Root.
+func do[T any](r *Root, op func(*os.Root) (T, error)) (T, error) {
+	or, release, err := r.root()
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	defer release()
+	return op(or)
+}
+
+func do0(r *Root, op func(*os.Root) error) error {
+	_, err := do(r, func(or *os.Root) (struct{}, error) { return struct{}{}, op(or) })
+	return err
+}
+
+func (r *Root) Stat(name string) (fs.FileInfo, error) {
+	return do(r, func(or *os.Root) (fs.FileInfo, error) { return or.Stat(name) })
+}
+
+func (r *Root) Lstat(name string) (fs.FileInfo, error) {
+	return do(r, func(or *os.Root) (fs.FileInfo, error) { return or.Lstat(name) })
+}
 
 func (r *Root) Open(name string) (File, error) {
-	// O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
-	f, err := r.r.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
-	if err != nil {
-		return nil, err
-	}
-	st, err := f.Stat()
-	if err != nil {
-		f.Close()
-		return nil, err
-	}
-	if !st.Mode().IsRegular() && !st.IsDir() {
-		f.Close()
-		return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
-	}
-	return f, nil
+	return do(r, func(or *os.Root) (File, error) {
+		// O_NONBLOCK: opening a FIFO for reading must not wait for a writer.
+		f, err := or.OpenFile(name, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+		if err != nil {
+			return nil, err
+		}
+		st, err := f.Stat()
+		if err != nil {
+			f.Close()
+			return nil, err
+		}
+		if !st.Mode().IsRegular() && !st.IsDir() {
+			f.Close()
+			return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+		}
+		return f, nil
+	})
 }
 
 func (r *Root) OpenFile(name string, flag int, perm fs.FileMode) (File, error) {
-	if flag&os.O_CREATE == 0 || flag&os.O_EXCL == 0 {
-		// An existing name: refuse what is not a regular file before
-		// opening it (a FIFO opened for writing blocks).
-		if st, err := r.r.Stat(name); err == nil && !st.Mode().IsRegular() {
-			return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+	return do(r, func(or *os.Root) (File, error) {
+		if flag&os.O_CREATE == 0 || flag&os.O_EXCL == 0 {
+			// An existing name: refuse what is not a regular file before
+			// opening it (a FIFO opened for writing blocks).
+			if st, err := or.Stat(name); err == nil && !st.Mode().IsRegular() {
+				return nil, &fs.PathError{Op: "open", Path: name, Err: ErrNotRegular}
+			}
 		}
-	}
-	f, err := r.r.OpenFile(name, flag|syscall.O_NONBLOCK, perm)
-	if err != nil {
-		return nil, err
-	}
-	return f, nil
+		f, err := or.OpenFile(name, flag|syscall.O_NONBLOCK, perm)
+		if err != nil {
+			return nil, err
+		}
+		return f, nil
+	})
 }
 
 func (r *Root) ReadDir(name string) ([]fs.DirEntry, error) {
-	f, err := r.r.Open(name)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	return f.ReadDir(-1)
+	return do(r, func(or *os.Root) ([]fs.DirEntry, error) {
+		f, err := or.Open(name)
+		if err != nil {
+			return nil, err
+		}
+		defer f.Close()
+		return f.ReadDir(-1)
+	})
 }
 
-func (r *Root) Mkdir(name string, perm fs.FileMode) error    { return r.r.Mkdir(name, perm) }
-func (r *Root) MkdirAll(name string, perm fs.FileMode) error { return r.r.MkdirAll(name, perm) }
-func (r *Root) Remove(name string) error                     { return r.r.Remove(name) }
-func (r *Root) RemoveAll(name string) error                  { return r.r.RemoveAll(name) }
-func (r *Root) Rename(oldname, newname string) error         { return r.r.Rename(oldname, newname) }
-func (r *Root) Chtimes(name string, atime, mtime time.Time) error {
-	return r.r.Chtimes(name, atime, mtime)
+func (r *Root) Mkdir(name string, perm fs.FileMode) error {
+	return do0(r, func(or *os.Root) error { return or.Mkdir(name, perm) })
 }
-func (r *Root) Readlink(name string) (string, error) { return r.r.Readlink(name) }
+
+func (r *Root) MkdirAll(name string, perm fs.FileMode) error {
+	return do0(r, func(or *os.Root) error { return or.MkdirAll(name, perm) })
+}
+
+func (r *Root) Remove(name string) error {
+	return do0(r, func(or *os.Root) error { return or.Remove(name) })
+}
+
+func (r *Root) RemoveAll(name string) error {
+	return do0(r, func(or *os.Root) error { return or.RemoveAll(name) })
+}
+
+func (r *Root) Rename(oldname, newname string) error {
+	return do0(r, func(or *os.Root) error { return or.Rename(oldname, newname) })
+}
+
+func (r *Root) Chtimes(name string, atime, mtime time.Time) error {
+	return do0(r, func(or *os.Root) error { return or.Chtimes(name, atime, mtime) })
+}
+
+func (r *Root) Readlink(name string) (string, error) {
+	return do(r, func(or *os.Root) (string, error) { return or.Readlink(name) })
+}

@@ -260,6 +260,8 @@ type Health struct {
 	Used      int64 // data_size_bytes
 	Limit     int64 // data_limits_bytes, 0 = no limit
 	DiskFree  int64 // data_disk_freespace_bytes, -1 when unknown
+	// Latency is how long the NSINFO round trip took (0 when not asked).
+	Latency time.Duration
 }
 
 // Seq reports whether the namespace is in sequential mode (or its mode is
@@ -314,7 +316,9 @@ func (b *Backend) health(ctx context.Context, probe bool) Health {
 	if ns == "" {
 		ns = "default"
 	}
+	start := time.Now()
 	info, err := cl.NSInfo(ctx, ns)
+	h.Latency = time.Since(start)
 	b.report(ctx, err)
 	if err != nil {
 		h.Err = fmt.Errorf("backend %s: nsinfo: %w", b, err)
