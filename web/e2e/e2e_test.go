@@ -1,0 +1,600 @@
+// Package e2e drives the web interface in Debian's Chromium the way a
+// person uses it: sign in, upload through the file input (tus), create,
+// edit and save a Markdown file, reload, preview an image, a PDF and a
+// video (with a seek), share a file and open the link logged out, delete
+// and restore from the trash. It fails on any console error, warning or
+// uncaught exception in the pages.
+//
+// Needs the Debian package chromium (/usr/bin/chromium). Screenshots of
+// each page go to $E2E_SHOTS when set, else to the test's temp folder.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"image"
+	"image/color"
+	"image/png"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	cdplog "github.com/chromedp/cdproto/log"
+	"github.com/chromedp/cdproto/runtime"
+	"github.com/chromedp/chromedp"
+
+	"qss/qsfs"
+	"qss/qsfs/users"
+	"qss/web"
+	"qss/web/fsys"
+)
+
+const (
+	chromium = "/usr/bin/chromium"
+	user     = "e2e"
+	password = "e2e-password-1"
+)
+
+// server is the real web server, in process, over a fresh tree.
+type server struct {
+	URL  string
+	Root string
+}
+
+// downStatus is the qsfs status the dashboard is fed: three backends, one
+// of them down, so the page must show it in red and list the risk.
+func downStatus(context.Context) qsfs.Status {
+	var s qsfs.Status
+	s.RPO, s.RPOTarget = 3, 60
+	s.Queue.Jobs, s.Queue.Bytes = 2, 1<<20
+	s.Cache.Used, s.Cache.Cap = 300<<20, 1<<30
+	s.RemoteObjects, s.Expected, s.LowestRedundancy = 42, 3, 2
+	s.Backends = []qsfs.BackendHealth{
+		{Address: "127.0.0.1:9901", Namespace: "e2e", Reachable: true},
+		{Address: "127.0.0.1:9902", Namespace: "e2e", Reachable: true},
+		{Address: "127.0.0.1:9903", Namespace: "e2e", Reachable: false, Error: "dial tcp 127.0.0.1:9903: connection refused"},
+	}
+	s.AtRisk = []string{"backend 127.0.0.1:9903 is unreachable"}
+	return s
+}
+
+func startServer(t *testing.T) server {
+	t.Helper()
+	root, state := t.TempDir(), t.TempDir()
+	st, err := users.Open(state)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := st.Add(user, password); err != nil {
+		t.Fatal(err)
+	}
+	f, err := fsys.OpenRoot(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	log := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if testing.Verbose() {
+		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	srv, err := web.New(web.Config{FS: f, Users: st, StateDir: state, Status: downStatus, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	hs := httptest.NewServer(srv.Handler())
+	t.Cleanup(func() {
+		hs.Close()
+		srv.Close()
+	})
+	return server{URL: hs.URL, Root: root}
+}
+
+// console collects what a page reports as wrong.
+type console struct {
+	mu   sync.Mutex
+	errs []string
+}
+
+func (c *console) add(s string) {
+	c.mu.Lock()
+	c.errs = append(c.errs, s)
+	c.mu.Unlock()
+}
+
+func (c *console) take() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e := c.errs
+	c.errs = nil
+	return e
+}
+
+// expected is a log entry the app causes on purpose: the check for an
+// existing session (GET /api/auth/me) answers 401 before one signs in.
+func expected(e *cdplog.Entry) bool {
+	return e.Source == cdplog.EntrySourceNetwork && strings.HasSuffix(e.URL, "/api/auth/me") && strings.Contains(e.Text, "401")
+}
+
+// watch records console errors and warnings, exceptions and error log
+// entries of the tab ctx.
+func watch(ctx context.Context, c *console, tab string) {
+	if err := chromedp.Listen(ctx, func(ev any) {
+		switch ev := ev.(type) {
+		case *runtime.EventConsoleAPICalled:
+			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning || ev.Type == runtime.ConsoleAPICalledTypeAssert {
+				var parts []string
+				for _, a := range ev.Args {
+					if a.Value != nil {
+						parts = append(parts, string(a.Value))
+					} else {
+						parts = append(parts, a.Description)
+					}
+				}
+				c.add(fmt.Sprintf("%s: console.%s: %s", tab, ev.Type, strings.Join(parts, " ")))
+			}
+		case *runtime.EventExceptionThrown:
+			d := ev.ExceptionDetails
+			msg := d.Text
+			if d.Exception != nil {
+				msg += " " + d.Exception.Description
+			}
+			c.add(fmt.Sprintf("%s: exception: %s (%s:%d)", tab, msg, d.URL, d.LineNumber))
+		case *cdplog.EventEntryAdded:
+			if ev.Entry.Level == cdplog.EntryLevelError && !expected(ev.Entry) {
+				c.add(fmt.Sprintf("%s: log %s: %s (%s)", tab, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
+			}
+		}
+	}); err != nil {
+		c.add(fmt.Sprintf("%s: listen to the console: %v", tab, err))
+	}
+}
+
+func shotsDir(t *testing.T) string {
+	if d := os.Getenv("E2E_SHOTS"); d != "" {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		return d
+	}
+	return t.TempDir()
+}
+
+// fixtures writes the files the test uploads: a PNG, a two-page PDF, a
+// text file, and the committed WebM clip (4 s, VP8).
+func fixtures(t *testing.T) map[string]string {
+	dir := t.TempDir()
+	out := map[string]string{}
+	img := image.NewRGBA(image.Rect(0, 0, 96, 64))
+	for y := 0; y < 64; y++ {
+		for x := 0; x < 96; x++ {
+			img.Set(x, y, color.RGBA{R: uint8(x * 2), G: 120, B: uint8(y * 3), A: 255})
+		}
+	}
+	var b bytes.Buffer
+	if err := png.Encode(&b, img); err != nil {
+		t.Fatal(err)
+	}
+	write := func(name string, data []byte) {
+		p := filepath.Join(dir, name)
+		if err := os.WriteFile(p, data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		out[name] = p
+	}
+	write("picture.png", b.Bytes())
+	write("paper.pdf", minimalPDF())
+	write("hello.txt", []byte("hello from the e2e test\n"))
+	clip, err := os.ReadFile(filepath.Join("testdata", "clip.webm"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	write("clip.webm", clip)
+	return out
+}
+
+// minimalPDF is a valid two-page PDF: a line of Helvetica text and a
+// filled blue rectangle on each page.
+func minimalPDF() []byte {
+	stream := "BT /F1 24 Tf 40 120 Td (Hello PDF) Tj ET 0 0 1 rg 40 40 120 40 re f"
+	objs := []string{
+		"<< /Type /Catalog /Pages 2 0 R >>",
+		"<< /Type /Pages /Kids [3 0 R 4 0 R] /Count 2 >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 5 0 R /Resources << /Font << /F1 6 0 R >> >> >>",
+		"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 300 200] /Contents 5 0 R /Resources << /Font << /F1 6 0 R >> >> >>",
+		fmt.Sprintf("<< /Length %d >>\nstream\n%s\nendstream", len(stream), stream),
+		"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+	}
+	var b bytes.Buffer
+	b.WriteString("%PDF-1.4\n")
+	offs := make([]int, len(objs))
+	for i, o := range objs {
+		offs[i] = b.Len()
+		fmt.Fprintf(&b, "%d 0 obj\n%s\nendobj\n", i+1, o)
+	}
+	xref := b.Len()
+	fmt.Fprintf(&b, "xref\n0 %d\n0000000000 65535 f \n", len(objs)+1)
+	for _, o := range offs {
+		fmt.Fprintf(&b, "%010d 00000 n \n", o)
+	}
+	fmt.Fprintf(&b, "trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n", len(objs)+1, xref)
+	return b.Bytes()
+}
+
+// browser starts Chromium with the flags the project uses.
+func browser(t *testing.T) context.Context {
+	t.Helper()
+	if _, err := os.Stat(chromium); err != nil {
+		t.Fatalf("%s is missing: install the Debian package chromium (apt-get install -y chromium)", chromium)
+	}
+	if _, err := exec.LookPath(chromium); err != nil {
+		t.Fatalf("%s cannot run (%v): reinstall the Debian package chromium", chromium, err)
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(chromium),
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.UserDataDir(t.TempDir()),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.WindowSize(1280, 860),
+	}
+	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
+	t.Cleanup(cancel)
+	bctx, bcancel := chromedp.NewContext(actx)
+	t.Cleanup(bcancel)
+	if err := chromedp.Do(bctx); err != nil {
+		t.Fatalf("start %s: %v (is the Debian package chromium installed and working?)", chromium, err)
+	}
+	return bctx
+}
+
+// page wraps one tab: its console, its screenshots and the helpers the
+// steps use.
+type page struct {
+	t     *testing.T
+	ctx   context.Context
+	con   *console
+	shots string
+	name  string
+}
+
+func (p *page) run(what string, actions ...chromedp.Action[chromedp.Void]) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
+	defer cancel()
+	if err := chromedp.Do(ctx, actions...); err != nil {
+		p.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		p.t.Fatalf("%s: %s: %v", p.name, what, err)
+	}
+	p.clean(what)
+}
+
+// clean fails the test on anything the console reported so far.
+func (p *page) clean(when string) {
+	p.t.Helper()
+	if errs := p.con.take(); len(errs) > 0 {
+		p.t.Errorf("console reported problems by %q:\n  %s", when, strings.Join(errs, "\n  "))
+	}
+}
+
+func (p *page) shot(name string) {
+	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
+	defer cancel()
+	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
+	if err != nil {
+		p.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	f := filepath.Join(p.shots, p.name+"-"+name+".png")
+	if err := os.WriteFile(f, buf, 0o644); err != nil {
+		p.t.Logf("screenshot %s: %v", name, err)
+	}
+}
+
+// waitJS waits until the expression is true.
+func waitJS(expr string) chromedp.Action[chromedp.Void] {
+	return get(new(bool), chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
+}
+
+// get runs a, an action that returns a value, and stores the value in *v.
+func get[T any](v *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
+	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
+		r, err := a(ctx, t)
+		if err == nil {
+			*v = r
+		}
+		return chromedp.Void{}, err
+	}
+}
+
+// js runs statements in the page, in an async function (await works).
+func js(stmts string) chromedp.Action[chromedp.Void] {
+	return get(new(bool), chromedp.Evaluate[bool]("(async () => { "+stmts+"; return true })()", chromedp.EvalAwaitPromise))
+}
+
+// typeInto replaces the text of an input the way a person does: focus,
+// select all, type.
+func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
+	return chromedp.Steps(
+		chromedp.Focus(chromedp.CSS(sel)),
+		js(fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
+		chromedp.KeyEvent(text),
+	)
+}
+
+func row(name string) string { return fmt.Sprintf(`[data-testid=row][data-name=%q]`, name) }
+
+func TestBrowser(t *testing.T) {
+	srv := startServer(t)
+	files := fixtures(t)
+	bctx := browser(t)
+	shots := shotsDir(t)
+	t.Logf("screenshots in %s", shots)
+
+	tab, cancel := chromedp.NewContext(bctx)
+	defer cancel()
+	p := &page{t: t, ctx: tab, con: &console{}, shots: shots, name: "app"}
+	watch(tab, p.con, "app")
+
+	// The console listener works: a deliberate error is seen (and dropped).
+	p.run("open the app", chromedp.Navigate(srv.URL+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)))
+	if err := chromedp.Do(tab, js(`console.error("e2e probe")`), chromedp.Sleep(200*time.Millisecond)); err != nil {
+		t.Fatal(err)
+	}
+	if errs := p.con.take(); len(errs) != 1 || !strings.Contains(errs[0], "e2e probe") {
+		t.Fatalf("the console listener did not see a console.error: %q", errs)
+	}
+	p.shot("login")
+
+	t.Run("login", func(t *testing.T) {
+		p.t = t
+		ctx, cancel := context.WithTimeout(tab, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx,
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=login-user]`), user),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=login-password]`), "not-the-password"),
+			chromedp.Click(chromedp.CSS(`[data-testid=login-submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-error]`)),
+		); err != nil {
+			t.Fatalf("a wrong password: %v", err)
+		}
+		// The refused login is a 401 in the network log: expected here, and
+		// nothing else.
+		for _, e := range p.con.take() {
+			if !strings.Contains(e, "/api/auth/login") || !strings.Contains(e, "401") {
+				t.Errorf("console reported problems by the wrong password: %s", e)
+			}
+		}
+		p.shot("login-refused")
+		p.run("sign in",
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=login-password]`), password),
+			chromedp.Click(chromedp.CSS(`[data-testid=login-submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=browser]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=empty]`)),
+		)
+		p.shot("files-empty")
+	})
+
+	t.Run("upload", func(t *testing.T) {
+		p.t = t
+		paths := []string{files["picture.png"], files["paper.pdf"], files["hello.txt"], files["clip.webm"]}
+		p.run("upload through the file input",
+			chromedp.SetUploadFiles(chromedp.CSS(`[data-testid=upload-input]`), paths),
+			waitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 4`),
+			chromedp.WaitVisible(chromedp.CSS(row("clip.webm"))),
+			chromedp.WaitVisible(chromedp.CSS(row("picture.png"))),
+		)
+		for name, src := range files {
+			want, _ := os.ReadFile(src)
+			got, err := os.ReadFile(filepath.Join(srv.Root, name))
+			if err != nil || !bytes.Equal(got, want) {
+				t.Errorf("%s on the server: %d bytes, err %v; want the %d bytes uploaded", name, len(got), err, len(want))
+			}
+		}
+		p.shot("files-uploaded")
+		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
+	})
+
+	t.Run("markdown", func(t *testing.T) {
+		p.t = t
+		p.run("new file",
+			chromedp.Click(chromedp.CSS(`[data-testid=btn-new-file]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=new-file-dialog]`)),
+			typeInto(`[data-testid=dialog-input]`, "notes.md"),
+			chromedp.KeyEvent("\r"),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-state=ready]`)),
+		)
+		p.run("type and save with Ctrl+S",
+			chromedp.Click(chromedp.CSS(`.cm-content`)),
+			chromedp.KeyEvent("# Notes\n\nSaved by **e2e**."),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="1"]`)),
+			chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="0"]`)),
+			waitJS(`[...document.querySelectorAll('[data-testid=toast]')].some(t => t.textContent.includes('Saved notes.md'))`),
+			waitJS(`document.querySelector('[data-testid=md-preview] strong')?.textContent === 'e2e'`),
+		)
+		got, err := os.ReadFile(filepath.Join(srv.Root, "notes.md"))
+		if err != nil || !strings.Contains(string(got), "Saved by **e2e**.") {
+			t.Fatalf("notes.md on the server = %q, %v; want the typed text", got, err)
+		}
+		p.shot("editor")
+		var text string
+		p.run("reload and see the saved text",
+			chromedp.Reload(),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-state=ready]`)),
+			get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))),
+		)
+		if !strings.Contains(text, "Saved by **e2e**.") {
+			t.Fatalf("after a reload the editor shows %q; want the saved text", text)
+		}
+		p.run("close the editor", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)), chromedp.WaitVisible(chromedp.CSS(row("notes.md"))))
+	})
+
+	t.Run("image", func(t *testing.T) {
+		p.t = t
+		p.run("open the image",
+			chromedp.Click(chromedp.CSS(row("picture.png")+` [data-testid=row-open]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=viewer-image]`)),
+			waitJS(`(() => { const i = document.querySelector('[data-testid=viewer-image]'); return i.complete && i.naturalWidth === 96 })()`),
+		)
+		p.shot("image")
+		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+		p.run("thumbnail grid",
+			chromedp.Click(chromedp.CSS(`[data-testid=btn-view-toggle]`)),
+			waitJS(`(() => { const i = document.querySelector('[data-testid=thumb]'); return !!i && i.complete && i.naturalWidth > 0 })()`),
+		)
+		p.shot("grid")
+		p.run("back to the list", chromedp.Click(chromedp.CSS(`[data-testid=btn-view-toggle]`)), chromedp.WaitVisible(chromedp.CSS(`.list-head`)))
+	})
+
+	t.Run("pdf", func(t *testing.T) {
+		p.t = t
+		p.run("open the PDF",
+			chromedp.Click(chromedp.CSS(row("paper.pdf")+` [data-testid=row-open]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=pdf][data-rendered="1"]`)),
+		)
+		var dark int
+		p.run("the canvas has ink", get(&dark, chromedp.Evaluate[int](`(() => {
+			const c = document.querySelector('[data-testid=pdf-canvas]');
+			const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+			let n = 0;
+			for (let i = 0; i < d.length; i += 4) if (d[i] < 100 && d[i+1] < 100) n++;
+			return n;
+		})()`)))
+		if dark < 100 {
+			t.Fatalf("the PDF canvas has %d dark pixels; want the text and rectangle drawn", dark)
+		}
+		p.run("next page",
+			chromedp.Click(chromedp.CSS(`[data-testid=pdf-next]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=pdf][data-rendered="2"]`)),
+		)
+		p.shot("pdf")
+		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+	})
+
+	t.Run("video", func(t *testing.T) {
+		p.t = t
+		p.run("open the video",
+			chromedp.Click(chromedp.CSS(row("clip.webm")+` [data-testid=row-open]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=viewer-video]`)),
+			waitJS(`document.querySelector('video').readyState >= 1 && document.querySelector('video').duration > 3`),
+		)
+		var res []float64
+		p.run("play and seek to the middle",
+			js(`const v = document.querySelector('video'); v.muted = true; await v.play()`),
+			js(`const v = document.querySelector('video'); v.pause(); v.currentTime = v.duration / 2`),
+			waitJS(`(() => { const v = document.querySelector('video'); return !v.seeking && v.readyState >= 2 })()`),
+			get(&res, chromedp.Evaluate[[]float64](`(() => { const v = document.querySelector('video'); return [v.currentTime, v.duration, v.readyState] })()`)),
+		)
+		if len(res) != 3 || res[0] < res[1]/2-0.3 || res[0] > res[1]/2+0.3 || res[2] < 2 {
+			t.Fatalf("video after the seek: currentTime, duration, readyState = %v; want the middle, ready", res)
+		}
+		p.shot("video")
+		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+	})
+
+	var link string
+	t.Run("share", func(t *testing.T) {
+		p.t = t
+		p.run("create a link with a password",
+			chromedp.Click(chromedp.CSS(row("hello.txt")+` .col-size`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=btn-share]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-dialog]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=share-password]`), "open-sesame"),
+			chromedp.Click(chromedp.CSS(`[data-testid=dialog-share-create]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-link]`)),
+			get(&link, chromedp.Value(chromedp.CSS(`[data-testid=share-link]`))),
+		)
+		if !strings.HasPrefix(link, srv.URL+"/s/") {
+			t.Fatalf("share link %q; want %s/s/<id>", link, srv.URL)
+		}
+		p.shot("share")
+		p.run("done", chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)))
+
+		// A fresh browser context: no session cookie.
+		pub, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
+		defer cancel()
+		pp := &page{t: t, ctx: pub, con: &console{}, shots: shots, name: "public"}
+		watch(pub, pp.con, "public")
+		pp.run("open the link logged out",
+			chromedp.Navigate(link),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=unlock-form]`)),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=unlock-password]`), "open-sesame"),
+			chromedp.Click(chromedp.CSS(`[data-testid=unlock-submit]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=shared-file] [data-testid=editor][data-state=ready]`)),
+		)
+		var text string
+		pp.run("read the shared text", get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))))
+		if !strings.Contains(text, "hello from the e2e test") {
+			t.Fatalf("the share page shows %q; want the shared file's text", text)
+		}
+		pp.shot("share-page")
+		var me string
+		pp.run("no session there", get(&me, chromedp.Evaluate[string](`fetch('/api/auth/me').then(r => String(r.status))`, chromedp.EvalAwaitPromise)))
+		pp.con.take() // that probe's 401 is the point
+		if me != "401" {
+			t.Fatalf("the logged-out context has a session (GET /api/auth/me = %s)", me)
+		}
+	})
+
+	t.Run("trash", func(t *testing.T) {
+		p.t = t
+		p.run("delete with the Delete key",
+			chromedp.Click(chromedp.CSS(row("hello.txt")+` .col-size`)),
+			chromedp.KeyEvent("\x7f"),
+			waitJS(`!document.querySelector('[data-testid=row][data-name="hello.txt"]')`),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=toast-action]`)),
+		)
+		if _, err := os.Stat(filepath.Join(srv.Root, "hello.txt")); err == nil {
+			t.Fatal("hello.txt is still in place after the delete")
+		}
+		p.shot("deleted")
+		p.run("restore from the trash page",
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-trash]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=trash-row][data-path="/hello.txt"]`)),
+		)
+		p.shot("trash")
+		p.run("restore",
+			chromedp.Click(chromedp.CSS(`[data-testid=trash-row][data-path="/hello.txt"] [data-testid=trash-restore]`)),
+			waitJS(`!document.querySelector('[data-testid=trash-row]')`),
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
+			chromedp.WaitVisible(chromedp.CSS(row("hello.txt"))),
+		)
+		got, err := os.ReadFile(filepath.Join(srv.Root, "hello.txt"))
+		if err != nil || string(got) != "hello from the e2e test\n" {
+			t.Fatalf("restored hello.txt = %q, %v", got, err)
+		}
+	})
+
+	t.Run("pages", func(t *testing.T) {
+		p.t = t
+		p.run("health",
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-health]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=backend-row][data-up="0"]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=at-risk]`)),
+		)
+		p.shot("health")
+		p.run("shares", chromedp.Click(chromedp.CSS(`[data-testid=nav-shares]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-row][data-path="/hello.txt"]`)))
+		p.shot("shares")
+		p.run("sessions", chromedp.Click(chromedp.CSS(`[data-testid=nav-sessions]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=session-row][data-current="1"]`)))
+		p.shot("sessions")
+		p.run("dark mode", chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)), chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)),
+			waitJS(`document.documentElement.dataset.theme === 'dark'`))
+		p.shot("files-dark")
+	})
+	p.t = t
+	p.clean("the end")
+}
