@@ -58,10 +58,11 @@ func downStatus(context.Context) qsfs.Status {
 	s.Cache.Used, s.Cache.Cap = 300<<20, 1<<30
 	s.RemoteObjects, s.Expected, s.LowestRedundancy = 42, 3, 2
 	s.Backends = []qsfs.BackendHealth{
-		{Address: "127.0.0.1:9901", Namespace: "e2e", Reachable: true},
-		{Address: "127.0.0.1:9902", Namespace: "e2e", Reachable: true},
+		{Address: "127.0.0.1:9901", Namespace: "e2e", Reachable: true, LatencyMS: 1.5, UsedBytes: 40 << 20, FreeBytes: 10 << 30},
+		{Address: "127.0.0.1:9902", Namespace: "e2e", Reachable: true, LatencyMS: 2.5, UsedBytes: 40 << 20, FreeBytes: -1},
 		{Address: "127.0.0.1:9903", Namespace: "e2e", Reachable: false, Error: "dial tcp 127.0.0.1:9903: connection refused"},
 	}
+	s.Redundancy = &qsfs.Redundancy{Lowest: 2, Expected: 3, Needed: 1, Objects: 42, ByShards: map[string]int{"2": 40, "3": 2}}
 	s.AtRisk = []string{"backend 127.0.0.1:9903 is unreachable"}
 	return s
 }
@@ -585,6 +586,8 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-health]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=backend-row][data-up="0"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=at-risk]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=health-headline][data-level=bad]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=by-redundancy]`)),
 		)
 		p.shot("health")
 		p.run("shares", chromedp.Click(chromedp.CSS(`[data-testid=nav-shares]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-row][data-path="/hello.txt"]`)))

@@ -8,6 +8,13 @@ import { fmtAgo, fmtDuration, fmtSize, fmtTime } from './util.js';
 
 const POLL = 5000;
 
+/** validTime is false for Go's zero time (an unset time.Time). */
+function validTime(t) {
+  if (!t) return false;
+  const d = new Date(t);
+  return !isNaN(d) && d.getFullYear() > 1970;
+}
+
 export function HealthPage() {
   const [data, setData] = useState(null);
   const [error, setError] = useState('');
@@ -41,15 +48,19 @@ export function HealthPage() {
   const s = data.status || {};
   const backends = s.backends || [];
   const up = backends.filter((b) => b.reachable).length;
-  const losses = data.losses_survivable ?? 0;
+  // losses_survivable: -1 while unknown (no object counted yet).
+  const losses = data.losses_survivable ?? -1;
+  const known = losses >= 0;
   const risk = (s.at_risk || []).filter(Boolean);
-  const level = risk.length || losses < 0 ? 'bad' : losses === 0 ? 'warn' : 'ok';
+  const down = backends.length - up;
+  const level = risk.length || down > 0 ? 'bad' : !known ? 'unknown' : losses === 0 ? 'warn' : 'ok';
+  const red = s.redundancy || null;
   const rpo = s.rpo_seconds || 0;
   const target = s.rpo_target_seconds || 0;
   const q = s.queue || {};
   const cache = s.cache || {};
   const hist = data.history || [];
-  const byRed = s.objects_by_redundancy || s.by_redundancy || data.objects_by_redundancy || null;
+  const byRed = red && red.ByShards && Object.keys(red.ByShards).length ? red.ByShards : null;
   return (
     <div class="page health" data-testid="health-page">
       <div class="page-head">
@@ -59,12 +70,16 @@ export function HealthPage() {
       </div>
       {error && <p class="form-error" data-testid="health-error">{error}</p>}
       <section class={`headline card level-${level}`} data-testid="health-headline" data-level={level}>
-        <div class="headline-num" data-testid="losses">{Math.max(0, losses)}</div>
+        <div class="headline-num" data-testid="losses">{known ? losses : '?'}</div>
         <div>
           <div class="headline-text">
-            {losses > 0 ? `Your data survives ${losses} more backend loss${losses === 1 ? '' : 'es'}.` : losses === 0 ? 'One more backend loss would make data unreadable.' : 'Some data cannot be read now.'}
+            {!known ? 'How many backend losses your data survives is not known yet (no stored object counted).'
+              : losses > 0 ? `Your data survives ${losses} more backend loss${losses === 1 ? '' : 'es'}.`
+                : 'One more backend loss would make some data unreadable.'}
           </div>
-          <div class="muted">{up} of {backends.length} backends up · lowest redundancy {s.lowest_redundancy ?? '–'} of {s.expected_shards ?? '–'} shards</div>
+          <div class="muted">
+            {up} of {backends.length} backends up{down > 0 ? ` · ${down} down` : ''} · lowest redundancy {s.lowest_redundancy ?? '–'} of {s.expected_shards ?? '–'} shards{red && red.Needed ? ` (${red.Needed} needed to read)` : ''}
+          </div>
         </div>
       </section>
       {risk.length > 0 && (
@@ -79,12 +94,15 @@ export function HealthPage() {
           <div class={`big ${target && rpo > target ? 'bad' : ''}`} data-testid="rpo">{rpo ? fmtDuration(rpo) : 'all stored'}</div>
           <div class="muted">target {target ? fmtDuration(target) : '–'} · newest write not yet on the backends</div>
           {target > 0 && <Progress value={rpo} max={target} label="RPO against its target" />}
-          <div class="muted small">Last point #{s.last_point?.generation ?? '–'} stored {fmtAgo(s.last_point?.stored_at)}{s.points_pending ? ` · ${s.points_pending} pending` : ''}</div>
+          <div class="muted small">
+            {s.last_point && s.last_point.generation ? `Last point #${s.last_point.generation} stored ${fmtAgo(s.last_point.stored_at)}` : 'No recovery point stored yet'}
+            {s.points_pending ? ` · ${s.points_pending} pending` : ''}
+          </div>
         </section>
         <section class="card" data-testid="queue-card">
           <h2>Upload queue</h2>
           <div class="big" data-testid="queue-jobs">{q.jobs || 0} <span class="unit">jobs</span></div>
-          <div class="muted">{fmtSize(q.bytes || 0)}{q.oldest && q.jobs ? ` · oldest ${fmtAgo(q.oldest)}` : ''}</div>
+          <div class="muted">{fmtSize(q.bytes || 0)}{validTime(q.oldest) && q.jobs ? ` · oldest ${fmtAgo(q.oldest)}` : ''}</div>
           {q.failing > 0 && <div class="bad" data-testid="queue-failing">{q.failing} failing{q.last_error ? `: ${q.last_error}` : ''}</div>}
         </section>
         <section class="card" data-testid="cache-card">
@@ -101,7 +119,9 @@ export function HealthPage() {
             <table class="mini" data-testid="by-redundancy">
               <tbody>
                 {Object.entries(byRed).sort((a, b) => Number(a[0]) - Number(b[0])).map(([k, v]) => (
-                  <tr key={k}><td>{k} shards</td><td>{v} objects</td></tr>
+                  <tr key={k} class={red.Needed && Number(k) <= red.Needed ? 'bad' : ''}>
+                    <td>{k} of {red.Expected || s.expected_shards} shards</td><td>{v} object{v === 1 ? '' : 's'}</td>
+                  </tr>
                 ))}
               </tbody>
             </table>
@@ -109,7 +129,7 @@ export function HealthPage() {
         </section>
         <section class="card" data-testid="repair-card">
           <h2>Repair</h2>
-          <div class="big">{s.last_repair?.at && new Date(s.last_repair.at).getFullYear() > 1970 ? fmtAgo(s.last_repair.at) : 'not yet'}</div>
+          <div class="big">{validTime(s.last_repair?.at) ? fmtAgo(s.last_repair.at) : 'not yet'}</div>
           <div class="muted">{s.last_repair?.repaired || 0} objects repaired in the last pass</div>
           {s.last_repair?.error && <div class="bad">{s.last_repair.error}</div>}
           {s.scrub && <div class="muted small">scrub: {JSON.stringify(s.scrub)}</div>}
@@ -127,8 +147,8 @@ export function HealthPage() {
                   <span class={`pill ${b.reachable ? 'pill-ok' : 'pill-bad'}`}>{b.reachable ? 'up' : 'down'}</span>
                   {b.error && <div class="bad small">{b.error}</div>}
                 </td>
-                <td class="hide-narrow">{b.latency_ms != null ? `${Math.round(b.latency_ms)} ms` : b.latency_seconds != null ? fmtDuration(b.latency_seconds) : '–'}</td>
-                <td class="hide-narrow">{b.used_bytes != null ? fmtSize(b.used_bytes) : '–'} / {b.free_bytes != null ? fmtSize(b.free_bytes) : '–'}</td>
+                <td class="hide-narrow">{b.reachable && b.latency_ms > 0 ? `${b.latency_ms < 10 ? b.latency_ms.toFixed(1) : Math.round(b.latency_ms)} ms` : '–'}</td>
+                <td class="hide-narrow">{b.reachable ? `${fmtSize(b.used_bytes || 0)} / ${b.free_bytes >= 0 ? fmtSize(b.free_bytes) : 'unknown'}` : '–'}</td>
               </tr>
             ))}
             {!backends.length && <tr><td colSpan={4} class="muted">No backends configured: the data lives on this machine only.</td></tr>}
