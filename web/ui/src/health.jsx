@@ -32,7 +32,9 @@ export function HealthPage() {
           setError('');
         } catch (e) {
           if (!live) return;
-          setError(e.status === 0 ? 'The server cannot be reached: the figures below are from the last answer.' : e.message);
+          setError(e.status === 0 ? 'The server cannot be reached: the figures below are from the last answer.'
+            : e.status === 404 ? 'No dashboard here: this server serves a plain folder, without qsfs behind it.' : e.message);
+          if (e.status === 404) return; // it will not appear by asking again
         }
       }
       if (live) timer = setTimeout(tick, POLL);
