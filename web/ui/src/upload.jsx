@@ -100,14 +100,18 @@ async function start(it) {
       req.setHeader('X-CSRF-Token', getCSRF());
     },
     // Retry what a dropped connection or a busy server causes; not a
-    // refusal (4xx), except a PATCH's 423 (locked), which resuming from the
-    // server's offset fixes. A 409 means the name exists (at creation, or
-    // created meanwhile, on the last PATCH): ask.
+    // refusal (4xx), except a PATCH's 423 (locked) and offset mismatch,
+    // which resuming from the server's offset fixes.
     onShouldRetry: (err) => {
       const res = err.originalResponse;
       const status = res ? res.getStatus() : 0;
       const method = err.originalRequest ? err.originalRequest.getMethod() : '';
-      if (status === 409) return false; // the name exists (creation or last PATCH)
+      if (status === 409) {
+        // A PATCH's 409 is either an offset the server moved meanwhile (a
+        // cut request it was still storing: resume from HEAD) or the name
+        // taken meanwhile (ask).
+        return method === 'PATCH' && /mismatch/i.test(res.getBody() || '');
+      }
       if (status === 423) return method !== 'POST';
       return !(status >= 400 && status < 500);
     },
