@@ -198,6 +198,9 @@ func ServeZip(w http.ResponseWriter, r *http.Request, f fsys.FS, names []string,
 	SetSafeHeaders(h)
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Disposition", disposition("attachment", zipName))
+	if r.Method == http.MethodHead {
+		return // the headers are the answer; do not read the tree for nothing
+	}
 	zw := zip.NewWriter(w)
 	for _, name := range names {
 		base := fsys.Dir(name)

@@ -95,3 +95,47 @@ func TestTextLimits(t *testing.T) {
 	want(t, e.do("PUT", "/api/files/text?path=/", strings.NewReader("x"), "If-None-Match", "*"), http.StatusBadRequest)
 	unchanged(t, e.dir, before)
 }
+
+// TestTextConcurrentSaves: of several saves with the same ETag at once,
+// exactly one wins and the others get 412; the file is the winner's.
+func TestTextConcurrentSaves(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.write("a.txt", "start")
+	etag := e.get("/api/files/text?path=/a.txt").h.Get("ETag")
+	const n = 8
+	codes := make(chan int, n)
+	bodies := make(chan string, n)
+	for i := range n {
+		go func() {
+			text := strings.Repeat("w", i+1) // distinct sizes: distinct ETags
+			req, _ := http.NewRequest("PUT", e.srv.URL+"/api/files/text?path=/a.txt", strings.NewReader(text))
+			req.Header.Set("If-Match", etag)
+			res, err := e.srv.Client().Do(req)
+			if err != nil {
+				codes <- 0
+				return
+			}
+			res.Body.Close()
+			codes <- res.StatusCode
+			if res.StatusCode == http.StatusOK {
+				bodies <- text
+			}
+		}()
+	}
+	won := 0
+	for range n {
+		switch c := <-codes; c {
+		case http.StatusOK:
+			won++
+		case http.StatusPreconditionFailed:
+		default:
+			t.Fatalf("status %d", c)
+		}
+	}
+	if won != 1 {
+		t.Fatalf("%d saves won, want 1", won)
+	}
+	if got := e.read("a.txt"); got != <-bodies {
+		t.Fatalf("file holds %q, not the winner's text", got)
+	}
+}
