@@ -226,6 +226,9 @@ func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) err
 	if name == "." {
 		rel = ""
 	}
+	// A backslash is a legal byte of a name here but a separator to
+	// Windows unzip tools: "..\\x" would extract outside the target.
+	rel = strings.ReplaceAll(rel, "\\", "_")
 	switch {
 	case st.IsDir():
 		if rel != "" {
