@@ -355,6 +355,11 @@ func (a *API) transfer(w http.ResponseWriter, r *http.Request) (from, to string,
 	if to == from || strings.HasPrefix(to, from+"/") {
 		return "", "", false, badf("%s cannot go into itself (%s)", fsys.Display(from), fsys.Display(to))
 	}
+	if strings.HasPrefix(from, to+"/") {
+		// Replacing an ancestor of the source would move the source
+		// itself to the trash first.
+		return "", "", false, badf("%s holds %s: it cannot be replaced by it", fsys.Display(to), fsys.Display(from))
+	}
 	if _, err := a.fs.Lstat(from); err != nil {
 		return "", "", false, err
 	}

@@ -145,3 +145,20 @@ func TestTextConcurrentSaves(t *testing.T) {
 		}
 	}
 }
+
+// TestTextSameSizeChange: a change of the same size right after a read
+// (within the filesystem's timestamp resolution) is still detected.
+func TestTextSameSizeChange(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range 20 {
+		e.write("a.txt", "AAAAA")
+		etag := e.get("/api/files/text?path=/a.txt").h.Get("ETag")
+		e.write("a.txt", "BBBBB")
+		if r := e.do("PUT", "/api/files/text?path=/a.txt", strings.NewReader("CCCCC"), "If-Match", etag); r.code != http.StatusPreconditionFailed {
+			t.Fatalf("try %d: %s, want 412", i, r)
+		}
+		if e.read("a.txt") != "BBBBB" {
+			t.Fatal("the other writer's change was overwritten")
+		}
+	}
+}
