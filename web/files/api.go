@@ -251,8 +251,8 @@ func (a *API) zip(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, fmt.Errorf("path: %w", err))
 			return
 		}
-		if _, err := a.fs.Lstat(name); err != nil {
-			a.fail(w, r, err)
+		if _, err := a.fs.Stat(name); err != nil {
+			a.fail(w, r, err) // a symlink out of the tree: 403 before any byte
 			return
 		}
 		names = append(names, name)

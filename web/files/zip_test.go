@@ -6,7 +6,9 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"os"
 	"path"
+	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -91,6 +93,19 @@ func TestZipRoundTrip(t *testing.T) {
 	if len(got) != 2 || string(got["c.txt"]) != files["album/2024/deep/c.txt"] || string(got["other.txt"]) != files["other.txt"] {
 		t.Errorf("two-name zip: %v", keys(got))
 	}
+	// A link inside the tree to a folder inside it is followed when asked
+	// for; one to the outside is refused before any byte.
+	if err := os.Symlink("album/2024", filepath.Join(e.dir, "recent")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/etc", filepath.Join(e.dir, "evil")); err != nil {
+		t.Fatal(err)
+	}
+	got = readZip(t, e.get("/api/files/download?path=/recent").body)
+	if string(got["recent/deep/c.txt"]) != files["album/2024/deep/c.txt"] {
+		t.Errorf("zip of a link to a folder: %v", keys(got))
+	}
+	want(t, e.get("/api/files/zip?path=/other.txt&path=/evil"), http.StatusForbidden)
 	want(t, e.get("/api/files/zip"), http.StatusBadRequest)
 	want(t, e.get("/api/files/zip?path=/other.txt&path=/missing"), http.StatusNotFound)
 }
