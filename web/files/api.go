@@ -251,8 +251,8 @@ func (a *API) zip(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, fmt.Errorf("path: %w", err))
 			return
 		}
-		if _, err := a.fs.Lstat(name); err != nil {
-			a.fail(w, r, err)
+		if _, err := a.fs.Stat(name); err != nil {
+			a.fail(w, r, err) // a symlink out of the tree: 403 before any byte
 			return
 		}
 		names = append(names, name)
@@ -354,6 +354,11 @@ func (a *API) transfer(w http.ResponseWriter, r *http.Request) (from, to string,
 	}
 	if to == from || strings.HasPrefix(to, from+"/") {
 		return "", "", false, badf("%s cannot go into itself (%s)", fsys.Display(from), fsys.Display(to))
+	}
+	if strings.HasPrefix(from, to+"/") {
+		// Replacing an ancestor of the source would move the source
+		// itself to the trash first.
+		return "", "", false, badf("%s holds %s: it cannot be replaced by it", fsys.Display(to), fsys.Display(from))
 	}
 	if _, err := a.fs.Lstat(from); err != nil {
 		return "", "", false, err

@@ -53,6 +53,8 @@ func TestMove(t *testing.T) {
 	want(t, e.post("/api/files/move", map[string]any{"from": "/nope", "to": "/z"}), http.StatusNotFound)
 	want(t, e.post("/api/files/move", map[string]any{"from": "/b.txt", "to": "/c.txt/z"}), http.StatusBadRequest)
 	want(t, e.post("/api/files/move", map[string]any{"from": "/", "to": "/z"}), http.StatusBadRequest)
+	want(t, e.post("/api/files/move", map[string]any{"from": "/a/x", "to": "/a", "overwrite": true}), http.StatusBadRequest)
+	want(t, e.post("/api/files/copy", map[string]any{"from": "/a/x", "to": "/a", "overwrite": true}), http.StatusBadRequest)
 	unchanged(t, e.dir, before)
 	// A folder prefix that is not the folder ("/a" → "/ab") is fine.
 	r := e.post("/api/files/move", map[string]any{"from": "/a", "to": "/ab"})

@@ -198,21 +198,35 @@ func ServeZip(w http.ResponseWriter, r *http.Request, f fsys.FS, names []string,
 	SetSafeHeaders(h)
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Disposition", disposition("attachment", zipName))
+	if r.Method == http.MethodHead {
+		return // the headers are the answer; do not read the tree for nothing
+	}
 	zw := zip.NewWriter(w)
 	for _, name := range names {
 		base := fsys.Dir(name)
-		if err := addToZip(r, zw, f, name, base); err != nil {
+		if err := addToZip(r, zw, f, name, base, true); err != nil {
 			return // headers are out: end the stream (see above)
 		}
 	}
 	zw.Close()
 }
 
-func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) error {
+// addToZip adds the Clean name to zw under its name relative to base. A
+// name the client asked for (top) is followed if it is a symlink (os.Root
+// keeps that inside the tree); inside folders, symlinks and special files
+// are left out, and a name removed meanwhile is skipped.
+func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string, top bool) error {
 	if err := r.Context().Err(); err != nil {
 		return err
 	}
-	st, err := f.Lstat(name)
+	stat := f.Lstat
+	if top {
+		stat = f.Stat
+	}
+	st, err := stat(name)
+	if !top && errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -223,6 +237,9 @@ func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) err
 	if name == "." {
 		rel = ""
 	}
+	// A backslash is a legal byte of a name here but a separator to
+	// Windows unzip tools: "..\\x" would extract outside the target.
+	rel = strings.ReplaceAll(rel, "\\", "_")
 	switch {
 	case st.IsDir():
 		if rel != "" {
@@ -238,7 +255,7 @@ func addToZip(r *http.Request, zw *zip.Writer, f fsys.FS, name, base string) err
 			if name == "." && fsys.IsReserved(de.Name()) {
 				continue
 			}
-			if err := addToZip(r, zw, f, fsys.Join(name, de.Name()), base); err != nil {
+			if err := addToZip(r, zw, f, fsys.Join(name, de.Name()), base, false); err != nil {
 				return err
 			}
 		}
