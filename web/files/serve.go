@@ -293,6 +293,8 @@ func statusOf(err error) int {
 		mbe *http.MaxBytesError
 	)
 	switch {
+	case errors.Is(err, fsys.ErrGone):
+		return http.StatusServiceUnavailable
 	case errors.As(err, &bad), errors.Is(err, fsys.ErrBadPath), errors.Is(err, syscall.ENOTDIR),
 		errors.Is(err, syscall.EISDIR), errors.Is(err, syscall.ENAMETOOLONG):
 		return http.StatusBadRequest
