@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
+
 	"qss/web/auth"
 	"qss/web/dav"
 	"qss/web/files"
@@ -46,7 +48,7 @@ type Config struct {
 	Free      func() (int64, error)
 	// Resident, when set, tells whether a file's data is on this machine
 	// (the remote-only badge).
-	Resident func(name string) (remote, known bool)
+	Resident func(name string, st fs.FileInfo) (remote, known bool)
 	Logger   *slog.Logger
 }
 
@@ -133,22 +135,44 @@ func (s *Server) routes() http.Handler {
 	fapi := files.New(cfg.FS, files.Options{Logger: s.log.With("part", "files"), User: auth.User, Resident: cfg.Resident})
 	sapi := share.NewAPI(s.shares, cfg.FS, share.Options{Logger: s.log.With("part", "share"), User: auth.User, Secure: cfg.TLS})
 	mux.Handle("/api/auth/", s.auth.Routes())
-	mux.Handle("/api/files/", s.auth.Require(fapi.Routes()))
+	mux.Handle("/api/files/", compress(s.auth.Require(fapi.Routes())))
 	mux.Handle("/api/upload/", s.auth.Require(s.uploads.Handler()))
 	mux.Handle("/api/shares", s.auth.Require(sapi.Routes()))
 	mux.Handle("/api/shares/", s.auth.Require(sapi.Routes()))
 	mux.Handle("/api/public/", sapi.PublicRoutes())
 	if s.monitor != nil {
-		mux.Handle("/api/health", s.auth.Require(s.monitor))
+		mux.Handle("/api/health", compress(s.auth.Require(s.monitor)))
 	}
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		files.WriteJSONError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 	}))
 	mux.Handle("/dav/", s.auth.Basic(dav.New(cfg.FS, dav.Options{Logger: s.log.With("part", "dav")})))
 	mux.Handle("/dav", http.RedirectHandler("/dav/", http.StatusMovedPermanently))
-	mux.Handle("/", s.app())
+	mux.Handle("/", compress(s.app()))
 	return s.headers(mux)
 }
+
+// compressible are the types compress compresses: the API's JSON and the
+// app's code. Never user content (downloads are text/plain or their own
+// type, and Range requests must see the bytes as stored), and never the
+// auth routes, whose answers carry a secret (BREACH).
+var compressible = map[string]bool{
+	"application/json": true, "text/javascript": true, "application/javascript": true,
+	"text/css": true, "text/html": true, "image/svg+xml": true,
+}
+
+// compress gzips (or zstd-compresses, when the client prefers it) the
+// compressible answers of h: a 10,000-entry listing is 1.2 MB of JSON.
+var compress = func() func(http.Handler) http.HandlerFunc {
+	w, err := gzhttp.NewWrapper(gzhttp.ContentTypeFilter(func(ct string) bool {
+		ct, _, _ = strings.Cut(ct, ";")
+		return compressible[strings.TrimSpace(ct)]
+	}))
+	if err != nil {
+		panic(err) // the options are constants
+	}
+	return w
+}()
 
 // appCSP is the front end's Content-Security-Policy (docs/web.md).
 const appCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; " +

@@ -149,6 +149,12 @@ func TestSessionThroughTheServer(t *testing.T) {
 	want(t, e.do("POST", "/api/files/mkdir", map[string]string{"path": "/docs"}), 403, "mkdir without CSRF")
 	e.csrf = csrf
 	want(t, e.do("POST", "/api/files/mkdir", map[string]string{"path": "/docs"}), 201, "mkdir")
+	for i := range 40 { // a listing worth compressing
+		os.WriteFile(filepath.Join(e.root, "docs", fmt.Sprintf("note-%02d.txt", i)), []byte("x"), 0o644)
+	}
+	if resp := e.do("GET", "/api/files/list?path=/docs", nil); !resp.Uncompressed {
+		t.Fatal("a listing was not sent compressed")
+	}
 
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	meta := "filename " + b64("report.bin") + ",dir " + b64("/docs")
@@ -168,8 +174,8 @@ func TestSessionThroughTheServer(t *testing.T) {
 		t.Fatal("the uploaded file differs")
 	}
 	resp = e.do("GET", "/api/files/download?path=/docs/report.bin", nil, "Range", "bytes=16-31")
-	if b := want(t, resp, 206, "range download"); !bytes.Equal(b, data[16:32]) {
-		t.Fatalf("range: %q", b)
+	if b := want(t, resp, 206, "range download"); !bytes.Equal(b, data[16:32]) || resp.Uncompressed {
+		t.Fatalf("range: %q (compressed %v)", b, resp.Uncompressed)
 	}
 
 	resp = e.do("POST", "/api/shares", map[string]string{"path": "/docs/report.bin"})

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"syscall"
@@ -42,7 +43,7 @@ func startWeb(cfg *qconfig.Config, mnt string, node *qsfs.Node, f *zdbfs.FS, log
 	srv, err := web.New(web.Config{
 		FS: root, Users: st, StateDir: cfg.Path, Status: node.Status, TLS: cfg.WebTLSCert != "",
 		Free:     func() (int64, error) { return freeBytes(mnt) },
-		Resident: residentFunc(root, node, f),
+		Resident: residentFunc(node, f),
 		Logger:   log.With("part", "web"),
 	})
 	if err != nil {
@@ -79,10 +80,9 @@ func (w *webServer) Close() error {
 
 // residentFunc tells whether a file's data is on this machine: the
 // mount's inode number is zdbfs's, whose sampled block keys qsfs looks up.
-func residentFunc(root *fsys.Root, node *qsfs.Node, f *zdbfs.FS) func(string) (bool, bool) {
-	return func(name string) (bool, bool) {
-		st, err := root.Lstat(name)
-		if err != nil || !st.Mode().IsRegular() {
+func residentFunc(node *qsfs.Node, f *zdbfs.FS) func(string, fs.FileInfo) (bool, bool) {
+	return func(name string, st fs.FileInfo) (bool, bool) {
+		if !st.Mode().IsRegular() {
 			return false, false
 		}
 		sys, ok := st.Sys().(*syscall.Stat_t)

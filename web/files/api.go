@@ -28,7 +28,8 @@ type Options struct {
 	// Resident, when set, tells for a Clean file name whether its data is
 	// only on the backends (remote) and whether that is known at all; it
 	// fills Entry.Remote.
-	Resident func(name string) (remote bool, known bool)
+	// st is the file's FileInfo, as the listing read it.
+	Resident func(name string, st fs.FileInfo) (remote bool, known bool)
 	// User, when set, names the signed-in user of a request; the trash
 	// records who deleted an item.
 	User func(*http.Request) string
@@ -161,15 +162,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // entry is the Entry of name with the residency badge filled in.
 func (a *API) entry(name string, st fs.FileInfo) Entry {
 	e := EntryOf(name, st)
-	a.badge(&e, name)
+	a.badge(&e, name, st)
 	return e
 }
 
-func (a *API) badge(e *Entry, name string) {
+func (a *API) badge(e *Entry, name string, st fs.FileInfo) {
 	if a.opts.Resident == nil || e.Kind != "file" {
 		return
 	}
-	if remote, known := a.opts.Resident(name); known {
+	if remote, known := a.opts.Resident(name, st); known {
 		e.Remote = &remote
 	}
 }
@@ -189,15 +190,15 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badf("%s is not a folder", fsys.Display(dir)))
 		return
 	}
-	entries, err := List(a.fs, dir)
+	entries, infos, err := list(a.fs, dir)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	if a.opts.Resident != nil {
-		for i := range entries {
-			a.badge(&entries[i], fsys.Join(dir, entries[i].Name))
-		}
+		parallel(len(entries), func(i int) {
+			a.badge(&entries[i], fsys.Join(dir, entries[i].Name), infos[i])
+		})
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Path    string  `json:"path"`

@@ -1,6 +1,7 @@
 package files
 
 import (
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -130,7 +131,7 @@ func TestCopy(t *testing.T) {
 }
 
 func TestStatAndResident(t *testing.T) {
-	e := newEnv(t, Options{Resident: func(name string) (bool, bool) {
+	e := newEnv(t, Options{Resident: func(name string, _ fs.FileInfo) (bool, bool) {
 		switch name {
 		case "far.bin":
 			return true, true

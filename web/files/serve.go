@@ -16,8 +16,10 @@ import (
 	"net/http"
 	"net/url"
 	"path"
-	"sort"
+	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -57,23 +59,60 @@ func EntryOf(name string, st fs.FileInfo) Entry {
 // List lists the Clean directory dir, sorted by name, without the
 // Reserved names of the root.
 func List(f fsys.FS, dir string) ([]Entry, error) {
+	es, _, err := list(f, dir)
+	return es, err
+}
+
+// listWorkers bounds the stats List runs at once: over a FUSE mount each
+// is a round trip, and a folder of 10,000 names lists several times faster
+// with them in parallel.
+const listWorkers = 8
+
+// list is List with each entry's FileInfo.
+func list(f fsys.FS, dir string) ([]Entry, []fs.FileInfo, error) {
 	des, err := f.ReadDir(dir)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
+	if dir == "." {
+		des = slices.DeleteFunc(des, func(de fs.DirEntry) bool { return fsys.IsReserved(de.Name()) })
+	}
+	slices.SortFunc(des, func(a, b fs.DirEntry) int { return strings.Compare(a.Name(), b.Name()) })
+	infos := make([]fs.FileInfo, len(des))
+	parallel(len(des), func(i int) {
+		if st, err := des[i].Info(); err == nil {
+			infos[i] = st
+		} // else removed meanwhile
+	})
 	out := make([]Entry, 0, len(des))
-	for _, de := range des {
-		if dir == "." && fsys.IsReserved(de.Name()) {
-			continue
+	kept := make([]fs.FileInfo, 0, len(des))
+	for i, de := range des {
+		if infos[i] != nil {
+			out = append(out, EntryOf(fsys.Join(dir, de.Name()), infos[i]))
+			kept = append(kept, infos[i])
 		}
-		st, err := de.Info()
-		if err != nil {
-			continue // removed meanwhile
-		}
-		out = append(out, EntryOf(fsys.Join(dir, de.Name()), st))
 	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return out, kept, nil
+}
+
+// parallel runs fn(0..n-1) on up to listWorkers goroutines.
+func parallel(n int, fn func(int)) {
+	if n < 64 {
+		for i := range n {
+			fn(i)
+		}
+		return
+	}
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range listWorkers {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < n; i = int(next.Add(1) - 1) {
+				fn(i)
+			}
+		})
+	}
+	wg.Wait()
 }
 
 // inlineTypes are the media types a browser may show inline: none of them
