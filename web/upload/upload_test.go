@@ -590,3 +590,32 @@ func BenchmarkUpload(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestSymlinkOutRefused: an upload whose folder is a symbolic link out of
+// the tree is refused with 403 and the API's JSON (not a 500), and
+// nothing is written.
+func TestSymlinkOutRefused(t *testing.T) {
+	e := newEnv(t, upload.Options{})
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(e.root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	for _, meta := range []map[string]string{
+		{"filename": "x", "dir": "/out"},
+		{"filename": "x", "relativePath": "out/x"},
+		{"filename": "x", "relativePath": "out/sub/x"},
+	} {
+		resp := e.create(t, 10, meta)
+		b := body(resp)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, `"error"`) {
+			t.Errorf("%q: %d %s, want 403 with a JSON error", meta, resp.StatusCode, b)
+		}
+	}
+	if got := listAll(t, outside); len(got) != 0 {
+		t.Fatalf("wrote outside the tree: %q", got)
+	}
+	if got := listAll(t, e.root); len(got) != 1 || got[0] != "out" {
+		t.Fatalf("refused uploads wrote into the tree: %q", got)
+	}
+}
+
