@@ -287,12 +287,25 @@ func escapes(err error) bool {
 	return false
 }
 
+// maxMetadata bounds the Upload-Metadata of an upload (keys and decoded
+// values, in bytes), so that its record stays far below the size
+// GetUpload reads back (JSON may escape a byte into six).
+const maxMetadata = 64 << 10
+
 func (u *Uploads) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
 	var none handler.HTTPResponse
 	var nochange handler.FileInfoChanges
 	info := ev.Upload
 	if info.SizeIsDeferred {
 		return none, nochange, tusError(http.StatusBadRequest, "Upload-Length is required")
+	}
+	n := 0
+	for k, v := range info.MetaData {
+		n += len(k) + len(v)
+	}
+	if n > maxMetadata {
+		return none, nochange, tusError(http.StatusBadRequest,
+			fmt.Sprintf("Upload-Metadata is over %d bytes", maxMetadata))
 	}
 	name, err := Target(info.MetaData)
 	if err != nil {
