@@ -196,3 +196,25 @@ func TestDownloadRange(t *testing.T) {
 		t.Fatalf("If-Range current: %s", r)
 	}
 }
+
+// TestPrivateNotCached: the user's files, folders as zips and error
+// answers carry Cache-Control: no-store, so neither a shared cache nor
+// the browser's disk keeps private data (after a logout, on a shared
+// computer).
+func TestPrivateNotCached(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.write("d/a.txt", "private")
+	for _, target := range []string{
+		"/api/files/download?path=/d/a.txt",
+		"/api/files/download?path=/d/a.txt&inline=1",
+		"/api/files/download?path=/d",
+		"/api/files/zip?path=/d&path=/d/a.txt",
+		"/api/files/download?path=/missing",
+		"/api/files/list?path=/missing",
+	} {
+		r := e.get(target)
+		if cc := r.h.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+			t.Errorf("%s: %d Cache-Control %q, want no-store", target, r.code, cc)
+		}
+	}
+}
