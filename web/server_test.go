@@ -263,3 +263,16 @@ func TestDAVThroughTheServer(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestAssetsNoListing: the embedded assets are served, their folder is
+// not listed (no index of the build's files).
+func TestAssetsNoListing(t *testing.T) {
+	e := newEnv(t)
+	want(t, e.do("GET", "/assets/favicon.svg", nil), 200, "favicon")
+	for _, p := range []string{"/assets/", "/assets"} {
+		resp := e.do("GET", p, nil)
+		if b := want(t, resp, 404, p); bytes.Contains(b, []byte("<a href")) {
+			t.Fatalf("%s lists the assets: %.200s", p, b)
+		}
+	}
+}
