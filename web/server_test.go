@@ -21,12 +21,11 @@ import (
 const testUser, testPass = "alice", "correct horse battery"
 
 type env struct {
-	t     *testing.T
-	root  string
-	srv   *httptest.Server
-	c     *http.Client
-	csrf  string
-	close func()
+	t    *testing.T
+	root string
+	srv  *httptest.Server
+	c    *http.Client
+	csrf string
 }
 
 func newEnv(t *testing.T) *env {
