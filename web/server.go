@@ -213,7 +213,7 @@ func (s *Server) app() http.Handler {
 		}
 		p := r.URL.Path
 		switch {
-		case strings.HasPrefix(p, "/assets/"):
+		case strings.HasPrefix(p, "/assets/") && !strings.HasSuffix(p, "/"): // files only, no listing
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 			assets.ServeHTTP(w, r)
 		case p == "/" || p == "/index.html" || strings.HasPrefix(p, "/s/") && !strings.Contains(p[3:], "/"):

@@ -21,12 +21,11 @@ import (
 const testUser, testPass = "alice", "correct horse battery"
 
 type env struct {
-	t     *testing.T
-	root  string
-	srv   *httptest.Server
-	c     *http.Client
-	csrf  string
-	close func()
+	t    *testing.T
+	root string
+	srv  *httptest.Server
+	c    *http.Client
+	csrf string
 }
 
 func newEnv(t *testing.T) *env {
@@ -269,3 +268,16 @@ func TestDAVThroughTheServer(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestAssetsNoListing: the embedded assets are served, their folder is
+// not listed (no index of the build's files).
+func TestAssetsNoListing(t *testing.T) {
+	e := newEnv(t)
+	want(t, e.do("GET", "/assets/favicon.svg", nil), 200, "favicon")
+	for _, p := range []string{"/assets/", "/assets"} {
+		resp := e.do("GET", p, nil)
+		if b := want(t, resp, 404, p); bytes.Contains(b, []byte("<a href")) {
+			t.Fatalf("%s lists the assets: %.200s", p, b)
+		}
+	}
+}

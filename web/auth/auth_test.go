@@ -467,3 +467,17 @@ func TestRemovedUserAndChangedPasswordEndLogins(t *testing.T) {
 		}
 	}
 }
+
+// TestRateLimitSuccessRefunds: with a clock that moves while a password
+// is hashed (as the real one does), successful logins still give their
+// token back, so one client can log in again and again.
+func TestRateLimitSuccessRefunds(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.a.limits.now = func() time.Time { e.clock.Add(time.Millisecond); return e.clock.Now() }
+	for i := 0; i < 3*limitBurst; i++ {
+		resp := e.do("POST", "/api/auth/login", `{"user":"alice","password":"`+testPass+`"}`, "", "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("successful login %d answered %d: successes must not count", i, resp.StatusCode)
+		}
+	}
+}

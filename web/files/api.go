@@ -448,7 +448,7 @@ func (a *API) copy(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.copyTree(r.Context(), from, tmp); err != nil {
+	if err := a.copyTree(r.Context(), from, tmp, nil); err != nil {
 		a.fs.RemoveAll(tmp)
 		a.fail(w, r, err)
 		return
@@ -470,7 +470,10 @@ func (a *API) copy(w http.ResponseWriter, r *http.Request) {
 
 // copyTree copies the file or folder from to the new name to, skipping
 // symlinks and special files inside folders (the FS cannot create them).
-func (a *API) copyTree(ctx context.Context, from, to string) error {
+// top is the folder the copy made first (nil in the first call): met
+// again among the source's folders, the target is inside the source
+// through a symbolic link, and the copy would copy itself forever.
+func (a *API) copyTree(ctx context.Context, from, to string, top fs.FileInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -480,15 +483,23 @@ func (a *API) copyTree(ctx context.Context, from, to string) error {
 	}
 	switch {
 	case st.IsDir():
+		if top != nil && os.SameFile(st, top) {
+			return badf("the target is inside the folder copied (through a symbolic link): a folder cannot be copied into itself")
+		}
 		if err := a.fs.Mkdir(to, st.Mode().Perm()|0o700); err != nil {
 			return err
+		}
+		if top == nil {
+			if top, err = a.fs.Lstat(to); err != nil {
+				return err
+			}
 		}
 		des, err := a.fs.ReadDir(from)
 		if err != nil {
 			return err
 		}
 		for _, de := range des {
-			if err := a.copyTree(ctx, fsys.Join(from, de.Name()), fsys.Join(to, de.Name())); err != nil {
+			if err := a.copyTree(ctx, fsys.Join(from, de.Name()), fsys.Join(to, de.Name()), top); err != nil {
 				return err
 			}
 		}

@@ -169,6 +169,15 @@ func SetSafeHeaders(h http.Header) {
 	h.Set("Content-Security-Policy", "default-src 'none'; img-src 'self'; media-src 'self'; style-src 'unsafe-inline'; sandbox")
 }
 
+// privateContent keeps the user's files out of every cache (a shared
+// one, or the browser's disk after a logout), unless the caller chose a
+// Cache-Control already.
+func privateContent(h http.Header) {
+	if h.Get("Cache-Control") == "" {
+		h.Set("Cache-Control", "no-store")
+	}
+}
+
 // ServeFile sends the Clean name's content with HTTP Range support
 // (http.ServeContent: Range, If-Range, If-Modified-Since, ETag-less
 // conditional requests), inline when asked and its type is safe to show,
@@ -192,6 +201,7 @@ func ServeFile(w http.ResponseWriter, r *http.Request, f fsys.FS, name string, i
 	ct := ContentType(name)
 	h := w.Header()
 	SetSafeHeaders(h)
+	privateContent(h)
 	h.Set("Content-Type", ct)
 	disp := "attachment"
 	if inline && inlineTypes[ct] && !activeExts[strings.ToLower(path.Ext(name))] {
@@ -235,6 +245,7 @@ func disposition(kind, name string) string {
 func ServeZip(w http.ResponseWriter, r *http.Request, f fsys.FS, names []string, zipName string) {
 	h := w.Header()
 	SetSafeHeaders(h)
+	privateContent(h)
 	h.Set("Content-Type", "application/zip")
 	h.Set("Content-Disposition", disposition("attachment", zipName))
 	if r.Method == http.MethodHead {
@@ -386,6 +397,7 @@ func WriteJSONError(w http.ResponseWriter, code int, msg string) {
 	h.Del("ETag")
 	h.Set("Content-Type", "application/json")
 	h.Set("X-Content-Type-Options", "nosniff")
+	h.Set("Cache-Control", "no-store")
 	w.WriteHeader(code)
 	json.NewEncoder(w).Encode(struct {
 		Error string `json:"error"`
