@@ -42,6 +42,11 @@ type Config struct {
 	Status health.StatusFunc
 	// TLS says the server is reached over TLS (Secure cookies, HSTS).
 	TLS bool
+	// LoopbackOnly answers only requests whose Host is a loopback name or
+	// address (localhost, 127.0.0.1, [::1]): set it when listening on
+	// loopback, so that a web page whose name an attacker rebinds to
+	// 127.0.0.1 (DNS rebinding) cannot talk to the server as same-origin.
+	LoopbackOnly bool
 	// MaxUpload is the largest upload accepted (default 64 GiB); Free,
 	// when set, the free bytes of the tree (uploads over it are refused).
 	MaxUpload int64
@@ -183,6 +188,11 @@ const appCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-
 // replace the CSP with a stricter one (files.SetSafeHeaders).
 func (s *Server) headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.LoopbackOnly && !loopbackHost(r.Host) {
+			files.WriteJSONError(w, http.StatusMisdirectedRequest,
+				"this server answers only to localhost, 127.0.0.1 or [::1]: open it by one of those names")
+			return
+		}
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -194,6 +204,26 @@ func (s *Server) headers(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine's
+// loopback: "localhost" or a loopback IP, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLoopbackListener reports whether ln listens on a loopback address.
+func IsLoopbackListener(ln net.Listener) bool {
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // app serves the embedded front end: its hashed assets, and index.html

@@ -28,7 +28,7 @@ type env struct {
 	csrf string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, loopbackOnly ...bool) *env {
 	t.Helper()
 	root, state := t.TempDir(), t.TempDir()
 	st, err := users.Open(state)
@@ -42,7 +42,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{FS: f, Users: st, StateDir: state})
+	s, err := New(Config{FS: f, Users: st, StateDir: state, LoopbackOnly: len(loopbackOnly) > 0 && loopbackOnly[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -279,5 +279,37 @@ func TestAssetsNoListing(t *testing.T) {
 		if b := want(t, resp, 404, p); bytes.Contains(b, []byte("<a href")) {
 			t.Fatalf("%s lists the assets: %.200s", p, b)
 		}
+	}
+}
+
+// A server on loopback answers only to loopback names: a page whose name
+// was rebound to 127.0.0.1 (DNS rebinding) gets nothing, login included.
+func TestLoopbackOnlyRefusesOtherHosts(t *testing.T) {
+	e := newEnv(t, true)
+	for host, code := range map[string]int{
+		"evil.example": 421, "evil.example:80": 421, "127.0.0.1.evil.example": 421, "10.0.0.1": 421,
+		"localhost": 200, "LOCALHOST:8080": 200, "127.0.0.1": 200, "127.1.2.3:9": 200, "[::1]:8080": 200,
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != code {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, code)
+		}
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/auth/login", strings.NewReader(`{"user":"`+testUser+`","password":"`+testPass+`"}`))
+	req.Host, req.Header["Content-Type"] = "evil.example", []string{"application/json"}
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 421 || len(resp.Cookies()) != 0 {
+		t.Fatalf("login through a rebound name: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
 }
