@@ -35,6 +35,7 @@ command -v tar >/dev/null 2>&1 || need_pkgs+=(tar)                 # zdbfs: unta
 command -v litmus >/dev/null 2>&1 || need_pkgs+=(litmus)           # web/dav: the WebDAV conformance suite
 command -v rclone >/dev/null 2>&1 || need_pkgs+=(rclone)           # web/dav: a real WebDAV client
 command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium)       # web/e2e: the browser tests
+command -v cwebp >/dev/null 2>&1 || need_pkgs+=(webp)              # web/files: a WebP thumbnail fixture
 if [ ${#need_pkgs[@]} -gt 0 ] && [ "$(id -u)" = 0 ]; then
 	echo "installing ${need_pkgs[*]} ..." >&2
 	apt_get update -qq

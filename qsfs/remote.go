@@ -248,7 +248,7 @@ type Maintainer interface {
 // has on reachable backends (its chunk with the fewest).
 type Redundancy struct {
 	// Lowest is the fewest shards any object has; Expected the configured
-	// n and Needed the k any read needs (0 when there are no objects).
+	// n and Needed the k a read needs (the largest k of the objects).
 	Lowest, Expected, Needed int
 	// ByShards counts objects by their fewest shards ("6": 120 objects).
 	ByShards map[string]int
@@ -287,7 +287,7 @@ func (r *ZstorRemote) Census(ctx context.Context) (Redundancy, error) {
 	if err != nil {
 		return Redundancy{}, err
 	}
-	out := Redundancy{Expected: r.C.Config().ExpectedShards, ByShards: map[string]int{}}
+	out := Redundancy{Expected: r.C.Config().ExpectedShards, Needed: r.C.Config().MinimalShards, ByShards: map[string]int{}}
 	for _, e := range cs.Entries {
 		if !strings.HasPrefix(e.Key, ObjectPrefix) {
 			continue
@@ -295,9 +295,7 @@ func (r *ZstorRemote) Census(ctx context.Context) (Redundancy, error) {
 		if out.Objects == 0 || e.MinShards < out.Lowest {
 			out.Lowest = e.MinShards
 		}
-		if out.Objects == 0 || e.K > out.Needed {
-			out.Needed = e.K
-		}
+		out.Needed = max(out.Needed, e.K)
 		out.Objects++
 		out.ByShards[strconv.Itoa(e.MinShards)]++
 	}

@@ -17,6 +17,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/klauspost/compress/gzhttp"
+
 	"qss/web/auth"
 	"qss/web/dav"
 	"qss/web/files"
@@ -40,13 +42,18 @@ type Config struct {
 	Status health.StatusFunc
 	// TLS says the server is reached over TLS (Secure cookies, HSTS).
 	TLS bool
+	// LoopbackOnly answers only requests whose Host is a loopback name or
+	// address (localhost, 127.0.0.1, [::1]): set it when listening on
+	// loopback, so that a web page whose name an attacker rebinds to
+	// 127.0.0.1 (DNS rebinding) cannot talk to the server as same-origin.
+	LoopbackOnly bool
 	// MaxUpload is the largest upload accepted (default 64 GiB); Free,
 	// when set, the free bytes of the tree (uploads over it are refused).
 	MaxUpload int64
 	Free      func() (int64, error)
 	// Resident, when set, tells whether a file's data is on this machine
 	// (the remote-only badge).
-	Resident func(name string) (remote, known bool)
+	Resident func(name string, st fs.FileInfo) (remote, known bool)
 	Logger   *slog.Logger
 }
 
@@ -133,22 +140,44 @@ func (s *Server) routes() http.Handler {
 	fapi := files.New(cfg.FS, files.Options{Logger: s.log.With("part", "files"), User: auth.User, Resident: cfg.Resident})
 	sapi := share.NewAPI(s.shares, cfg.FS, share.Options{Logger: s.log.With("part", "share"), User: auth.User, Secure: cfg.TLS})
 	mux.Handle("/api/auth/", s.auth.Routes())
-	mux.Handle("/api/files/", s.auth.Require(fapi.Routes()))
+	mux.Handle("/api/files/", compress(s.auth.Require(fapi.Routes())))
 	mux.Handle("/api/upload/", s.auth.Require(s.uploads.Handler()))
 	mux.Handle("/api/shares", s.auth.Require(sapi.Routes()))
 	mux.Handle("/api/shares/", s.auth.Require(sapi.Routes()))
 	mux.Handle("/api/public/", sapi.PublicRoutes())
 	if s.monitor != nil {
-		mux.Handle("/api/health", s.auth.Require(s.monitor))
+		mux.Handle("/api/health", compress(s.auth.Require(s.monitor)))
 	}
 	mux.Handle("/api/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		files.WriteJSONError(w, http.StatusNotFound, "no such API route: "+r.URL.Path)
 	}))
 	mux.Handle("/dav/", s.auth.Basic(dav.New(cfg.FS, dav.Options{Logger: s.log.With("part", "dav")})))
 	mux.Handle("/dav", http.RedirectHandler("/dav/", http.StatusMovedPermanently))
-	mux.Handle("/", s.app())
+	mux.Handle("/", compress(s.app()))
 	return s.headers(mux)
 }
+
+// compressible are the types compress compresses: the API's JSON and the
+// app's code. Never user content (downloads are text/plain or their own
+// type, and Range requests must see the bytes as stored), and never the
+// auth routes, whose answers carry a secret (BREACH).
+var compressible = map[string]bool{
+	"application/json": true, "text/javascript": true, "application/javascript": true,
+	"text/css": true, "text/html": true, "image/svg+xml": true,
+}
+
+// compress gzips (or zstd-compresses, when the client prefers it) the
+// compressible answers of h: a 10,000-entry listing is 1.2 MB of JSON.
+var compress = func() func(http.Handler) http.HandlerFunc {
+	w, err := gzhttp.NewWrapper(gzhttp.ContentTypeFilter(func(ct string) bool {
+		ct, _, _ = strings.Cut(ct, ";")
+		return compressible[strings.TrimSpace(ct)]
+	}))
+	if err != nil {
+		panic(err) // the options are constants
+	}
+	return w
+}()
 
 // appCSP is the front end's Content-Security-Policy (docs/web.md).
 const appCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' blob: data:; " +
@@ -159,6 +188,11 @@ const appCSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-
 // replace the CSP with a stricter one (files.SetSafeHeaders).
 func (s *Server) headers(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.cfg.LoopbackOnly && !loopbackHost(r.Host) {
+			files.WriteJSONError(w, http.StatusMisdirectedRequest,
+				"this server answers only to localhost, 127.0.0.1 or [::1]: open it by one of those names")
+			return
+		}
 		h := w.Header()
 		h.Set("X-Content-Type-Options", "nosniff")
 		h.Set("Referrer-Policy", "no-referrer")
@@ -170,6 +204,26 @@ func (s *Server) headers(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// loopbackHost reports whether a Host header names this machine's
+// loopback: "localhost" or a loopback IP, with or without a port.
+func loopbackHost(host string) bool {
+	if h, _, err := net.SplitHostPort(host); err == nil {
+		host = h
+	}
+	host = strings.TrimSuffix(strings.TrimPrefix(host, "["), "]")
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// IsLoopbackListener reports whether ln listens on a loopback address.
+func IsLoopbackListener(ln net.Listener) bool {
+	tcp, ok := ln.Addr().(*net.TCPAddr)
+	return ok && tcp.IP.IsLoopback()
 }
 
 // app serves the embedded front end: its hashed assets, and index.html
@@ -189,7 +243,7 @@ func (s *Server) app() http.Handler {
 		}
 		p := r.URL.Path
 		switch {
-		case strings.HasPrefix(p, "/assets/"):
+		case strings.HasPrefix(p, "/assets/") && !strings.HasSuffix(p, "/"): // files only, no listing
 			w.Header().Set("Cache-Control", "public, max-age=31536000, immutable")
 			assets.ServeHTTP(w, r)
 		case p == "/" || p == "/index.html" || strings.HasPrefix(p, "/s/") && !strings.Contains(p[3:], "/"):

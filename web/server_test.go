@@ -21,15 +21,14 @@ import (
 const testUser, testPass = "alice", "correct horse battery"
 
 type env struct {
-	t     *testing.T
-	root  string
-	srv   *httptest.Server
-	c     *http.Client
-	csrf  string
-	close func()
+	t    *testing.T
+	root string
+	srv  *httptest.Server
+	c    *http.Client
+	csrf string
 }
 
-func newEnv(t *testing.T) *env {
+func newEnv(t *testing.T, loopbackOnly ...bool) *env {
 	t.Helper()
 	root, state := t.TempDir(), t.TempDir()
 	st, err := users.Open(state)
@@ -43,7 +42,7 @@ func newEnv(t *testing.T) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := New(Config{FS: f, Users: st, StateDir: state})
+	s, err := New(Config{FS: f, Users: st, StateDir: state, LoopbackOnly: len(loopbackOnly) > 0 && loopbackOnly[0]})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,6 +148,12 @@ func TestSessionThroughTheServer(t *testing.T) {
 	want(t, e.do("POST", "/api/files/mkdir", map[string]string{"path": "/docs"}), 403, "mkdir without CSRF")
 	e.csrf = csrf
 	want(t, e.do("POST", "/api/files/mkdir", map[string]string{"path": "/docs"}), 201, "mkdir")
+	for i := range 40 { // a listing worth compressing
+		os.WriteFile(filepath.Join(e.root, "docs", fmt.Sprintf("note-%02d.txt", i)), []byte("x"), 0o644)
+	}
+	if resp := e.do("GET", "/api/files/list?path=/docs", nil); !resp.Uncompressed {
+		t.Fatal("a listing was not sent compressed")
+	}
 
 	data := bytes.Repeat([]byte("0123456789abcdef"), 1<<16) // 1 MiB
 	meta := "filename " + b64("report.bin") + ",dir " + b64("/docs")
@@ -168,8 +173,8 @@ func TestSessionThroughTheServer(t *testing.T) {
 		t.Fatal("the uploaded file differs")
 	}
 	resp = e.do("GET", "/api/files/download?path=/docs/report.bin", nil, "Range", "bytes=16-31")
-	if b := want(t, resp, 206, "range download"); !bytes.Equal(b, data[16:32]) {
-		t.Fatalf("range: %q", b)
+	if b := want(t, resp, 206, "range download"); !bytes.Equal(b, data[16:32]) || resp.Uncompressed {
+		t.Fatalf("range: %q (compressed %v)", b, resp.Uncompressed)
 	}
 
 	resp = e.do("POST", "/api/shares", map[string]string{"path": "/docs/report.bin"})
@@ -263,3 +268,48 @@ func TestDAVThroughTheServer(t *testing.T) {
 }
 
 func b64(s string) string { return base64.StdEncoding.EncodeToString([]byte(s)) }
+
+// TestAssetsNoListing: the embedded assets are served, their folder is
+// not listed (no index of the build's files).
+func TestAssetsNoListing(t *testing.T) {
+	e := newEnv(t)
+	want(t, e.do("GET", "/assets/favicon.svg", nil), 200, "favicon")
+	for _, p := range []string{"/assets/", "/assets"} {
+		resp := e.do("GET", p, nil)
+		if b := want(t, resp, 404, p); bytes.Contains(b, []byte("<a href")) {
+			t.Fatalf("%s lists the assets: %.200s", p, b)
+		}
+	}
+}
+
+// A server on loopback answers only to loopback names: a page whose name
+// was rebound to 127.0.0.1 (DNS rebinding) gets nothing, login included.
+func TestLoopbackOnlyRefusesOtherHosts(t *testing.T) {
+	e := newEnv(t, true)
+	for host, code := range map[string]int{
+		"evil.example": 421, "evil.example:80": 421, "127.0.0.1.evil.example": 421, "10.0.0.1": 421,
+		"localhost": 200, "LOCALHOST:8080": 200, "127.0.0.1": 200, "127.1.2.3:9": 200, "[::1]:8080": 200,
+	} {
+		req, _ := http.NewRequest("GET", e.srv.URL+"/", nil)
+		req.Host = host
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != code {
+			t.Errorf("Host %q: %d, want %d", host, resp.StatusCode, code)
+		}
+	}
+	req, _ := http.NewRequest("POST", e.srv.URL+"/api/auth/login", strings.NewReader(`{"user":"`+testUser+`","password":"`+testPass+`"}`))
+	req.Host, req.Header["Content-Type"] = "evil.example", []string{"application/json"}
+	req.Header.Set("Origin", "http://evil.example")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 421 || len(resp.Cookies()) != 0 {
+		t.Fatalf("login through a rebound name: %d, cookies %v", resp.StatusCode, resp.Cookies())
+	}
+}

@@ -151,6 +151,31 @@ func TestUserAdd(t *testing.T) {
 	if r := runQsfs(t, strings.NewReader(""), "-c", cfg, "user", "add", "bob"); r.code != exitError || !strings.Contains(r.stderr, "password") {
 		t.Errorf("user add without a password: exit %d, stderr %q", r.code, r.stderr)
 	}
+	// passwd, list, remove.
+	const pw2 = "another fine password"
+	if r := runQsfs(t, strings.NewReader(pw2+"\n"), "-c", cfg, "user", "passwd", "alice"); r.code != 0 {
+		t.Fatalf("user passwd: exit %d %s", r.code, r.stderr)
+	}
+	if ok, _ := st.Verify("alice", pw2); !ok {
+		t.Error("the new password does not verify")
+	}
+	if ok, _ := st.Verify("alice", pw); ok {
+		t.Error("the old password still verifies")
+	}
+	r = runQsfs(t, nil, "-c", cfg, "user", "list", "--json")
+	var list []struct{ Name string }
+	if err := json.Unmarshal([]byte(r.stdout), &list); r.code != 0 || err != nil || len(list) != 1 || list[0].Name != "alice" {
+		t.Fatalf("user list --json: exit %d %v %q", r.code, err, r.stdout)
+	}
+	if r := runQsfs(t, nil, "-c", cfg, "user", "remove", "alice"); r.code != 0 {
+		t.Fatalf("user remove: exit %d %s", r.code, r.stderr)
+	}
+	if r := runQsfs(t, nil, "-c", cfg, "user", "remove", "alice"); r.code != exitError || !strings.Contains(r.stderr, "alice") {
+		t.Errorf("user remove of a missing user: exit %d %q", r.code, r.stderr)
+	}
+	if ok, _ := st.Verify("alice", pw2); ok {
+		t.Error("a removed user verifies")
+	}
 }
 
 // TestHelpAndVersion: --help lists the commands, --version names the

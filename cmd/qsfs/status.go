@@ -141,6 +141,89 @@ func userCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	})
+	user.AddCommand(&cobra.Command{
+		Use:   "passwd NAME",
+		Short: "Set a user's password, read from the first line of stdin; its web sessions end",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			pw, err := readPassword(cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			st, err := usersOf(cfg)
+			if err != nil {
+				return err
+			}
+			if err := st.SetPassword(args[0], pw); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed; its web and WebDAV logins end within seconds\n", args[0])
+			return nil
+		},
+	})
+	user.AddCommand(&cobra.Command{
+		Use:   "remove NAME",
+		Short: "Remove a user; its web sessions end",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			st, err := usersOf(cfg)
+			if err != nil {
+				return err
+			}
+			if err := st.Remove(args[0]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "user %s removed\n", args[0])
+			return nil
+		},
+	})
+	var asJSON bool
+	list := &cobra.Command{
+		Use:   "list",
+		Short: "List the users",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, err := g.load()
+			if err != nil {
+				return err
+			}
+			st, err := usersOf(cfg)
+			if err != nil {
+				return err
+			}
+			us, err := st.List()
+			if err != nil {
+				return err
+			}
+			out := cmd.OutOrStdout()
+			if asJSON {
+				type u struct {
+					Name        string    `json:"name"`
+					Created     time.Time `json:"created"`
+					PasswordSet time.Time `json:"password_set"`
+				}
+				l := make([]u, 0, len(us))
+				for _, x := range us {
+					l = append(l, u{x.Name, x.Created, x.PasswordSet})
+				}
+				return json.NewEncoder(out).Encode(l)
+			}
+			for _, x := range us {
+				fmt.Fprintf(out, "%-24s created %s, password set %s\n", x.Name, x.Created.Format(time.DateTime), x.PasswordSet.Format(time.DateTime))
+			}
+			return nil
+		},
+	}
+	list.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	user.AddCommand(list)
 	return user
 }
 

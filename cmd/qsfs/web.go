@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"syscall"
@@ -30,32 +31,34 @@ type webServer struct {
 // caches stay coherent with what the web changes). fallback lets the demo
 // take a free port when the configured one is taken.
 func startWeb(cfg *qconfig.Config, mnt string, node *qsfs.Node, f *zdbfs.FS, log *slog.Logger, fallback bool) (*webServer, error) {
-	root, err := fsys.OpenDir(mnt)
-	if err != nil {
-		return nil, fmt.Errorf("web: open the mount: %w", err)
-	}
-	st, err := usersOf(cfg)
-	if err != nil {
-		root.Close()
-		return nil, err
-	}
-	srv, err := web.New(web.Config{
-		FS: root, Users: st, StateDir: cfg.Path, Status: node.Status, TLS: cfg.WebTLSCert != "",
-		Free:     func() (int64, error) { return freeBytes(mnt) },
-		Resident: residentFunc(root, node, f),
-		Logger:   log.With("part", "web"),
-	})
-	if err != nil {
-		root.Close()
-		return nil, err
-	}
 	ln, err := web.Listen(cfg.Web, cfg.WebTLSCert, cfg.WebTLSKey, log)
 	if err != nil && fallback && errors.Is(err, syscall.EADDRINUSE) {
 		host, _, _ := net.SplitHostPort(cfg.Web)
 		ln, err = web.Listen(net.JoinHostPort(host, "0"), cfg.WebTLSCert, cfg.WebTLSKey, log)
 	}
 	if err != nil {
-		srv.Close()
+		return nil, err
+	}
+	root, err := fsys.OpenDir(mnt)
+	if err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("web: open the mount: %w", err)
+	}
+	st, err := usersOf(cfg)
+	if err != nil {
+		ln.Close()
+		root.Close()
+		return nil, err
+	}
+	srv, err := web.New(web.Config{
+		FS: root, Users: st, StateDir: cfg.Path, Status: node.Status, TLS: cfg.WebTLSCert != "",
+		LoopbackOnly: web.IsLoopbackListener(ln),
+		Free:         func() (int64, error) { return freeBytes(mnt) },
+		Resident:     residentFunc(node, f),
+		Logger:       log.With("part", "web"),
+	})
+	if err != nil {
+		ln.Close()
 		root.Close()
 		return nil, err
 	}
@@ -79,10 +82,9 @@ func (w *webServer) Close() error {
 
 // residentFunc tells whether a file's data is on this machine: the
 // mount's inode number is zdbfs's, whose sampled block keys qsfs looks up.
-func residentFunc(root *fsys.Root, node *qsfs.Node, f *zdbfs.FS) func(string) (bool, bool) {
-	return func(name string) (bool, bool) {
-		st, err := root.Lstat(name)
-		if err != nil || !st.Mode().IsRegular() {
+func residentFunc(node *qsfs.Node, f *zdbfs.FS) func(string, fs.FileInfo) (bool, bool) {
+	return func(name string, st fs.FileInfo) (bool, bool) {
+		if !st.Mode().IsRegular() {
 			return false, false
 		}
 		sys, ok := st.Sys().(*syscall.Stat_t)

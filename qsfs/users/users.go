@@ -80,6 +80,9 @@ const (
 type User struct {
 	Name    string
 	Created time.Time
+	// PasswordSet is when the password was last set (Created for a user
+	// whose password never changed).
+	PasswordSet time.Time
 }
 
 // entry is one user in users.json.
@@ -87,6 +90,15 @@ type entry struct {
 	Name    string    `json:"name"`
 	Hash    string    `json:"hash"`
 	Created time.Time `json:"created"`
+	// PasswordSet is absent in files written before it existed: Created.
+	PasswordSet time.Time `json:"password_set,omitzero"`
+}
+
+func (e entry) passwordSet() time.Time {
+	if e.PasswordSet.IsZero() {
+		return e.Created
+	}
+	return e.PasswordSet
 }
 
 // file is users.json.
@@ -155,7 +167,8 @@ func (s *Store) Add(name, password string) error {
 		if f.find(name) >= 0 {
 			return fmt.Errorf("users: %q: %w", name, ErrExists)
 		}
-		f.Users = append(f.Users, entry{Name: name, Hash: h, Created: time.Now().UTC().Truncate(time.Second)})
+		now := time.Now().UTC()
+		f.Users = append(f.Users, entry{Name: name, Hash: h, Created: now.Truncate(time.Second), PasswordSet: now})
 		return nil
 	})
 }
@@ -176,6 +189,7 @@ func (s *Store) SetPassword(name, password string) error {
 			return fmt.Errorf("users: %q: %w", name, ErrNotFound)
 		}
 		f.Users[i].Hash = h
+		f.Users[i].PasswordSet = time.Now().UTC()
 		return nil
 	})
 }
@@ -203,10 +217,24 @@ func (s *Store) List() ([]User, error) {
 	}
 	out := make([]User, 0, len(f.Users))
 	for _, e := range f.Users {
-		out = append(out, User{Name: e.Name, Created: e.Created})
+		out = append(out, User{Name: e.Name, Created: e.Created, PasswordSet: e.passwordSet()})
 	}
 	slices.SortFunc(out, func(a, b User) int { return strings.Compare(a.Name, b.Name) })
 	return out, nil
+}
+
+// Check tells whether name is a user and when its password was last set,
+// without hashing anything: a server checks with it that a session's user
+// still exists and that the session is newer than the password.
+func (s *Store) Check(name string) (exists bool, passwordSet time.Time, err error) {
+	f, err := s.read()
+	if err != nil {
+		return false, time.Time{}, err
+	}
+	if i := f.find(name); i >= 0 {
+		return true, f.Users[i].passwordSet(), nil
+	}
+	return false, time.Time{}, nil
 }
 
 // Verify reports whether password is name's password. A wrong password, an

@@ -34,6 +34,18 @@ type Verifier interface {
 	Verify(name, password string) (bool, error)
 }
 
+// Checker is a Verifier that can also tell, cheaply, whether a user still
+// exists and when its password was last set (qsfs/users.Store does). With
+// it, a session or a remembered Basic login ends within CheckEvery of its
+// user being removed or its password changed, even by another process
+// (`qsfs user remove`, `qsfs user passwd`).
+type Checker interface {
+	Check(name string) (exists bool, passwordSet time.Time, err error)
+}
+
+// CheckEvery is how often a session's user is checked (Checker).
+const CheckEvery = 5 * time.Second
+
 // Options configure an Auth. Users is required; zero values of the others
 // take the defaults given.
 type Options struct {
@@ -111,11 +123,13 @@ type session struct {
 	lastSeen time.Time
 	remote   string
 	agent    string
+	checked  time.Time // last Checker call
 }
 
 type basicEntry struct {
 	sum     [32]byte // sha256(name, NUL, password)
 	expires time.Time
+	checked time.Time // last Checker call
 }
 
 // New returns an Auth for o.
@@ -221,8 +235,34 @@ func (a *Auth) session(r *http.Request) *session {
 		return nil
 	}
 	s.lastSeen = now
+	if !a.stillValid(s.user, s.created, &s.checked, now) {
+		a.deleteLocked(key)
+		return nil
+	}
 	cp := *s
 	return &cp
+}
+
+// stillValid asks the Checker, at most every CheckEvery (tracked in
+// *checked), whether user exists and set its password before since. A
+// failure to ask keeps the login: a users file being rewritten must not
+// log everyone out.
+func (a *Auth) stillValid(user string, since time.Time, checked *time.Time, now time.Time) bool {
+	c, ok := a.users.(Checker)
+	if !ok || now.Sub(*checked) < CheckEvery {
+		return true
+	}
+	*checked = now
+	exists, set, err := c.Check(user)
+	if err != nil {
+		a.log.Warn("checking a logged-in user", "user", user, "err", err)
+		return true
+	}
+	if !exists || set.After(since) {
+		a.log.Info("login ended: the user was removed or its password changed", "user", user)
+		return false
+	}
+	return true
 }
 
 func (a *Auth) expired(s *session, now time.Time) bool {
@@ -285,6 +325,7 @@ func (a *Auth) newSession(r *http.Request, user string) (*session, string) {
 		lastSeen: now,
 		remote:   clientIP(r),
 		agent:    agent,
+		checked:  now,
 	}
 	key := sha256.Sum256([]byte(token))
 	a.mu.Lock()

@@ -59,7 +59,7 @@ func newEnv(t *testing.T, o Options, more ...string) *env {
 			t.Fatal(err)
 		}
 	}
-	e := &env{t: t, clock: &clock{t: time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)}}
+	e := &env{t: t, clock: &clock{t: time.Now().Add(time.Hour)}} // after the users' password_set
 	o.Users = st
 	o.Now = e.clock.Now
 	o.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -385,5 +385,99 @@ func TestBasic(t *testing.T) {
 	w = serve("10.0.0.1:1", true, "carol", "wrong password")
 	if w.Code != 429 || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("after %d failures: %d", limitBurst, w.Code)
+	}
+}
+
+// Removing a user or changing its password, from another process's Store,
+// ends its sessions and its remembered Basic login within CheckEvery.
+func TestRemovedUserAndChangedPasswordEndLogins(t *testing.T) {
+	dir := t.TempDir()
+	st, err := users.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, u := range []string{testUser, "bob"} {
+		if err := st.Add(u, testPass); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &clock{t: time.Now()}
+	a := New(Options{Users: st, Now: c.Now, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	mux := http.NewServeMux()
+	mux.Handle("/api/auth/", a.Routes())
+	ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, User(r)) })
+	mux.Handle("/api/thing", a.Require(ok))
+	mux.Handle("/dav/", a.Basic(ok))
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	login := func(user string) string {
+		req, _ := http.NewRequest("POST", srv.URL+"/api/auth/login", strings.NewReader(`{"user":"`+user+`","password":"`+testPass+`"}`))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil || resp.StatusCode != 200 {
+			t.Fatalf("login %s: %v %v", user, resp.StatusCode, err)
+		}
+		resp.Body.Close()
+		for _, ck := range resp.Cookies() {
+			if ck.Name == CookieName {
+				return ck.Value
+			}
+		}
+		t.Fatal("no session cookie")
+		return ""
+	}
+	get := func(path, cookie, basicUser string) int {
+		req, _ := http.NewRequest("GET", srv.URL+path, nil)
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: CookieName, Value: cookie})
+		}
+		if basicUser != "" {
+			req.SetBasicAuth(basicUser, testPass)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	alice, bob := login(testUser), login("bob")
+	if get("/api/thing", alice, "") != 200 || get("/api/thing", bob, "") != 200 || get("/dav/", "", testUser) != 200 || get("/dav/", "", "bob") != 200 {
+		t.Fatal("logins do not work")
+	}
+	other, _ := users.Open(dir) // as `qsfs user` would, in another process
+	if err := other.Remove(testUser); err != nil {
+		t.Fatal(err)
+	}
+	if err := other.SetPassword("bob", "a brand new password"); err != nil {
+		t.Fatal(err)
+	}
+	c.Add(CheckEvery + time.Second)
+	for _, tc := range []struct {
+		what string
+		code int
+	}{
+		{"removed user's session", get("/api/thing", alice, "")},
+		{"changed password's session", get("/api/thing", bob, "")},
+		{"removed user's remembered Basic", get("/dav/", "", testUser)},
+		{"old password's remembered Basic", get("/dav/", "", "bob")},
+	} {
+		if tc.code != http.StatusUnauthorized {
+			t.Errorf("%s: %d, want 401", tc.what, tc.code)
+		}
+	}
+}
+
+// TestRateLimitSuccessRefunds: with a clock that moves while a password
+// is hashed (as the real one does), successful logins still give their
+// token back, so one client can log in again and again.
+func TestRateLimitSuccessRefunds(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.a.limits.now = func() time.Time { e.clock.Add(time.Millisecond); return e.clock.Now() }
+	for i := 0; i < 3*limitBurst; i++ {
+		resp := e.do("POST", "/api/auth/login", `{"user":"alice","password":"`+testPass+`"}`, "", "", nil)
+		if resp.StatusCode != 200 {
+			t.Fatalf("successful login %d answered %d: successes must not count", i, resp.StatusCode)
+		}
 	}
 }

@@ -60,13 +60,22 @@ func (a *Auth) basicCached(user, password string) bool {
 	sum := basicSum(user, password)
 	now := a.now()
 	a.basicMu.Lock()
+	defer a.basicMu.Unlock()
 	e, ok := a.basic[user]
-	a.basicMu.Unlock()
-	return ok && now.Before(e.expires) && subtle.ConstantTimeCompare(sum[:], e.sum[:]) == 1
+	if !ok || !now.Before(e.expires) || subtle.ConstantTimeCompare(sum[:], e.sum[:]) != 1 {
+		return false
+	}
+	if !a.stillValid(user, e.expires.Add(-basicCacheTTL), &e.checked, now) {
+		delete(a.basic, user)
+		return false
+	}
+	a.basic[user] = e
+	return true
 }
 
 func (a *Auth) basicRemember(user, password string) {
-	e := basicEntry{sum: basicSum(user, password), expires: a.now().Add(basicCacheTTL)}
+	now := a.now()
+	e := basicEntry{sum: basicSum(user, password), expires: now.Add(basicCacheTTL), checked: now}
 	a.basicMu.Lock()
 	a.basic[user] = e
 	a.basicMu.Unlock()

@@ -74,7 +74,8 @@ func (l *limiter) attempt(keys ...string) (retry time.Duration, done func(ok boo
 		if !ok {
 			return
 		}
-		now := l.now()
+		// Cancelled at the reservation's own time: rate.Reservation
+		// restores nothing when cancelled at a later time.
 		l.mu.Lock()
 		defer l.mu.Unlock()
 		for _, r := range rs {

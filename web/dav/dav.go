@@ -26,6 +26,7 @@ package dav
 
 import (
 	"bytes"
+	"context"
 	"encoding/xml"
 	"errors"
 	"fmt"
@@ -33,6 +34,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/url"
+	"os"
 	"strings"
 
 	"golang.org/x/net/webdav"
@@ -195,5 +197,42 @@ func (h *handler) checkDestination(r *http.Request) (int, error) {
 	if under(dst, src) || under(src, dst) {
 		return http.StatusForbidden, errors.New("the Destination is the source, inside it, or one of its parents")
 	}
+	if r.Method == "COPY" && r.Header.Get("Depth") != "0" && h.insideThroughLink(r.Context(), fsys.Dir(dst), src) {
+		return http.StatusForbidden, errors.New("the Destination is inside the source, through a symbolic link")
+	}
 	return 0, nil
+}
+
+// insideThroughLink reports whether the folder dir, its name resolved
+// (symbolic links followed), is the folder src or one of its folders: a
+// walk of src's folders, links not followed (as a copy walks them), meets
+// it. A recursive COPY there would copy its own copy again and again (up
+// to x/net/webdav's 1000 levels).
+func (h *handler) insideThroughLink(ctx context.Context, dir, src string) bool {
+	target, err := h.fs.f.Stat(dir)
+	if err != nil || !target.IsDir() {
+		return false // the copy fails on its own
+	}
+	queue := []string{src}
+	for len(queue) > 0 && ctx.Err() == nil {
+		d := queue[0]
+		queue = queue[1:]
+		st, err := h.fs.f.Lstat(d)
+		if err != nil || !st.IsDir() {
+			continue
+		}
+		if os.SameFile(st, target) {
+			return true
+		}
+		des, err := h.fs.f.ReadDir(d)
+		if err != nil {
+			continue
+		}
+		for _, de := range des {
+			if de.IsDir() {
+				queue = append(queue, fsys.Join(d, de.Name()))
+			}
+		}
+	}
+	return false
 }

@@ -386,3 +386,44 @@ func TestHostile(t *testing.T) {
 		t.Errorf("GET without credentials: %d", resp.StatusCode)
 	}
 }
+
+// TestCopyIntoItselfThroughLink: a COPY whose Destination is inside the
+// source through a symbolic link is refused (403) before anything is
+// written, like the direct form; x/net/webdav would copy its own copy
+// again and again, 1000 levels deep.
+func TestCopyIntoItselfThroughLink(t *testing.T) {
+	s := newServer(t)
+	os.MkdirAll(filepath.Join(s.dir, "d", "sub"), 0o755)
+	os.WriteFile(filepath.Join(s.dir, "d", "f.txt"), []byte("f"), 0o644)
+	os.Symlink("d", filepath.Join(s.dir, "alias"))
+	os.Symlink("d/sub", filepath.Join(s.dir, "subalias"))
+	before := snapshot(t, s.dir)
+	for _, dst := range []string{"/dav/alias/copy", "/dav/alias/copy/", "/dav/subalias/copy", "/dav/alias/sub/copy"} {
+		req, _ := http.NewRequest("COPY", s.url+"d", nil)
+		req.SetBasicAuth(testUser, testPass)
+		req.Header.Set("Destination", dst)
+		resp, err := noRedirect.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusForbidden {
+			t.Errorf("COPY /dav/d to %s: %d, want 403", dst, resp.StatusCode)
+		}
+	}
+	if after := snapshot(t, s.dir); !maps.Equal(before, after) {
+		t.Errorf("the tree changed: %d names before, %d after", len(before), len(after))
+	}
+	// A copy through a link to a folder beside it still works.
+	req, _ := http.NewRequest("COPY", s.url+"d/sub", nil)
+	req.SetBasicAuth(testUser, testPass)
+	req.Header.Set("Destination", "/dav/alias/sub2")
+	resp, err := noRedirect.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusCreated {
+		t.Fatalf("COPY /dav/d/sub to /dav/alias/sub2: %d", resp.StatusCode)
+	}
+}

@@ -28,7 +28,8 @@ type Options struct {
 	// Resident, when set, tells for a Clean file name whether its data is
 	// only on the backends (remote) and whether that is known at all; it
 	// fills Entry.Remote.
-	Resident func(name string) (remote bool, known bool)
+	// st is the file's FileInfo, as the listing read it.
+	Resident func(name string, st fs.FileInfo) (remote bool, known bool)
 	// User, when set, names the signed-in user of a request; the trash
 	// records who deleted an item.
 	User func(*http.Request) string
@@ -161,15 +162,15 @@ func writeJSON(w http.ResponseWriter, code int, v any) {
 // entry is the Entry of name with the residency badge filled in.
 func (a *API) entry(name string, st fs.FileInfo) Entry {
 	e := EntryOf(name, st)
-	a.badge(&e, name)
+	a.badge(&e, name, st)
 	return e
 }
 
-func (a *API) badge(e *Entry, name string) {
+func (a *API) badge(e *Entry, name string, st fs.FileInfo) {
 	if a.opts.Resident == nil || e.Kind != "file" {
 		return
 	}
-	if remote, known := a.opts.Resident(name); known {
+	if remote, known := a.opts.Resident(name, st); known {
 		e.Remote = &remote
 	}
 }
@@ -189,15 +190,15 @@ func (a *API) list(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, badf("%s is not a folder", fsys.Display(dir)))
 		return
 	}
-	entries, err := List(a.fs, dir)
+	entries, infos, err := list(a.fs, dir)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
 	if a.opts.Resident != nil {
-		for i := range entries {
-			a.badge(&entries[i], fsys.Join(dir, entries[i].Name))
-		}
+		parallel(len(entries), func(i int) {
+			a.badge(&entries[i], fsys.Join(dir, entries[i].Name), infos[i])
+		})
 	}
 	writeJSON(w, http.StatusOK, struct {
 		Path    string  `json:"path"`
@@ -251,8 +252,8 @@ func (a *API) zip(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, fmt.Errorf("path: %w", err))
 			return
 		}
-		if _, err := a.fs.Lstat(name); err != nil {
-			a.fail(w, r, err)
+		if _, err := a.fs.Stat(name); err != nil {
+			a.fail(w, r, err) // a symlink out of the tree: 403 before any byte
 			return
 		}
 		names = append(names, name)
@@ -355,6 +356,11 @@ func (a *API) transfer(w http.ResponseWriter, r *http.Request) (from, to string,
 	if to == from || strings.HasPrefix(to, from+"/") {
 		return "", "", false, badf("%s cannot go into itself (%s)", fsys.Display(from), fsys.Display(to))
 	}
+	if strings.HasPrefix(from, to+"/") {
+		// Replacing an ancestor of the source would move the source
+		// itself to the trash first.
+		return "", "", false, badf("%s holds %s: it cannot be replaced by it", fsys.Display(to), fsys.Display(from))
+	}
 	if _, err := a.fs.Lstat(from); err != nil {
 		return "", "", false, err
 	}
@@ -442,7 +448,7 @@ func (a *API) copy(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	if err := a.copyTree(r.Context(), from, tmp); err != nil {
+	if err := a.copyTree(r.Context(), from, tmp, nil); err != nil {
 		a.fs.RemoveAll(tmp)
 		a.fail(w, r, err)
 		return
@@ -464,7 +470,10 @@ func (a *API) copy(w http.ResponseWriter, r *http.Request) {
 
 // copyTree copies the file or folder from to the new name to, skipping
 // symlinks and special files inside folders (the FS cannot create them).
-func (a *API) copyTree(ctx context.Context, from, to string) error {
+// top is the folder the copy made first (nil in the first call): met
+// again among the source's folders, the target is inside the source
+// through a symbolic link, and the copy would copy itself forever.
+func (a *API) copyTree(ctx context.Context, from, to string, top fs.FileInfo) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -474,15 +483,23 @@ func (a *API) copyTree(ctx context.Context, from, to string) error {
 	}
 	switch {
 	case st.IsDir():
+		if top != nil && os.SameFile(st, top) {
+			return badf("the target is inside the folder copied (through a symbolic link): a folder cannot be copied into itself")
+		}
 		if err := a.fs.Mkdir(to, st.Mode().Perm()|0o700); err != nil {
 			return err
+		}
+		if top == nil {
+			if top, err = a.fs.Lstat(to); err != nil {
+				return err
+			}
 		}
 		des, err := a.fs.ReadDir(from)
 		if err != nil {
 			return err
 		}
 		for _, de := range des {
-			if err := a.copyTree(ctx, fsys.Join(from, de.Name()), fsys.Join(to, de.Name())); err != nil {
+			if err := a.copyTree(ctx, fsys.Join(from, de.Name()), fsys.Join(to, de.Name()), top); err != nil {
 				return err
 			}
 		}

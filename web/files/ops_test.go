@@ -1,11 +1,16 @@
 package files
 
 import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"io/fs"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestDefaultMaxText(t *testing.T) {
@@ -53,6 +58,8 @@ func TestMove(t *testing.T) {
 	want(t, e.post("/api/files/move", map[string]any{"from": "/nope", "to": "/z"}), http.StatusNotFound)
 	want(t, e.post("/api/files/move", map[string]any{"from": "/b.txt", "to": "/c.txt/z"}), http.StatusBadRequest)
 	want(t, e.post("/api/files/move", map[string]any{"from": "/", "to": "/z"}), http.StatusBadRequest)
+	want(t, e.post("/api/files/move", map[string]any{"from": "/a/x", "to": "/a", "overwrite": true}), http.StatusBadRequest)
+	want(t, e.post("/api/files/copy", map[string]any{"from": "/a/x", "to": "/a", "overwrite": true}), http.StatusBadRequest)
 	unchanged(t, e.dir, before)
 	// A folder prefix that is not the folder ("/a" → "/ab") is fine.
 	r := e.post("/api/files/move", map[string]any{"from": "/a", "to": "/ab"})
@@ -128,7 +135,7 @@ func TestCopy(t *testing.T) {
 }
 
 func TestStatAndResident(t *testing.T) {
-	e := newEnv(t, Options{Resident: func(name string) (bool, bool) {
+	e := newEnv(t, Options{Resident: func(name string, _ fs.FileInfo) (bool, bool) {
 		switch name {
 		case "far.bin":
 			return true, true
@@ -192,5 +199,71 @@ func TestDownloadRange(t *testing.T) {
 	r = e.do("GET", "/api/files/download?path=/v.mp4", nil, "Range", "bytes=8-", "If-Range", etag)
 	if r.code != http.StatusPartialContent || string(r.body) != "89" {
 		t.Fatalf("If-Range current: %s", r)
+	}
+}
+
+// TestPrivateNotCached: the user's files, folders as zips and error
+// answers carry Cache-Control: no-store, so neither a shared cache nor
+// the browser's disk keeps private data (after a logout, on a shared
+// computer).
+func TestPrivateNotCached(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.write("d/a.txt", "private")
+	for _, target := range []string{
+		"/api/files/download?path=/d/a.txt",
+		"/api/files/download?path=/d/a.txt&inline=1",
+		"/api/files/download?path=/d",
+		"/api/files/zip?path=/d&path=/d/a.txt",
+		"/api/files/download?path=/missing",
+		"/api/files/list?path=/missing",
+	} {
+		r := e.get(target)
+		if cc := r.h.Get("Cache-Control"); !strings.Contains(cc, "no-store") {
+			t.Errorf("%s: %d Cache-Control %q, want no-store", target, r.code, cc)
+		}
+	}
+}
+
+// TestCopyIntoItselfThroughLink: a copy whose target folder is the source
+// (or inside it) reached through a symbolic link is refused with 400, as
+// the direct form is, instead of copying its own copy forever; nothing
+// is left behind.
+func TestCopyIntoItselfThroughLink(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.write("src/a.txt", "A")
+	e.write("src/sub/b.txt", "B")
+	if err := os.Symlink("src", filepath.Join(e.dir, "alias")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("src/sub", filepath.Join(e.dir, "subalias")); err != nil {
+		t.Fatal(err)
+	}
+	before := snapshot(t, e.dir)
+	client := &http.Client{Timeout: 10 * time.Second}
+	for _, to := range []string{"/alias/copy", "/subalias/copy", "/alias/sub/copy"} {
+		b, _ := json.Marshal(map[string]any{"from": "/src", "to": to})
+		res, err := client.Post(e.srv.URL+"/api/files/copy", "application/json", bytes.NewReader(b))
+		if err != nil {
+			t.Fatalf("copy /src to %s: %v", to, err)
+		}
+		body, _ := io.ReadAll(res.Body)
+		res.Body.Close()
+		want(t, resp{res.StatusCode, res.Header, body}, http.StatusBadRequest)
+	}
+	// The refused copy's temporary folder came and went: the folders'
+	// times moved, nothing else.
+	after := snapshot(t, e.dir)
+	for k, v := range before {
+		if after[k] != v && !strings.HasPrefix(v, "d") {
+			t.Errorf("changed: %q: %q → %q", k, v, after[k])
+		}
+	}
+	if len(after) != len(before) {
+		t.Errorf("%d names before, %d after", len(before), len(after))
+	}
+	// A copy beside it through the link still works.
+	want(t, e.post("/api/files/copy", map[string]any{"from": "/src/sub", "to": "/alias/sub2"}), http.StatusOK)
+	if e.read("src/sub2/b.txt") != "B" {
+		t.Fatal("copy through a link to a folder elsewhere")
 	}
 }

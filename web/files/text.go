@@ -3,6 +3,7 @@ package files
 import (
 	"bytes"
 	"crypto/rand"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -15,6 +16,39 @@ import (
 
 	"qss/web/fsys"
 )
+
+// TextETag is the ETag of a text as the editor API gives it: a hash of
+// the content. Size and modification time (ETag) are not enough here:
+// Linux stamps files with a clock of a few milliseconds' resolution, so a
+// same-size change right after a read would keep the same ETag and a save
+// would silently overwrite it. Being of the content, it differs from the
+// download and stat ETag.
+func TextETag(b []byte) string {
+	sum := sha256.Sum256(b)
+	return "\"t" + hex.EncodeToString(sum[:16]) + "\""
+}
+
+// currentTextETag is the TextETag of the file name now, or its stat ETag
+// (which no TextETag equals) when it is over MaxText.
+func (a *API) currentTextETag(name string) (string, error) {
+	f, err := a.fs.Open(name)
+	if err != nil {
+		return "", err
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, a.opts.MaxText+1))
+	if err != nil {
+		return "", err
+	}
+	if int64(len(b)) > a.opts.MaxText {
+		st, err := f.Stat()
+		if err != nil {
+			return "", err
+		}
+		return ETag(st), nil
+	}
+	return TextETag(b), nil
+}
 
 // isText reports whether b is text the editor can show: valid UTF-8
 // without NUL bytes (which only binary formats contain).
@@ -34,8 +68,6 @@ func (a *API) getText(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer f.Close()
-	// The ETag is of the state before reading: if the file changes while
-	// it is read, a save with this ETag is refused (412), never lost.
 	st, err := f.Stat()
 	if err != nil {
 		a.fail(w, r, err)
@@ -67,7 +99,7 @@ func (a *API) getText(w http.ResponseWriter, r *http.Request) {
 	h := w.Header()
 	SetSafeHeaders(h)
 	h.Set("Content-Type", "text/plain; charset=utf-8")
-	h.Set("ETag", ETag(st))
+	h.Set("ETag", TextETag(b))
 	h.Set("Cache-Control", "no-store")
 	w.Write(b)
 }
@@ -151,7 +183,7 @@ func (a *API) putText(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, struct {
 		ETag  string `json:"etag"`
 		Entry Entry  `json:"entry"`
-	}{ETag(st), a.entry(name, st)})
+	}{TextETag(body), a.entry(name, st)})
 }
 
 // errChanged is a failed If-Match / If-None-Match; etag is the current one.
@@ -177,7 +209,10 @@ func (a *API) textPrecondition(name, ifMatch string, create bool, perm *fs.FileM
 		return fmt.Errorf("%s: only regular files are edited: %w", fsys.Display(name), fsys.ErrNotRegular)
 	}
 	*perm = st.Mode().Perm()
-	cur := ETag(st)
+	cur, err := a.currentTextETag(name)
+	if err != nil {
+		return err
+	}
 	if create {
 		return &errChanged{msg: fsys.Display(name) + " exists already", etag: cur}
 	}

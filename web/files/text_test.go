@@ -95,3 +95,70 @@ func TestTextLimits(t *testing.T) {
 	want(t, e.do("PUT", "/api/files/text?path=/", strings.NewReader("x"), "If-None-Match", "*"), http.StatusBadRequest)
 	unchanged(t, e.dir, before)
 }
+
+// TestTextConcurrentSaves: of several saves with the same ETag at once,
+// exactly one wins and the others get 412; the file is the winner's.
+// Several rounds, to give an unguarded check-then-rename a chance to show.
+func TestTextConcurrentSaves(t *testing.T) {
+	e := newEnv(t, Options{})
+	e.write("a.txt", "start")
+	for round := range 20 {
+		etag := e.get("/api/files/text?path=/a.txt").h.Get("ETag")
+		const n = 16
+		codes := make(chan int, n)
+		bodies := make(chan string, n)
+		start := make(chan struct{})
+		for i := range n {
+			go func() {
+				text := strings.Repeat("w", round*n+i+1) // distinct sizes: distinct ETags
+				req, _ := http.NewRequest("PUT", e.srv.URL+"/api/files/text?path=/a.txt", strings.NewReader(text))
+				req.Header.Set("If-Match", etag)
+				<-start
+				res, err := e.srv.Client().Do(req)
+				if err != nil {
+					codes <- 0
+					return
+				}
+				res.Body.Close()
+				codes <- res.StatusCode
+				if res.StatusCode == http.StatusOK {
+					bodies <- text
+				}
+			}()
+		}
+		close(start)
+		won := 0
+		for range n {
+			switch c := <-codes; c {
+			case http.StatusOK:
+				won++
+			case http.StatusPreconditionFailed:
+			default:
+				t.Fatalf("status %d", c)
+			}
+		}
+		if won != 1 {
+			t.Fatalf("round %d: %d saves won, want 1", round, won)
+		}
+		if got := e.read("a.txt"); got != <-bodies {
+			t.Fatalf("file holds %q, not the winner's text", got)
+		}
+	}
+}
+
+// TestTextSameSizeChange: a change of the same size right after a read
+// (within the filesystem's timestamp resolution) is still detected.
+func TestTextSameSizeChange(t *testing.T) {
+	e := newEnv(t, Options{})
+	for i := range 20 {
+		e.write("a.txt", "AAAAA")
+		etag := e.get("/api/files/text?path=/a.txt").h.Get("ETag")
+		e.write("a.txt", "BBBBB")
+		if r := e.do("PUT", "/api/files/text?path=/a.txt", strings.NewReader("CCCCC"), "If-Match", etag); r.code != http.StatusPreconditionFailed {
+			t.Fatalf("try %d: %s, want 412", i, r)
+		}
+		if e.read("a.txt") != "BBBBB" {
+			t.Fatal("the other writer's change was overwritten")
+		}
+	}
+}

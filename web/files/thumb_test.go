@@ -124,3 +124,52 @@ func TestThumbnails(t *testing.T) {
 	want(t, e.get("/api/files/thumb?path=/"), http.StatusBadRequest)
 	want(t, e.get("/api/files/thumb?path=/none.png"), http.StatusNotFound)
 }
+
+// headerPNG is a valid PNG header claiming w×h pixels of the given bit
+// depth and color type, without data.
+func headerPNG(w, h uint32, depth, colorType byte) []byte {
+	b := bombPNG(w, h)
+	// Rewrite IHDR's depth and color type, and its CRC.
+	ihdr := b[12 : 12+4+13]
+	ihdr[4+8], ihdr[4+9] = depth, colorType
+	binary.BigEndian.PutUint32(b[12+4+13:], crc32.ChecksumIEEE(ihdr))
+	return b
+}
+
+// headerJPEG is a JPEG header (SOI and a start of frame: sof 0xC0
+// baseline, 0xC2 progressive) claiming w×h pixels in three components,
+// without data.
+func headerJPEG(w, h uint16, sof byte) []byte {
+	b := []byte{0xFF, 0xD8, 0xFF, 0xE0, 0x00, 0x04, 'x', 'x', 0xFF, sof, 0x00, 0x11, 0x08}
+	b = binary.BigEndian.AppendUint16(b, h)
+	b = binary.BigEndian.AppendUint16(b, w)
+	b = append(b, 0x03, 0x01, 0x11, 0x00, 0x02, 0x11, 0x01, 0x03, 0x11, 0x01)
+	return append(b, 0xFF, 0xDA, 0x00, 0x02, 0xFF, 0xD9)
+}
+
+// TestThumbMemoryBombs: images under the pixel limit whose decoding
+// still takes far more memory than their pixels suggest (16-bit PNG:
+// 8 bytes a pixel; progressive JPEG: its coefficients, 4 bytes a pixel
+// and component, besides the image) are refused with 413 from their
+// header; ordinary ones of the same size are decoded (here: found
+// damaged, 415).
+func TestThumbMemoryBombs(t *testing.T) {
+	e := newEnv(t, Options{})
+	for name, c := range map[string]struct {
+		data []byte
+		code int
+	}{
+		"png16.png":       {headerPNG(6000, 6000, 16, 6), http.StatusRequestEntityTooLarge},
+		"png8.png":        {headerPNG(6000, 6000, 8, 6), http.StatusUnsupportedMediaType},
+		"progressive.jpg": {headerJPEG(4500, 4500, 0xC2), http.StatusRequestEntityTooLarge},
+		"baseline.jpg":    {headerJPEG(4500, 4500, 0xC0), http.StatusUnsupportedMediaType},
+	} {
+		if err := os.WriteFile(filepath.Join(e.dir, name), c.data, 0o644); err != nil {
+			t.Fatal(err)
+		}
+		r := e.get("/api/files/thumb?path=/" + name)
+		if r.code != c.code {
+			t.Errorf("%s: %s, want %d", name, r, c.code)
+		}
+	}
+}

@@ -238,44 +238,47 @@ func newLimiters(every rate.Limit, burst int) *limiters {
 // maxLimiters bounds the keys a limiters remembers.
 const maxLimiters = 4096
 
-// wait is how long key must wait for an attempt (0: it may try now).
-func (l *limiters) wait(key string, now time.Time) time.Duration {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim := l.m[key]
-	if lim == nil {
-		if lim = l.m[""]; lim == nil || len(l.m) < maxLimiters {
-			return 0
-		}
+// lookup is key's limiter, created if needed, with l.mu held. Past
+// maxLimiters keys, the full ones are forgotten; if none is, newcomers
+// share one limiter.
+func (l *limiters) lookup(key string, now time.Time) *rate.Limiter {
+	if lim := l.m[key]; lim != nil {
+		return lim
 	}
-	tok := lim.TokensAt(now)
-	if tok >= 1 {
-		return 0
-	}
-	return time.Duration((1 - tok) / float64(l.every) * float64(time.Second))
-}
-
-// fail spends one of key's attempts.
-func (l *limiters) fail(key string, now time.Time) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	lim := l.m[key]
-	if lim == nil {
-		if len(l.m) >= maxLimiters {
-			for k, v := range l.m {
-				if v.TokensAt(now) >= float64(l.burst) {
-					delete(l.m, k)
-				}
+	if len(l.m) >= maxLimiters {
+		for k, v := range l.m {
+			if v.TokensAt(now) >= float64(l.burst) {
+				delete(l.m, k)
 			}
 		}
-		if len(l.m) >= maxLimiters {
-			// Still full: the newcomers share one limiter.
-			key = ""
-		}
-		if lim = l.m[key]; lim == nil {
-			lim = rate.NewLimiter(l.every, l.burst)
-			l.m[key] = lim
-		}
 	}
-	lim.AllowN(now, 1)
+	if len(l.m) >= maxLimiters {
+		key = ""
+	}
+	lim := l.m[key]
+	if lim == nil {
+		lim = rate.NewLimiter(l.every, l.burst)
+		l.m[key] = lim
+	}
+	return lim
+}
+
+// reserve spends one of key's attempts now, or spends nothing and
+// returns how long key must wait. The attempt is spent before the
+// password is checked, so that concurrent attempts cannot all pass a
+// check made before any of them failed; refund gives it back (a right
+// password).
+func (l *limiters) reserve(key string, now time.Time) (wait time.Duration, refund func()) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	r := l.lookup(key, now).ReserveN(now, 1)
+	if d := r.DelayFrom(now); d > 0 {
+		r.CancelAt(now)
+		return d, nil
+	}
+	return 0, func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		r.CancelAt(now)
+	}
 }

@@ -194,7 +194,15 @@ func (a *API) unlock(w http.ResponseWriter, r *http.Request, sh Share) {
 	}
 	now := a.now()
 	ip := clientKey(r)
-	if d := max(a.byLink.wait(sh.ID, now), a.byIP.wait(ip, now)); d > 0 {
+	linkWait, linkRefund := a.byLink.reserve(sh.ID, now)
+	ipWait, ipRefund := a.byIP.reserve(ip, now)
+	if d := max(linkWait, ipWait); d > 0 {
+		if linkRefund != nil {
+			linkRefund()
+		}
+		if ipRefund != nil {
+			ipRefund()
+		}
 		w.Header().Set("Retry-After", strconv.Itoa(int(math.Ceil(d.Seconds()))))
 		files.WriteJSONError(w, http.StatusTooManyRequests,
 			fmt.Sprintf("too many wrong passwords; try again in %s", d.Round(time.Second)))
@@ -207,12 +215,12 @@ func (a *API) unlock(w http.ResponseWriter, r *http.Request, sh Share) {
 		<-a.hashing
 	}
 	if !ok {
-		a.byLink.fail(sh.ID, now)
-		a.byIP.fail(ip, now)
 		a.log.Warn("share: wrong password", "id", sh.ID, "client", ip)
 		files.WriteJSONError(w, http.StatusUnauthorized, "wrong password")
 		return
 	}
+	linkRefund()
+	ipRefund()
 	exp := now.Add(unlockFor)
 	if !sh.Expires.IsZero() && sh.Expires.Before(exp) {
 		exp = sh.Expires

@@ -13,6 +13,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -488,5 +489,52 @@ func TestPersistence(t *testing.T) {
 	if st, err := share.Open(e.dbPath); err == nil {
 		st.Close()
 		t.Fatal("a second Open of a held store succeeded")
+	}
+}
+
+// TestRateLimitConcurrent: wrong passwords sent all at once are limited
+// like wrong passwords sent one after the other (an attempt is spent
+// before the password is checked, not after).
+func TestRateLimitConcurrent(t *testing.T) {
+	e := newEnv(t)
+	a := e.create(t, "alice", map[string]any{"path": "/shared", "password": "right"})
+	const n = 40
+	codes := make(chan int, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			codes <- e.req(t, "POST", "/api/public/"+a.ID+"/unlock", "", map[string]string{"password": "wrong"}).code
+		}()
+	}
+	wg.Wait()
+	close(codes)
+	checked := 0
+	for c := range codes {
+		switch c {
+		case http.StatusUnauthorized:
+			checked++
+		case http.StatusTooManyRequests:
+		default:
+			t.Fatalf("unexpected status %d", c)
+		}
+	}
+	// The link allows a burst of 10; one more may have been refilled
+	// meanwhile.
+	if checked > 11 {
+		t.Fatalf("%d of %d concurrent wrong passwords were checked; the per-link limit allows 10", checked, n)
+	}
+}
+
+// TestRightPasswordSpendsNothing: only wrong passwords count against the
+// limits, so many visitors can unlock a link.
+func TestRightPasswordSpendsNothing(t *testing.T) {
+	e := newEnv(t)
+	a := e.create(t, "alice", map[string]any{"path": "/shared", "password": "right"})
+	for i := range 25 {
+		if r := e.req(t, "POST", "/api/public/"+a.ID+"/unlock", "", map[string]string{"password": "right"}); r.code != http.StatusNoContent {
+			t.Fatalf("right password %d: %d %s", i, r.code, r.body)
+		}
 	}
 }

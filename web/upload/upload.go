@@ -247,6 +247,8 @@ func checkTarget(f fsys.FS, name string, overwrite bool) error {
 		if !st.Mode().IsRegular() {
 			return tusError(http.StatusConflict, fsys.Display(name)+" exists and is not a regular file")
 		}
+	} else if escapes(err) {
+		return tusError(http.StatusForbidden, fsys.Display(name)+" leads outside the served tree")
 	} else if !errors.Is(err, fs.ErrNotExist) && !errors.Is(err, syscall.ENOTDIR) {
 		// ENOTDIR: a folder on the way is a file; found below.
 		return fmt.Errorf("upload: stat %s: %w", fsys.Display(name), err)
@@ -255,6 +257,9 @@ func checkTarget(f fsys.FS, name string, overwrite bool) error {
 		st, err := f.Stat(d)
 		if errors.Is(err, fs.ErrNotExist) || errors.Is(err, syscall.ENOTDIR) {
 			continue
+		}
+		if escapes(err) {
+			return tusError(http.StatusForbidden, fsys.Display(d)+" leads outside the served tree")
 		}
 		if err != nil {
 			return fmt.Errorf("upload: stat %s: %w", fsys.Display(d), err)
@@ -267,12 +272,40 @@ func checkTarget(f fsys.FS, name string, overwrite bool) error {
 	return nil
 }
 
+// escapes reports whether err is os.Root refusing a name that resolves
+// outside the root (a symbolic link out of the tree, or a loop). The os
+// package does not export that error, so its text is matched.
+func escapes(err error) bool {
+	if errors.Is(err, syscall.ELOOP) {
+		return true
+	}
+	for ; err != nil; err = errors.Unwrap(err) {
+		if err.Error() == "path escapes from parent" {
+			return true
+		}
+	}
+	return false
+}
+
+// maxMetadata bounds the Upload-Metadata of an upload (keys and decoded
+// values, in bytes), so that its record stays far below the size
+// GetUpload reads back (JSON may escape a byte into six).
+const maxMetadata = 64 << 10
+
 func (u *Uploads) preCreate(ev handler.HookEvent) (handler.HTTPResponse, handler.FileInfoChanges, error) {
 	var none handler.HTTPResponse
 	var nochange handler.FileInfoChanges
 	info := ev.Upload
 	if info.SizeIsDeferred {
 		return none, nochange, tusError(http.StatusBadRequest, "Upload-Length is required")
+	}
+	n := 0
+	for k, v := range info.MetaData {
+		n += len(k) + len(v)
+	}
+	if n > maxMetadata {
+		return none, nochange, tusError(http.StatusBadRequest,
+			fmt.Sprintf("Upload-Metadata is over %d bytes", maxMetadata))
 	}
 	name, err := Target(info.MetaData)
 	if err != nil {

@@ -590,3 +590,55 @@ func BenchmarkUpload(b *testing.B) {
 		b.StartTimer()
 	}
 }
+
+// TestSymlinkOutRefused: an upload whose folder is a symbolic link out of
+// the tree is refused with 403 and the API's JSON (not a 500), and
+// nothing is written.
+func TestSymlinkOutRefused(t *testing.T) {
+	e := newEnv(t, upload.Options{})
+	outside := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(e.root, "out")); err != nil {
+		t.Fatal(err)
+	}
+	for _, meta := range []map[string]string{
+		{"filename": "x", "dir": "/out"},
+		{"filename": "x", "relativePath": "out/x"},
+		{"filename": "x", "relativePath": "out/sub/x"},
+	} {
+		resp := e.create(t, 10, meta)
+		b := body(resp)
+		if resp.StatusCode != http.StatusForbidden || !strings.Contains(b, `"error"`) {
+			t.Errorf("%q: %d %s, want 403 with a JSON error", meta, resp.StatusCode, b)
+		}
+	}
+	if got := listAll(t, outside); len(got) != 0 {
+		t.Fatalf("wrote outside the tree: %q", got)
+	}
+	if got := listAll(t, e.root); len(got) != 1 || got[0] != "out" {
+		t.Fatalf("refused uploads wrote into the tree: %q", got)
+	}
+}
+
+// TestHugeMetadataRefused: Upload-Metadata too large for the upload's
+// record is refused at creation (400), instead of creating an upload that
+// every later request answers with 500.
+func TestHugeMetadataRefused(t *testing.T) {
+	e := newEnv(t, upload.Options{})
+	resp := e.create(t, 10, map[string]string{"filename": "x", "junk": strings.Repeat("\x01", 500_000)})
+	b := body(resp)
+	if resp.StatusCode != http.StatusBadRequest || !strings.Contains(b, `"error"`) {
+		t.Fatalf("huge metadata: %d %s, want 400 with a JSON error", resp.StatusCode, b)
+	}
+	if got := listAll(t, e.root); len(got) != 0 {
+		t.Fatalf("a refused upload wrote into the tree: %q", got)
+	}
+	// Metadata of a sensible size still works, end to end.
+	loc := e.mustCreate(t, 3, map[string]string{"filename": "y", "note": strings.Repeat("é", 1000)})
+	r, err := patch(t, context.Background(), loc, 0, strings.NewReader("abc"), 3, "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := body(r); r.StatusCode != http.StatusNoContent {
+		t.Fatalf("patch: %d %s", r.StatusCode, b)
+	}
+}

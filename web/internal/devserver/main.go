@@ -57,15 +57,16 @@ func run(root, state, addr, user, password string) error {
 	}
 	defer f.Close()
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	srv, err := web.New(web.Config{FS: f, Users: st, StateDir: state, Logger: log})
-	if err != nil {
-		return err
-	}
-	defer srv.Close()
 	ln, err := web.Listen(addr, "", "", log)
 	if err != nil {
 		return err
 	}
+	srv, err := web.New(web.Config{FS: f, Users: st, StateDir: state, Logger: log, LoopbackOnly: web.IsLoopbackListener(ln)})
+	if err != nil {
+		ln.Close()
+		return err
+	}
+	defer srv.Close()
 	fmt.Printf("serving %s on http://%s/\n", root, ln.Addr())
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
