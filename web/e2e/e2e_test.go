@@ -643,6 +643,45 @@ func TestBrowser(t *testing.T) {
 		}
 	})
 
+	step("10k", func(t *testing.T) {
+		p.t = t
+		dir := filepath.Join(srv.Root, "many")
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		for i := 1; i <= 10000; i++ {
+			if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("file-%d.txt", i)), nil, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		began := time.Now()
+		var rendered int
+		p.run("open a folder of 10,000 files",
+			// Made behind the app's back: the Files link shows it afresh.
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
+			chromedp.WaitVisible(chromedp.CSS(row("many")+` [data-testid=row-open]`)),
+			chromedp.Click(chromedp.CSS(row("many")+` [data-testid=row-open]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=list][data-count="10000"]`)),
+			chromedp.WaitVisible(chromedp.CSS(row("file-1.txt"))),
+			get(&rendered, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=row]').length`)),
+		)
+		took := time.Since(began)
+		if rendered > 200 {
+			t.Errorf("%d rows in the page for a folder of 10,000: the list is not virtualized", rendered)
+		}
+		if took > 5*time.Second {
+			t.Errorf("a folder of 10,000 files took %v to show", took)
+		}
+		p.run("scroll to the end and filter",
+			js(`const s = document.querySelector('[data-testid=list]'); s.scrollTop = s.scrollHeight`),
+			chromedp.WaitVisible(chromedp.CSS(row("file-10000.txt"))),
+			chromedp.SendKeys(chromedp.CSS(`[data-testid=filter]`), "file-9999"),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=list][data-count="1"]`)),
+		)
+		p.shot("10k")
+		t.Logf("10,000 entries listed in %v, %d rows rendered", took, rendered)
+	})
+
 	step("pages", func(t *testing.T) {
 		p.t = t
 		p.run("health",
@@ -660,6 +699,15 @@ func TestBrowser(t *testing.T) {
 		p.run("dark mode", chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)), chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)),
 			waitJS(`document.documentElement.dataset.theme === 'dark'`))
 		p.shot("files-dark")
+		p.run("phone width: columns collapse, actions in a menu",
+			chromedp.EmulateViewport(375, 740, chromedp.EmulateMobile),
+			chromedp.Click(chromedp.CSS(row("paper.pdf")+` [data-testid=row-check]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=btn-actions]`)),
+			chromedp.WaitNotVisible(chromedp.CSS(`.list-head .col-size`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=btn-actions]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=menu-rename]`)),
+		)
+		p.shot("phone")
 	})
 	p.t = t
 	p.clean("the end")

@@ -171,7 +171,10 @@ function Shell({ me, onLogout }) {
         <a class="brand" href="#/files/"><img src="/assets/favicon.svg" alt="" width="24" height="24" /><span>qsfs</span></a>
         <nav class={`nav ${menu ? 'open' : ''}`} onClick={() => setMenu(false)}>
           {NAV.map(([id, label, href]) => (
-            <a key={id} href={href} class={route.page === id ? 'active' : ''} data-testid={`nav-${id}`}>{label}</a>
+            <a key={id} href={href} class={route.page === id ? 'active' : ''} data-testid={`nav-${id}`} onClick={() => {
+              // The same link again: show it afresh.
+              if (location.hash === href) window.dispatchEvent(new Event('qsfs-refresh'));
+            }}>{label}</a>
           ))}
         </nav>
         <div class="topbar-right">

@@ -117,10 +117,19 @@ export function Browser({ path }) {
     };
   }, [path]);
 
+  // Reload when uploads finish, when the tab comes back into view (others
+  // may have changed the folder meanwhile) and on the Files link.
   useEffect(() => {
     const f = () => dirRef.current && load(dirRef.current, true);
+    const vis = () => document.visibilityState === 'visible' && f();
     window.addEventListener('qsfs-uploaded', f);
-    return () => window.removeEventListener('qsfs-uploaded', f);
+    window.addEventListener('qsfs-refresh', f);
+    document.addEventListener('visibilitychange', vis);
+    return () => {
+      window.removeEventListener('qsfs-uploaded', f);
+      window.removeEventListener('qsfs-refresh', f);
+      document.removeEventListener('visibilitychange', vis);
+    };
   }, []);
 
   const rows = useMemo(() => {
@@ -459,6 +468,7 @@ export function Browser({ path }) {
           <button class="btn" data-testid="btn-upload-folder" onClick={() => folderInput.current.click()} title="Upload a folder"><Icon name="folderUp" /><span class="hide-narrow">Folder</span></button>
           <button class="btn" data-testid="btn-new-folder" onClick={newFolder} title="New folder (Shift+N)"><Icon name="newFolder" /><span class="hide-narrow">New folder</span></button>
           <button class="btn" data-testid="btn-new-file" onClick={newFile} title="New file (n)"><Icon name="newFile" /><span class="hide-narrow">New file</span></button>
+          <button class="btn" data-testid="btn-refresh" onClick={reload} title="Reload the folder" aria-label="Reload the folder"><Icon name="refresh" /></button>
           <button class="btn" data-testid="btn-view-toggle" onClick={() => {
             const v = view === 'grid' ? 'list' : 'grid';
             setView(v);

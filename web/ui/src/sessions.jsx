@@ -1,7 +1,7 @@
 // The user's sessions: where they are signed in, and a way to end any.
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
-import { confirmDialog, Spinner, toast, toastError } from './ui.jsx';
+import { confirmDialog, Spinner, toast, toastError, useRefresh } from './ui.jsx';
 import { fmtAgo, fmtTime } from './util.js';
 
 function agentName(ua) {
@@ -21,6 +21,7 @@ export function SessionsPage() {
   useEffect(() => {
     load();
   }, []);
+  useRefresh(load);
   const revoke = async (s) => {
     const msg = s.current ? 'This signs you out here.' : `The session from ${s.remote || 'an unknown address'} will be signed out at once.`;
     if (!(await confirmDialog('End this session?', msg, 'Sign it out', true))) return;

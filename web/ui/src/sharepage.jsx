@@ -129,7 +129,7 @@ function SharedFolder({ id, info }) {
   if (open) {
     const src = (inline) => urls.pubDownload(id, open.rel, inline);
     return (
-      <div class="viewer" data-testid="viewer" data-name={open.name} data-kind={viewerOf(open.name) || 'none'}>
+      <div class={`viewer viewer-${viewerOf(open.name) || 'none'}`} data-testid="viewer" data-name={open.name} data-kind={viewerOf(open.name) || 'none'}>
         <header class="viewer-head">
           <button class="icon-btn" aria-label="Close" data-testid="viewer-close" onClick={() => setOpen(null)}><Icon name="back" /></button>
           <span class="viewer-title">{open.name}</span>

@@ -3,7 +3,7 @@
 import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
-import { ask, confirmDialog, Spinner, toast, toastError } from './ui.jsx';
+import { ask, confirmDialog, Spinner, toast, toastError, useRefresh } from './ui.jsx';
 import { filesHash, fmtTime, parent } from './util.js';
 
 const EXPIRY = [
@@ -104,6 +104,7 @@ export function SharesPage() {
   useEffect(() => {
     load();
   }, []);
+  useRefresh(load);
   const revoke = async (s) => {
     if (!(await confirmDialog('Revoke the link?', `${linkOf(s)} will stop working for everyone. This cannot be undone.`, 'Revoke', true))) return;
     try {

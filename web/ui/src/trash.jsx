@@ -2,7 +2,7 @@
 import { Icon } from './icons.jsx';
 import { useEffect, useState } from 'preact/hooks';
 import { api } from './api.js';
-import { confirmDialog, Spinner, toast, toastError } from './ui.jsx';
+import { confirmDialog, Spinner, toast, toastError, useRefresh } from './ui.jsx';
 import { filesHash, fmtSize, fmtTime, parent } from './util.js';
 
 export function TrashPage() {
@@ -19,6 +19,7 @@ export function TrashPage() {
   useEffect(() => {
     load();
   }, []);
+  useRefresh(load);
 
   const restore = async (ids) => {
     setBusy(true);

@@ -258,3 +258,14 @@ export function useDarkTheme() {
   }, []);
   return dark;
 }
+
+/** useRefresh calls fn when the page's nav link is clicked again. */
+export function useRefresh(fn) {
+  const ref = useRef(fn);
+  ref.current = fn;
+  useEffect(() => {
+    const f = () => ref.current();
+    window.addEventListener('qsfs-refresh', f);
+    return () => window.removeEventListener('qsfs-refresh', f);
+  }, []);
+}
