@@ -29,6 +29,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
 	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
@@ -467,6 +469,43 @@ func TestBrowser(t *testing.T) {
 			}
 		}
 		p.shot("resumed")
+		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
+	})
+
+	step("drop a folder", func(t *testing.T) {
+		p.t = t
+		// A folder dropped from the desktop: its files keep their place
+		// under it (relativePath), subfolders included.
+		src := filepath.Join(t.TempDir(), "album")
+		for name, body := range map[string]string{"a.txt": "first\n", "sub/b.txt": "second\n"} {
+			f := filepath.Join(src, name)
+			if err := os.MkdirAll(filepath.Dir(f), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(f, []byte(body), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+		drop := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+			data := &input.DragData{Files: []string{src}, DragOperationsMask: 1}
+			for _, typ := range []input.DispatchDragEventType{input.DispatchDragEventTypeDragEnter, input.DispatchDragEventTypeDragOver, input.DispatchDragEventTypeDrop} {
+				if _, err := cdp.Call(ctx, tg, input.DispatchDragEvent, input.DispatchDragEventParams{Type: typ, X: 640, Y: 500, Data: data}); err != nil {
+					return fmt.Errorf("%s: %w", typ, err)
+				}
+			}
+			return nil
+		})
+		p.run("drop the folder on the list", drop,
+			waitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 2`),
+			chromedp.WaitVisible(chromedp.CSS(row("album"))),
+		)
+		for name, body := range map[string]string{"album/a.txt": "first\n", "album/sub/b.txt": "second\n"} {
+			got, err := os.ReadFile(filepath.Join(srv.Root, name))
+			if err != nil || string(got) != body {
+				t.Errorf("%s on the server = %q, %v; want %q", name, got, err, body)
+			}
+		}
+		p.shot("dropped")
 		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
 	})
 
