@@ -90,7 +90,10 @@ func startServer(t *testing.T) server {
 	if testing.Verbose() {
 		log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	}
-	srv, err := web.New(web.Config{FS: f, Users: st, StateDir: state, Status: downStatus, Logger: log})
+	// Residency as qsfs would report it: the video's data is on the
+	// backends only (the "remote-only" badge).
+	resident := func(name string, _ fs.FileInfo) (remote, known bool) { return strings.HasSuffix(name, ".webm"), true }
+	srv, err := web.New(web.Config{FS: f, Users: st, StateDir: state, Status: downStatus, Resident: resident, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -422,6 +425,10 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("%s on the server: %d bytes, err %v; want the %d bytes uploaded", name, len(got), err, len(want))
 			}
 		}
+		p.run("the remote-only badge",
+			chromedp.WaitVisible(chromedp.CSS(row("clip.webm")+` [data-testid=badge-remote]`)),
+			chromedp.WaitNotPresent(chromedp.CSS(row("picture.png")+` [data-testid=badge-remote]`)),
+		)
 		p.shot("files-uploaded")
 		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
 	})
@@ -542,6 +549,37 @@ func TestBrowser(t *testing.T) {
 		)
 		if !strings.Contains(text, "Saved by **e2e**.") {
 			t.Fatalf("after a reload the editor shows %q; want the saved text", text)
+		}
+		// Someone else changes the file: the save must not overwrite it
+		// silently, but ask, and overwrite only when told to.
+		if err := os.WriteFile(filepath.Join(srv.Root, "notes.md"), []byte("changed behind the editor\n"), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithTimeout(tab, 20*time.Second)
+		defer cancel()
+		if err := chromedp.Do(ctx,
+			chromedp.Click(chromedp.CSS(`.cm-content`)),
+			chromedp.KeyEvent(" Mine."),
+			chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=conflict-save-dialog]`)),
+		); err != nil {
+			t.Fatalf("a save over a changed file: %v", err)
+		}
+		p.shot("save-conflict")
+		for _, e := range p.con.take() { // the 412 is the point
+			if !strings.Contains(e, "/api/files/text") || !strings.Contains(e, "412") {
+				t.Errorf("console reported problems by the conflicting save: %s", e)
+			}
+		}
+		if got, _ := os.ReadFile(filepath.Join(srv.Root, "notes.md")); string(got) != "changed behind the editor\n" {
+			t.Fatalf("the conflicting save overwrote the file: %q", got)
+		}
+		p.run("overwrite",
+			chromedp.Click(chromedp.CSS(`[data-testid=dialog-overwrite]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="0"]`)),
+		)
+		if got, _ := os.ReadFile(filepath.Join(srv.Root, "notes.md")); !strings.Contains(string(got), "Mine.") {
+			t.Fatalf("after Overwrite notes.md = %q; want the editor's text", got)
 		}
 		p.run("close the editor", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)), chromedp.WaitVisible(chromedp.CSS(row("notes.md"))))
 	})
