@@ -27,5 +27,6 @@ export default defineConfig({
     chunkSizeWarningLimit: 1500,
     modulePreload: { polyfill: false },
   },
-  server: { proxy: { '/api': 'http://127.0.0.1:8089' } },
+  // npm run dev: the API and share pages from the dev server (docs/web.md).
+  server: { proxy: { '/api': 'http://127.0.0.1:8080' } },
 });
