@@ -1,9 +1,14 @@
 // Package e2e drives the web interface in Debian's Chromium the way a
-// person uses it: sign in, upload through the file input (tus), create,
-// edit and save a Markdown file, reload, preview an image, a PDF and a
-// video (with a seek), share a file and open the link logged out, delete
-// and restore from the trash. It fails on any console error, warning or
-// uncaught exception in the pages.
+// person uses it, against the real server (in process, over a temporary
+// tree, reached through a loopback proxy that can drop connections): sign
+// in (a wrong password first), upload through the file input (tus), resume
+// an upload across a dropped connection, drop a folder, create, edit and
+// save a Markdown file (Ctrl+S), reload, save over a file changed meanwhile
+// (412), preview an image, thumbnails, a PDF and a video (with a seek),
+// share a file and open the link logged out, delete and restore from the
+// trash, list 10,000 files, the dashboard, sessions (end another one),
+// emptying the trash, dark mode and a phone's width. It fails on any
+// console error, warning or uncaught exception in the pages.
 //
 // Needs the Debian package chromium (/usr/bin/chromium). Screenshots of
 // each page go to $E2E_SHOTS when set, else to the test's temp folder.
@@ -20,6 +25,8 @@ import (
 	"io/fs"
 	"log/slog"
 	"math/rand/v2"
+	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
 	"os/exec"
@@ -771,8 +778,53 @@ func TestBrowser(t *testing.T) {
 		p.shot("health")
 		p.run("shares", chromedp.Click(chromedp.CSS(`[data-testid=nav-shares]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-row][data-path="/hello.txt"]`)))
 		p.shot("shares")
-		p.run("sessions", chromedp.Click(chromedp.CSS(`[data-testid=nav-sessions]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=session-row][data-current="1"]`)))
+		// A second session (another device): the page lists it and ends it.
+		jar, _ := cookiejar.New(nil)
+		other := &http.Client{Jar: jar, Timeout: 10 * time.Second}
+		res, err := other.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"user":"`+user+`","password":"`+password+`"}`))
+		if err != nil || res.StatusCode != http.StatusOK {
+			t.Fatalf("a second login: %v %v", res, err)
+		}
+		res.Body.Close()
+		p.run("sessions: end the other one",
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-sessions]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=session-row][data-current="1"]`)),
+			waitJS(`document.querySelectorAll('[data-testid=session-row]').length === 2`),
+		)
 		p.shot("sessions")
+		p.run("revoke",
+			chromedp.Click(chromedp.CSS(`[data-testid=session-row][data-current="0"] [data-testid=session-revoke]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=confirm-dialog]`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)),
+			waitJS(`document.querySelectorAll('[data-testid=session-row]').length === 1`),
+		)
+		res, err = other.Get(base + "/api/auth/me")
+		if err != nil || res.StatusCode != http.StatusUnauthorized {
+			t.Fatalf("the revoked session still answers: %v %v", res, err)
+		}
+		res.Body.Close()
+		p.run("empty the trash",
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
+			chromedp.Click(chromedp.CSS(row("notes.md")+` .col-size`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=btn-delete]`)),
+			waitJS(`!document.querySelector('[data-testid=row][data-name="notes.md"]')`),
+			chromedp.Click(chromedp.CSS(`[data-testid=nav-trash]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=trash-row][data-path="/notes.md"]`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=trash-empty]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=empty-dialog]`)),
+			chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)),
+			chromedp.WaitVisible(chromedp.CSS(`[data-testid=trash-page] [data-testid=empty]`)),
+		)
+		var left []string
+		filepath.WalkDir(srv.Root, func(path string, d fs.DirEntry, err error) error {
+			if err == nil && d.Name() == "notes.md" {
+				left = append(left, path)
+			}
+			return nil
+		})
+		if len(left) > 0 {
+			t.Fatalf("after emptying the trash notes.md is still stored: %v", left)
+		}
 		p.run("dark mode", chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)), chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)),
 			waitJS(`document.documentElement.dataset.theme === 'dark'`))
 		p.shot("files-dark")
