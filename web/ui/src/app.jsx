@@ -1,7 +1,7 @@
 // The app shell: the session (login, logout), the hash router and the
 // navigation around the pages.
 import { Icon } from './icons.jsx';
-import { useEffect, useState } from 'preact/hooks';
+import { useEffect, useRef, useState } from 'preact/hooks';
 import { api, onUnauthorized, setCSRF } from './api.js';
 import { Hosts, ThemeToggle, Spinner, ask } from './ui.jsx';
 import { Browser } from './browser.jsx';
@@ -83,6 +83,7 @@ function Login({ onLogin }) {
   const [error, setError] = useState('');
   const [busy, setBusy] = useState(false);
   const [wait, setWait] = useState(0);
+  const pwRef = useRef();
   useEffect(() => {
     if (wait <= 0) return;
     const t = setTimeout(() => setWait(wait - 1), 1000);
@@ -105,6 +106,7 @@ function Login({ onLogin }) {
         setError('Too many failed sign-ins.');
       } else setError(err.message);
       setPassword('');
+      if (pwRef.current) pwRef.current.focus();
     } finally {
       setBusy(false);
     }
@@ -119,7 +121,7 @@ function Login({ onLogin }) {
         </label>
         <label class="field">
           <span>Password</span>
-          <input name="password" type="password" autocomplete="current-password" data-testid="login-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
+          <input ref={pwRef} name="password" type="password" autocomplete="current-password" data-testid="login-password" value={password} onInput={(e) => setPassword(e.currentTarget.value)} />
         </label>
         {error && (
           <p class="form-error" role="alert" data-testid="login-error">

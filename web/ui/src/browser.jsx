@@ -291,7 +291,16 @@ export function Browser({ path }) {
       setSelected(new Set());
       await reload();
       const what = list.length === 1 ? list[0].name : `${list.length} items`;
-      toast(`${what} moved to the trash.`, {
+      // Restored from the trash page meanwhile: the Undo has nothing left to do.
+      const restored = (e) => {
+        if (e.detail.some((id) => ids.includes(id))) {
+          closeToast();
+          window.removeEventListener('qsfs-restored', restored);
+        }
+      };
+      window.addEventListener('qsfs-restored', restored);
+      setTimeout(() => window.removeEventListener('qsfs-restored', restored), 11000);
+      const closeToast = toast(`${what} moved to the trash.`, {
         kind: 'ok', timeout: 10000,
         action: {
           label: 'Undo',

@@ -25,6 +25,7 @@ export function TrashPage() {
     setBusy(true);
     try {
       const r = await api.restore(ids);
+      window.dispatchEvent(new CustomEvent('qsfs-restored', { detail: ids }));
       const paths = r.restored || [];
       toast(paths.length === 1 ? `Restored to ${paths[0]}.` : `Restored ${paths.length} items.`, {
         kind: 'ok',

@@ -39,6 +39,17 @@ export function LazyPdf(props) {
   return Pdf ? <Pdf {...props} /> : <Spinner label="Loading the PDF viewer…" />;
 }
 
+/** ZoomImage fits the window; a click shows it at full size (and back). */
+function ZoomImage({ src, alt, onError }) {
+  const [full, setFull] = useState(false);
+  return (
+    <img
+      class={`view-image ${full ? 'full' : ''}`} src={src} alt={alt} data-testid="viewer-image" data-zoom={full ? 'full' : 'fit'}
+      title={full ? 'Click to fit the window' : 'Click for full size'} onClick={() => setFull(!full)} onError={onError}
+    />
+  );
+}
+
 /**
  * MediaBody shows one file by kind; src(inline) is its download URL. Used
  * by the app's viewer and by the public share page.
@@ -57,7 +68,7 @@ export function MediaBody({ entry, src, editable, onSaved }) {
   }
   switch (kind) {
     case 'image':
-      return <img class="view-image" src={src(true)} alt={entry.name} data-testid="viewer-image" onError={() => setFailed(true)} />;
+      return <ZoomImage src={src(true)} alt={entry.name} onError={() => setFailed(true)} />;
     case 'video':
       return <video class="view-video" src={src(true)} controls preload="metadata" data-testid="viewer-video" onError={() => setFailed(true)} />;
     case 'audio':
