@@ -29,18 +29,17 @@ import (
 	"net/http/cookiejar"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/input"
 	cdplog "github.com/chromedp/cdproto/log"
-	"github.com/chromedp/cdproto/runtime"
 	"github.com/chromedp/chromedp"
+
+	"qss/internal/browsertest"
 
 	"qss/qsfs"
 	"qss/qsfs/users"
@@ -49,7 +48,6 @@ import (
 )
 
 const (
-	chromium = "/usr/bin/chromium"
 	user     = "e2e"
 	password = "e2e-password-1"
 )
@@ -110,76 +108,6 @@ func startServer(t *testing.T) server {
 		srv.Close()
 	})
 	return server{URL: hs.URL, Root: root}
-}
-
-// console collects what a page reports as wrong.
-type console struct {
-	mu   sync.Mutex
-	errs []string
-}
-
-func (c *console) add(s string) {
-	c.mu.Lock()
-	c.errs = append(c.errs, s)
-	c.mu.Unlock()
-}
-
-func (c *console) take() []string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	e := c.errs
-	c.errs = nil
-	return e
-}
-
-// expected is a log entry the app causes on purpose: the check for an
-// existing session (GET /api/auth/me) answers 401 before one signs in.
-func expected(e *cdplog.Entry) bool {
-	return e.Source == cdplog.EntrySourceNetwork && strings.HasSuffix(e.URL, "/api/auth/me") && strings.Contains(e.Text, "401")
-}
-
-// watch records console errors and warnings, exceptions and error log
-// entries of the tab ctx.
-func watch(ctx context.Context, c *console, tab string) {
-	if err := chromedp.Listen(ctx, func(ev any) {
-		switch ev := ev.(type) {
-		case *runtime.EventConsoleAPICalled:
-			if ev.Type == runtime.ConsoleAPICalledTypeError || ev.Type == runtime.ConsoleAPICalledTypeWarning || ev.Type == runtime.ConsoleAPICalledTypeAssert {
-				var parts []string
-				for _, a := range ev.Args {
-					if a.Value != nil {
-						parts = append(parts, string(a.Value))
-					} else {
-						parts = append(parts, a.Description)
-					}
-				}
-				c.add(fmt.Sprintf("%s: console.%s: %s", tab, ev.Type, strings.Join(parts, " ")))
-			}
-		case *runtime.EventExceptionThrown:
-			d := ev.ExceptionDetails
-			msg := d.Text
-			if d.Exception != nil {
-				msg += " " + d.Exception.Description
-			}
-			c.add(fmt.Sprintf("%s: exception: %s (%s:%d)", tab, msg, d.URL, d.LineNumber))
-		case *cdplog.EventEntryAdded:
-			if ev.Entry.Level == cdplog.EntryLevelError && !expected(ev.Entry) {
-				c.add(fmt.Sprintf("%s: log %s: %s (%s)", tab, ev.Entry.Source, ev.Entry.Text, ev.Entry.URL))
-			}
-		}
-	}); err != nil {
-		c.add(fmt.Sprintf("%s: listen to the console: %v", tab, err))
-	}
-}
-
-func shotsDir(t *testing.T) string {
-	if d := os.Getenv("E2E_SHOTS"); d != "" {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			t.Fatal(err)
-		}
-		return d
-	}
-	return t.TempDir()
 }
 
 // fixtures writes the files the test uploads: a PNG, a two-page PDF, a
@@ -243,113 +171,22 @@ func minimalPDF() []byte {
 	return b.Bytes()
 }
 
-// browser starts Chromium with the flags the project uses.
-func browser(t *testing.T) context.Context {
-	t.Helper()
-	if _, err := os.Stat(chromium); err != nil {
-		t.Fatalf("%s is missing: install the Debian package chromium (apt-get install -y chromium)", chromium)
-	}
-	if _, err := exec.LookPath(chromium); err != nil {
-		t.Fatalf("%s cannot run (%v): reinstall the Debian package chromium", chromium, err)
-	}
-	opts := []chromedp.ExecAllocatorOption{
-		chromedp.ExecPath(chromium),
-		chromedp.Headless,
-		chromedp.NoSandbox,
-		chromedp.DisableGPU,
-		chromedp.NoFirstRun,
-		chromedp.NoDefaultBrowserCheck,
-		chromedp.UserDataDir(t.TempDir()),
-		chromedp.Flag("disable-background-networking", true),
-		chromedp.Flag("disable-component-update", true),
-		chromedp.Flag("disable-sync", true),
-		chromedp.Flag("disable-dev-shm-usage", true),
-		chromedp.WindowSize(1280, 860),
-	}
-	actx, cancel := chromedp.NewExecAllocator(context.Background(), opts...)
-	t.Cleanup(cancel)
-	bctx, bcancel := chromedp.NewContext(actx)
-	t.Cleanup(bcancel)
-	if err := chromedp.Do(bctx); err != nil {
-		t.Fatalf("start %s: %v (is the Debian package chromium installed and working?)", chromium, err)
-	}
-	return bctx
-}
-
-// page wraps one tab: its console, its screenshots and the helpers the
-// steps use.
-type page struct {
-	t     *testing.T
-	ctx   context.Context
-	con   *console
-	shots string
-	name  string
-}
-
-func (p *page) run(what string, actions ...chromedp.Action[chromedp.Void]) {
-	p.t.Helper()
-	ctx, cancel := context.WithTimeout(p.ctx, 30*time.Second)
-	defer cancel()
-	if err := chromedp.Do(ctx, actions...); err != nil {
-		p.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
-		p.t.Fatalf("%s: %s: %v", p.name, what, err)
-	}
-	p.clean(what)
-}
-
-// clean fails the test on anything the console reported so far.
-func (p *page) clean(when string) {
-	p.t.Helper()
-	if errs := p.con.take(); len(errs) > 0 {
-		p.t.Errorf("console reported problems by %q:\n  %s", when, strings.Join(errs, "\n  "))
-	}
-}
-
-func (p *page) shot(name string) {
-	ctx, cancel := context.WithTimeout(p.ctx, 10*time.Second)
-	defer cancel()
-	buf, err := chromedp.Run(ctx, chromedp.CaptureScreenshot())
-	if err != nil {
-		p.t.Logf("screenshot %s: %v", name, err)
-		return
-	}
-	f := filepath.Join(p.shots, p.name+"-"+name+".png")
-	if err := os.WriteFile(f, buf, 0o644); err != nil {
-		p.t.Logf("screenshot %s: %v", name, err)
-	}
-}
-
-// waitJS waits until the expression is true.
-func waitJS(expr string) chromedp.Action[chromedp.Void] {
-	return get(new(bool), chromedp.Poll[bool](expr, chromedp.WithPollingInterval(50*time.Millisecond), chromedp.WithPollingTimeout(20*time.Second)))
-}
-
-// get runs a, an action that returns a value, and stores the value in *v.
-func get[T any](v *T, a chromedp.Action[T]) chromedp.Action[chromedp.Void] {
-	return func(ctx context.Context, t *chromedp.Target) (chromedp.Void, error) {
-		r, err := a(ctx, t)
-		if err == nil {
-			*v = r
-		}
-		return chromedp.Void{}, err
-	}
-}
-
-// js runs statements in the page, in an async function (await works).
-func js(stmts string) chromedp.Action[chromedp.Void] {
-	return get(new(bool), chromedp.Evaluate[bool]("(async () => { "+stmts+"; return true })()", chromedp.EvalAwaitPromise))
-}
-
 // typeInto replaces the text of a dialog's input the way a person does:
 // select all, type.
 func typeInto(sel, text string) chromedp.Action[chromedp.Void] {
 	return chromedp.Steps(
 		// The dialog focuses its input and preselects part of the name;
 		// wait for that, or the select-all below could come first.
-		waitJS(fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)),
-		js(fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
+		browsertest.WaitJS(fmt.Sprintf(`document.activeElement === document.querySelector(%q)`, sel)),
+		browsertest.JS(fmt.Sprintf(`document.querySelector(%q).select()`, sel)),
 		chromedp.KeyEvent(text),
 	)
+}
+
+// expected is a log entry the app causes on purpose: the check for an
+// existing session (GET /api/auth/me) answers 401 before one signs in.
+func expected(e *cdplog.Entry) bool {
+	return e.Source == cdplog.EntrySourceNetwork && strings.HasSuffix(e.URL, "/api/auth/me") && strings.Contains(e.Text, "401")
 }
 
 func row(name string) string { return fmt.Sprintf(`[data-testid=row][data-name=%q]`, name) }
@@ -361,8 +198,8 @@ func TestBrowser(t *testing.T) {
 	proxy := newCutProxy(t, strings.TrimPrefix(srv.URL, "http://"))
 	base := proxy.URL()
 	files := fixtures(t)
-	bctx := browser(t)
-	shots := shotsDir(t)
+	bctx := browsertest.Start(t)
+	shots := browsertest.ShotsDir(t)
 	t.Logf("screenshots in %s", shots)
 
 	// Each step builds on the ones before: stop at the first that fails.
@@ -374,21 +211,21 @@ func TestBrowser(t *testing.T) {
 
 	tab, cancel := chromedp.NewContext(bctx)
 	defer cancel()
-	p := &page{t: t, ctx: tab, con: &console{}, shots: shots, name: "app"}
-	watch(tab, p.con, "app")
+	p := &browsertest.Page{T: t, Ctx: tab, Con: &browsertest.Console{Ignore: expected}, Shots: shots, Name: "app"}
+	browsertest.Watch(tab, p.Con, "app")
 
 	// The console listener works: a deliberate error is seen (and dropped).
-	p.run("open the app", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)))
-	if err := chromedp.Do(tab, js(`console.error("e2e probe")`), chromedp.Sleep(200*time.Millisecond)); err != nil {
+	p.Run("open the app", chromedp.Navigate(base+"/"), chromedp.WaitVisible(chromedp.CSS(`[data-testid=login-form]`)))
+	if err := chromedp.Do(tab, browsertest.JS(`console.error("e2e probe")`), chromedp.Sleep(200*time.Millisecond)); err != nil {
 		t.Fatal(err)
 	}
-	if errs := p.con.take(); len(errs) != 1 || !strings.Contains(errs[0], "e2e probe") {
+	if errs := p.Con.Take(); len(errs) != 1 || !strings.Contains(errs[0], "e2e probe") {
 		t.Fatalf("the console listener did not see a console.error: %q", errs)
 	}
-	p.shot("login")
+	p.Shot("login")
 
 	step("login", func(t *testing.T) {
-		p.t = t
+		p.T = t
 		ctx, cancel := context.WithTimeout(tab, 20*time.Second)
 		defer cancel()
 		if err := chromedp.Do(ctx,
@@ -401,27 +238,27 @@ func TestBrowser(t *testing.T) {
 		}
 		// The refused login is a 401 in the network log: expected here, and
 		// nothing else.
-		for _, e := range p.con.take() {
+		for _, e := range p.Con.Take() {
 			if !strings.Contains(e, "/api/auth/login") || !strings.Contains(e, "401") {
 				t.Errorf("console reported problems by the wrong password: %s", e)
 			}
 		}
-		p.shot("login-refused")
-		p.run("sign in",
+		p.Shot("login-refused")
+		p.Run("sign in",
 			chromedp.SendKeys(chromedp.CSS(`[data-testid=login-password]`), password),
 			chromedp.Click(chromedp.CSS(`[data-testid=login-submit]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=browser]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=empty]`)),
 		)
-		p.shot("files-empty")
+		p.Shot("files-empty")
 	})
 
 	step("upload", func(t *testing.T) {
-		p.t = t
+		p.T = t
 		paths := []string{files["picture.png"], files["paper.pdf"], files["hello.txt"], files["clip.webm"]}
-		p.run("upload through the file input",
+		p.Run("upload through the file input",
 			chromedp.SetUploadFiles(chromedp.CSS(`[data-testid=upload-input]`), paths),
-			waitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 4`),
+			browsertest.WaitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 4`),
 			chromedp.WaitVisible(chromedp.CSS(row("clip.webm"))),
 			chromedp.WaitVisible(chromedp.CSS(row("picture.png"))),
 		)
@@ -432,16 +269,16 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("%s on the server: %d bytes, err %v; want the %d bytes uploaded", name, len(got), err, len(want))
 			}
 		}
-		p.run("the remote-only badge",
+		p.Run("the remote-only badge",
 			chromedp.WaitVisible(chromedp.CSS(row("clip.webm")+` [data-testid=badge-remote]`)),
 			chromedp.WaitNotPresent(chromedp.CSS(row("picture.png")+` [data-testid=badge-remote]`)),
 		)
-		p.shot("files-uploaded")
-		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
+		p.Shot("files-uploaded")
+		p.Run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
 	})
 
 	step("resume", func(t *testing.T) {
-		p.t = t
+		p.T = t
 		// 40 MiB: three PATCHes of 16 MiB; the network drops 12 MiB in.
 		const size = 40 << 20
 		data := make([]byte, size)
@@ -456,10 +293,10 @@ func TestBrowser(t *testing.T) {
 		defer cancel()
 		if err := chromedp.Do(ctx,
 			chromedp.SetUploadFiles(chromedp.CSS(`[data-testid=upload-input]`), []string{big}),
-			waitJS(`!!document.querySelector('[data-testid=upload-item][data-name="big.bin"][data-status=done]')`),
+			browsertest.WaitJS(`!!document.querySelector('[data-testid=upload-item][data-name="big.bin"][data-status=done]')`),
 			chromedp.WaitVisible(chromedp.CSS(row("big.bin"))),
 		); err != nil {
-			p.shot("failed-resume")
+			p.Shot("failed-resume")
 			t.Fatalf("upload across a dropped connection: %v", err)
 		}
 		if n := proxy.cuts.Load(); n != 1 {
@@ -477,17 +314,17 @@ func TestBrowser(t *testing.T) {
 		// that raced the server storing the cut one gets 409 (offset
 		// mismatch; the client then resumes from HEAD): expected here, and
 		// nothing else.
-		for _, e := range p.con.take() {
+		for _, e := range p.Con.Take() {
 			if !strings.Contains(e, "/api/upload/") || !strings.Contains(e, "net::ERR_") && !strings.Contains(e, "409") {
 				t.Errorf("console reported problems by the resumed upload: %s", e)
 			}
 		}
-		p.shot("resumed")
-		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
+		p.Shot("resumed")
+		p.Run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
 	})
 
 	step("drop a folder", func(t *testing.T) {
-		p.t = t
+		p.T = t
 		// A folder dropped from the desktop: its files keep their place
 		// under it (relativePath), subfolders included.
 		src := filepath.Join(t.TempDir(), "album")
@@ -509,8 +346,8 @@ func TestBrowser(t *testing.T) {
 			}
 			return nil
 		})
-		p.run("drop the folder on the list", drop,
-			waitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 2`),
+		p.Run("drop the folder on the list", drop,
+			browsertest.WaitJS(`document.querySelectorAll('[data-testid=upload-item][data-status=done]').length === 2`),
 			chromedp.WaitVisible(chromedp.CSS(row("album"))),
 		)
 		for name, body := range map[string]string{"album/a.txt": "first\n", "album/sub/b.txt": "second\n"} {
@@ -519,40 +356,40 @@ func TestBrowser(t *testing.T) {
 				t.Errorf("%s on the server = %q, %v; want %q", name, got, err, body)
 			}
 		}
-		p.shot("dropped")
-		p.run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
+		p.Shot("dropped")
+		p.Run("close the upload panel", chromedp.Click(chromedp.CSS(`[data-testid=upload-clear]`)))
 	})
 
 	step("markdown", func(t *testing.T) {
-		p.t = t
-		p.run("new file",
+		p.T = t
+		p.Run("new file",
 			chromedp.Click(chromedp.CSS(`[data-testid=btn-new-file]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=new-file-dialog]`)),
 			typeInto(`[data-testid=dialog-input]`, "notes.md"),
 			chromedp.KeyEvent("\r"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-state=ready]`)),
 		)
-		p.run("type and save with Ctrl+S",
+		p.Run("type and save with Ctrl+S",
 			chromedp.Click(chromedp.CSS(`.cm-content`)),
 			chromedp.KeyEvent("# Notes\n\nSaved by **e2e**."),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="1"]`)),
 			chromedp.KeyEvent("s", chromedp.KeyModifiers(chromedp.ModifierCtrl)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="0"]`)),
-			waitJS(`[...document.querySelectorAll('[data-testid=toast]')].some(t => t.textContent.includes('Saved notes.md'))`),
-			waitJS(`document.querySelector('[data-testid=md-preview] strong')?.textContent === 'e2e'`),
+			browsertest.WaitJS(`[...document.querySelectorAll('[data-testid=toast]')].some(t => t.textContent.includes('Saved notes.md'))`),
+			browsertest.WaitJS(`document.querySelector('[data-testid=md-preview] strong')?.textContent === 'e2e'`),
 		)
 		got, err := os.ReadFile(filepath.Join(srv.Root, "notes.md"))
 		if err != nil || !strings.Contains(string(got), "Saved by **e2e**.") {
-			p.shot("failed-save")
+			p.Shot("failed-save")
 			filepath.WalkDir(srv.Root, func(path string, d fs.DirEntry, err error) error { t.Logf("tree: %s", path); return nil })
 			t.Fatalf("notes.md on the server = %q, %v; want the typed text", got, err)
 		}
-		p.shot("editor")
+		p.Shot("editor")
 		var text string
-		p.run("reload and see the saved text",
+		p.Run("reload and see the saved text",
 			chromedp.Reload(),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-state=ready]`)),
-			get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))),
+			browsertest.Get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))),
 		)
 		if !strings.Contains(text, "Saved by **e2e**.") {
 			t.Fatalf("after a reload the editor shows %q; want the saved text", text)
@@ -572,8 +409,8 @@ func TestBrowser(t *testing.T) {
 		); err != nil {
 			t.Fatalf("a save over a changed file: %v", err)
 		}
-		p.shot("save-conflict")
-		for _, e := range p.con.take() { // the 412 is the point
+		p.Shot("save-conflict")
+		for _, e := range p.Con.Take() { // the 412 is the point
 			if !strings.Contains(e, "/api/files/text") || !strings.Contains(e, "412") {
 				t.Errorf("console reported problems by the conflicting save: %s", e)
 			}
@@ -581,41 +418,41 @@ func TestBrowser(t *testing.T) {
 		if got, _ := os.ReadFile(filepath.Join(srv.Root, "notes.md")); string(got) != "changed behind the editor\n" {
 			t.Fatalf("the conflicting save overwrote the file: %q", got)
 		}
-		p.run("overwrite",
+		p.Run("overwrite",
 			chromedp.Click(chromedp.CSS(`[data-testid=dialog-overwrite]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=editor][data-dirty="0"]`)),
 		)
 		if got, _ := os.ReadFile(filepath.Join(srv.Root, "notes.md")); !strings.Contains(string(got), "Mine.") {
 			t.Fatalf("after Overwrite notes.md = %q; want the editor's text", got)
 		}
-		p.run("close the editor", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)), chromedp.WaitVisible(chromedp.CSS(row("notes.md"))))
+		p.Run("close the editor", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)), chromedp.WaitVisible(chromedp.CSS(row("notes.md"))))
 	})
 
 	step("image", func(t *testing.T) {
-		p.t = t
-		p.run("open the image",
+		p.T = t
+		p.Run("open the image",
 			chromedp.Click(chromedp.CSS(row("picture.png")+` [data-testid=row-open]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=viewer-image]`)),
-			waitJS(`(() => { const i = document.querySelector('[data-testid=viewer-image]'); return i.complete && i.naturalWidth === 96 })()`),
+			browsertest.WaitJS(`(() => { const i = document.querySelector('[data-testid=viewer-image]'); return i.complete && i.naturalWidth === 96 })()`),
 		)
-		p.shot("image")
-		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
-		p.run("thumbnail grid",
+		p.Shot("image")
+		p.Run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+		p.Run("thumbnail grid",
 			chromedp.Click(chromedp.CSS(`[data-testid=btn-view-toggle]`)),
-			waitJS(`(() => { const i = document.querySelector('[data-testid=thumb]'); return !!i && i.complete && i.naturalWidth > 0 })()`),
+			browsertest.WaitJS(`(() => { const i = document.querySelector('[data-testid=thumb]'); return !!i && i.complete && i.naturalWidth > 0 })()`),
 		)
-		p.shot("grid")
-		p.run("back to the list", chromedp.Click(chromedp.CSS(`[data-testid=btn-view-toggle]`)), chromedp.WaitVisible(chromedp.CSS(`.list-head`)))
+		p.Shot("grid")
+		p.Run("back to the list", chromedp.Click(chromedp.CSS(`[data-testid=btn-view-toggle]`)), chromedp.WaitVisible(chromedp.CSS(`.list-head`)))
 	})
 
 	step("pdf", func(t *testing.T) {
-		p.t = t
-		p.run("open the PDF",
+		p.T = t
+		p.Run("open the PDF",
 			chromedp.Click(chromedp.CSS(row("paper.pdf")+` [data-testid=row-open]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=pdf][data-rendered="1"]`)),
 		)
 		var dark int
-		p.run("the canvas has ink", get(&dark, chromedp.Evaluate[int](`(() => {
+		p.Run("the canvas has ink", browsertest.Get(&dark, chromedp.Evaluate[int](`(() => {
 			const c = document.querySelector('[data-testid=pdf-canvas]');
 			const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
 			let n = 0;
@@ -625,59 +462,59 @@ func TestBrowser(t *testing.T) {
 		if dark < 100 {
 			t.Fatalf("the PDF canvas has %d dark pixels; want the text and rectangle drawn", dark)
 		}
-		p.run("next page",
+		p.Run("next page",
 			chromedp.Click(chromedp.CSS(`[data-testid=pdf-next]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=pdf][data-rendered="2"]`)),
 		)
-		p.shot("pdf")
-		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+		p.Shot("pdf")
+		p.Run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
 	})
 
 	step("video", func(t *testing.T) {
-		p.t = t
-		p.run("open the video",
+		p.T = t
+		p.Run("open the video",
 			chromedp.Click(chromedp.CSS(row("clip.webm")+` [data-testid=row-open]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=viewer-video]`)),
-			waitJS(`document.querySelector('video').readyState >= 1 && document.querySelector('video').duration > 3`),
+			browsertest.WaitJS(`document.querySelector('video').readyState >= 1 && document.querySelector('video').duration > 3`),
 		)
 		var res []float64
-		p.run("play and seek to the middle",
-			js(`const v = document.querySelector('video'); v.muted = true; await v.play()`),
-			js(`const v = document.querySelector('video'); v.pause(); v.currentTime = v.duration / 2`),
-			waitJS(`(() => { const v = document.querySelector('video'); return !v.seeking && v.readyState >= 2 })()`),
-			get(&res, chromedp.Evaluate[[]float64](`(() => { const v = document.querySelector('video'); return [v.currentTime, v.duration, v.readyState] })()`)),
+		p.Run("play and seek to the middle",
+			browsertest.JS(`const v = document.querySelector('video'); v.muted = true; await v.play()`),
+			browsertest.JS(`const v = document.querySelector('video'); v.pause(); v.currentTime = v.duration / 2`),
+			browsertest.WaitJS(`(() => { const v = document.querySelector('video'); return !v.seeking && v.readyState >= 2 })()`),
+			browsertest.Get(&res, chromedp.Evaluate[[]float64](`(() => { const v = document.querySelector('video'); return [v.currentTime, v.duration, v.readyState] })()`)),
 		)
 		if len(res) != 3 || res[0] < res[1]/2-0.3 || res[0] > res[1]/2+0.3 || res[2] < 2 {
 			t.Fatalf("video after the seek: currentTime, duration, readyState = %v; want the middle, ready", res)
 		}
-		p.shot("video")
-		p.run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
+		p.Shot("video")
+		p.Run("close", chromedp.Click(chromedp.CSS(`[data-testid=viewer-close]`)), chromedp.WaitNotPresent(chromedp.CSS(`[data-testid=viewer]`)))
 	})
 
 	var link string
 	step("share", func(t *testing.T) {
-		p.t = t
-		p.run("create a link with a password",
+		p.T = t
+		p.Run("create a link with a password",
 			chromedp.Click(chromedp.CSS(row("hello.txt")+` .col-size`)),
 			chromedp.Click(chromedp.CSS(`[data-testid=btn-share]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-dialog]`)),
 			chromedp.SendKeys(chromedp.CSS(`[data-testid=share-password]`), "open-sesame"),
 			chromedp.Click(chromedp.CSS(`[data-testid=dialog-share-create]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-link]`)),
-			get(&link, chromedp.Value(chromedp.CSS(`[data-testid=share-link]`))),
+			browsertest.Get(&link, chromedp.Value(chromedp.CSS(`[data-testid=share-link]`))),
 		)
 		if !strings.HasPrefix(link, base+"/s/") {
 			t.Fatalf("share link %q; want %s/s/<id>", link, base)
 		}
-		p.shot("share")
-		p.run("done", chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)))
+		p.Shot("share")
+		p.Run("done", chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)))
 
 		// A fresh browser context: no session cookie.
 		pub, cancel := chromedp.NewContext(bctx, chromedp.WithNewBrowserContext())
 		defer cancel()
-		pp := &page{t: t, ctx: pub, con: &console{}, shots: shots, name: "public"}
-		watch(pub, pp.con, "public")
-		pp.run("open the link logged out",
+		pp := &browsertest.Page{T: t, Ctx: pub, Con: &browsertest.Console{Ignore: expected}, Shots: shots, Name: "public"}
+		browsertest.Watch(pub, pp.Con, "public")
+		pp.Run("open the link logged out",
 			chromedp.Navigate(link),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=unlock-form]`)),
 			chromedp.SendKeys(chromedp.CSS(`[data-testid=unlock-password]`), "open-sesame"),
@@ -685,39 +522,39 @@ func TestBrowser(t *testing.T) {
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=shared-file] [data-testid=editor][data-state=ready]`)),
 		)
 		var text string
-		pp.run("read the shared text", get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))))
+		pp.Run("read the shared text", browsertest.Get(&text, chromedp.Text(chromedp.CSS(`.cm-content`))))
 		if !strings.Contains(text, "hello from the e2e test") {
 			t.Fatalf("the share page shows %q; want the shared file's text", text)
 		}
-		pp.shot("share-page")
+		pp.Shot("share-page")
 		var me string
-		pp.run("no session there", get(&me, chromedp.Evaluate[string](`fetch('/api/auth/me').then(r => String(r.status))`, chromedp.EvalAwaitPromise)))
-		pp.con.take() // that probe's 401 is the point
+		pp.Run("no session there", browsertest.Get(&me, chromedp.Evaluate[string](`fetch('/api/auth/me').then(r => String(r.status))`, chromedp.EvalAwaitPromise)))
+		pp.Con.Take() // that probe's 401 is the point
 		if me != "401" {
 			t.Fatalf("the logged-out context has a session (GET /api/auth/me = %s)", me)
 		}
 	})
 
 	step("trash", func(t *testing.T) {
-		p.t = t
-		p.run("delete with the Delete key",
+		p.T = t
+		p.Run("delete with the Delete key",
 			chromedp.Click(chromedp.CSS(row("hello.txt")+` .col-size`)),
 			chromedp.KeyEvent("\x7f"),
-			waitJS(`!document.querySelector('[data-testid=row][data-name="hello.txt"]')`),
+			browsertest.WaitJS(`!document.querySelector('[data-testid=row][data-name="hello.txt"]')`),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=toast-action]`)),
 		)
 		if _, err := os.Stat(filepath.Join(srv.Root, "hello.txt")); err == nil {
 			t.Fatal("hello.txt is still in place after the delete")
 		}
-		p.shot("deleted")
-		p.run("restore from the trash page",
+		p.Shot("deleted")
+		p.Run("restore from the trash page",
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-trash]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=trash-row][data-path="/hello.txt"]`)),
 		)
-		p.shot("trash")
-		p.run("restore",
+		p.Shot("trash")
+		p.Run("restore",
 			chromedp.Click(chromedp.CSS(`[data-testid=trash-row][data-path="/hello.txt"] [data-testid=trash-restore]`)),
-			waitJS(`!document.querySelector('[data-testid=trash-row]')`),
+			browsertest.WaitJS(`!document.querySelector('[data-testid=trash-row]')`),
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
 			chromedp.WaitVisible(chromedp.CSS(row("hello.txt"))),
 		)
@@ -728,7 +565,7 @@ func TestBrowser(t *testing.T) {
 	})
 
 	step("10k", func(t *testing.T) {
-		p.t = t
+		p.T = t
 		dir := filepath.Join(srv.Root, "many")
 		if err := os.Mkdir(dir, 0o755); err != nil {
 			t.Fatal(err)
@@ -740,14 +577,14 @@ func TestBrowser(t *testing.T) {
 		}
 		began := time.Now()
 		var rendered int
-		p.run("open a folder of 10,000 files",
+		p.Run("open a folder of 10,000 files",
 			// Made behind the app's back: the Files link shows it afresh.
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
 			chromedp.WaitVisible(chromedp.CSS(row("many")+` [data-testid=row-open]`)),
 			chromedp.Click(chromedp.CSS(row("many")+` [data-testid=row-open]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=list][data-count="10000"]`)),
 			chromedp.WaitVisible(chromedp.CSS(row("file-1.txt"))),
-			get(&rendered, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=row]').length`)),
+			browsertest.Get(&rendered, chromedp.Evaluate[int](`document.querySelectorAll('[data-testid=row]').length`)),
 		)
 		took := time.Since(began)
 		if rendered > 200 {
@@ -756,28 +593,28 @@ func TestBrowser(t *testing.T) {
 		if took > 5*time.Second {
 			t.Errorf("a folder of 10,000 files took %v to show", took)
 		}
-		p.run("scroll to the end and filter",
-			js(`const s = document.querySelector('[data-testid=list]'); s.scrollTop = s.scrollHeight`),
+		p.Run("scroll to the end and filter",
+			browsertest.JS(`const s = document.querySelector('[data-testid=list]'); s.scrollTop = s.scrollHeight`),
 			chromedp.WaitVisible(chromedp.CSS(row("file-10000.txt"))),
 			chromedp.SendKeys(chromedp.CSS(`[data-testid=filter]`), "file-9999"),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=list][data-count="1"]`)),
 		)
-		p.shot("10k")
+		p.Shot("10k")
 		t.Logf("10,000 entries listed in %v, %d rows rendered", took, rendered)
 	})
 
 	step("pages", func(t *testing.T) {
-		p.t = t
-		p.run("health",
+		p.T = t
+		p.Run("health",
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-health]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=backend-row][data-up="0"]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=at-risk]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=health-headline][data-level=bad]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=by-redundancy]`)),
 		)
-		p.shot("health")
-		p.run("shares", chromedp.Click(chromedp.CSS(`[data-testid=nav-shares]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-row][data-path="/hello.txt"]`)))
-		p.shot("shares")
+		p.Shot("health")
+		p.Run("shares", chromedp.Click(chromedp.CSS(`[data-testid=nav-shares]`)), chromedp.WaitVisible(chromedp.CSS(`[data-testid=share-row][data-path="/hello.txt"]`)))
+		p.Shot("shares")
 		// A second session (another device): the page lists it and ends it.
 		jar, _ := cookiejar.New(nil)
 		other := &http.Client{Jar: jar, Timeout: 10 * time.Second}
@@ -786,28 +623,28 @@ func TestBrowser(t *testing.T) {
 			t.Fatalf("a second login: %v %v", res, err)
 		}
 		res.Body.Close()
-		p.run("sessions: end the other one",
+		p.Run("sessions: end the other one",
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-sessions]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=session-row][data-current="1"]`)),
-			waitJS(`document.querySelectorAll('[data-testid=session-row]').length === 2`),
+			browsertest.WaitJS(`document.querySelectorAll('[data-testid=session-row]').length === 2`),
 		)
-		p.shot("sessions")
-		p.run("revoke",
+		p.Shot("sessions")
+		p.Run("revoke",
 			chromedp.Click(chromedp.CSS(`[data-testid=session-row][data-current="0"] [data-testid=session-revoke]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=confirm-dialog]`)),
 			chromedp.Click(chromedp.CSS(`[data-testid=dialog-true]`)),
-			waitJS(`document.querySelectorAll('[data-testid=session-row]').length === 1`),
+			browsertest.WaitJS(`document.querySelectorAll('[data-testid=session-row]').length === 1`),
 		)
 		res, err = other.Get(base + "/api/auth/me")
 		if err != nil || res.StatusCode != http.StatusUnauthorized {
 			t.Fatalf("the revoked session still answers: %v %v", res, err)
 		}
 		res.Body.Close()
-		p.run("empty the trash",
+		p.Run("empty the trash",
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)),
 			chromedp.Click(chromedp.CSS(row("notes.md")+` .col-size`)),
 			chromedp.Click(chromedp.CSS(`[data-testid=btn-delete]`)),
-			waitJS(`!document.querySelector('[data-testid=row][data-name="notes.md"]')`),
+			browsertest.WaitJS(`!document.querySelector('[data-testid=row][data-name="notes.md"]')`),
 			chromedp.Click(chromedp.CSS(`[data-testid=nav-trash]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=trash-row][data-path="/notes.md"]`)),
 			chromedp.Click(chromedp.CSS(`[data-testid=trash-empty]`)),
@@ -825,10 +662,10 @@ func TestBrowser(t *testing.T) {
 		if len(left) > 0 {
 			t.Fatalf("after emptying the trash notes.md is still stored: %v", left)
 		}
-		p.run("dark mode", chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)), chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)),
-			waitJS(`document.documentElement.dataset.theme === 'dark'`))
-		p.shot("files-dark")
-		p.run("phone width: columns collapse, actions in a menu",
+		p.Run("dark mode", chromedp.Click(chromedp.CSS(`[data-testid=nav-files]`)), chromedp.Click(chromedp.CSS(`[data-testid=theme-toggle]`)),
+			browsertest.WaitJS(`document.documentElement.dataset.theme === 'dark'`))
+		p.Shot("files-dark")
+		p.Run("phone width: columns collapse, actions in a menu",
 			chromedp.EmulateViewport(375, 740, chromedp.EmulateMobile),
 			chromedp.Click(chromedp.CSS(row("paper.pdf")+` [data-testid=row-check]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=btn-actions]`)),
@@ -836,8 +673,8 @@ func TestBrowser(t *testing.T) {
 			chromedp.Click(chromedp.CSS(`[data-testid=btn-actions]`)),
 			chromedp.WaitVisible(chromedp.CSS(`[data-testid=menu-rename]`)),
 		)
-		p.shot("phone")
+		p.Shot("phone")
 	})
-	p.t = t
-	p.clean("the end")
+	p.T = t
+	p.Clean("the end")
 }
