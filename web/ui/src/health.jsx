@@ -94,7 +94,7 @@ export function HealthPage() {
         <section class="card" data-testid="rpo-card">
           <h2>Recovery point</h2>
           <div class={`big ${target && rpo > target ? 'bad' : ''}`} data-testid="rpo">{rpo ? fmtDuration(rpo) : 'all stored'}</div>
-          <div class="muted">target {target ? fmtDuration(target) : '–'} · newest write not yet on the backends</div>
+          <div class="muted">target {target ? fmtDuration(target) : '–'} · {rpo ? 'age of the oldest write not yet on the backends' : 'every write is on the backends'}</div>
           {target > 0 && <Progress value={rpo} max={target} label="RPO against its target" />}
           <div class="muted small">
             {s.last_point && s.last_point.generation ? `Last point #${s.last_point.generation} stored ${fmtAgo(s.last_point.stored_at)}` : 'No recovery point stored yet'}
