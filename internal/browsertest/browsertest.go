@@ -95,7 +95,7 @@ func Watch(ctx context.Context, c *Console, tab string) {
 
 // ShotsDir is where screenshots go: $E2E_SHOTS when set, else a
 // temporary directory of the test.
-func ShotsDir(t *testing.T) string {
+func ShotsDir(t testing.TB) string {
 	if d := os.Getenv("E2E_SHOTS"); d != "" {
 		if err := os.MkdirAll(d, 0o755); err != nil {
 			t.Fatal(err)
@@ -106,7 +106,7 @@ func ShotsDir(t *testing.T) string {
 }
 
 // Start starts Chromium with the flags the project uses.
-func Start(t *testing.T) context.Context {
+func Start(t testing.TB) context.Context {
 	t.Helper()
 	if _, err := os.Stat(Chromium); err != nil {
 		t.Fatalf("%s is missing: install the Debian package Chromium (apt-get install -y Chromium)", Chromium)

