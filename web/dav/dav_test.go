@@ -1,6 +1,7 @@
 package dav
 
 import (
+	"bytes"
 	"fmt"
 	"io"
 	"io/fs"
@@ -16,6 +17,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"qss/qsfs/users"
 	"qss/web/auth"
@@ -243,6 +245,72 @@ func TestRclone(t *testing.T) {
 		t.Errorf("rclone copied the reserved %s out", fsys.TrashDir)
 	}
 	sameTrees(t, "whole tree copied back", src, filepath.Join(all, "in"))
+
+	// A mount (rclone mount, FUSE): cp -r in, then out, as a desktop user
+	// would through a mounted WebDAV share.
+	mnt := filepath.Join(tmp, "mnt")
+	os.Mkdir(mnt, 0o755)
+	mount := exec.Command(rclone, "mount", "qs:", mnt, "--vfs-cache-mode", "writes", "--vfs-write-back", "0s", "--dir-cache-time", "1s")
+	mount.Env = env
+	var mlog bytes.Buffer
+	mount.Stdout, mount.Stderr = &mlog, &mlog
+	if err := mount.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- mount.Wait() }()
+	defer func() {
+		exec.Command("fusermount3", "-u", "-z", mnt).Run()
+		mount.Process.Kill()
+		<-done
+	}()
+	for i := 0; ; i++ {
+		if m, _ := os.ReadFile("/proc/self/mountinfo"); strings.Contains(string(m), " "+mnt+" ") {
+			break
+		}
+		if i == 200 {
+			t.Fatalf("rclone mount did not mount within 20 s (is the Debian package fuse3 installed?)\n%s", mlog.String())
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := exec.Command("cp", "-r", src, filepath.Join(mnt, "mounted")).CombinedOutput(); err != nil {
+		t.Fatalf("cp into the mount: %v %s", err, out)
+	}
+	out2 := filepath.Join(tmp, "out-of-mount")
+	if out, err := exec.Command("cp", "-r", filepath.Join(mnt, "mounted"), out2).CombinedOutput(); err != nil {
+		t.Fatalf("cp out of the mount: %v %s", err, out)
+	}
+	sameTrees(t, "copied out of the mount", src, out2)
+	// rclone uploads a file from its write cache after its close: wait
+	// until the server has everything, then unmount.
+	want := snapshot(t, src)
+	for i := 0; ; i++ {
+		var got map[string]string
+		if _, err := os.Stat(filepath.Join(s.dir, "mounted")); err == nil {
+			got = snapshot(t, filepath.Join(s.dir, "mounted"))
+		}
+		same := len(got) == len(want)
+		for k, v := range want {
+			same = same && got[k] == v
+		}
+		if same {
+			break
+		}
+		if i == 300 {
+			break // sameTrees below reports what is missing
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if out, err := exec.Command("fusermount3", "-u", mnt).CombinedOutput(); err != nil {
+		t.Fatalf("unmount: %v %s", err, out)
+	}
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		t.Fatalf("rclone mount did not end after the unmount\n%s", mlog.String())
+	}
+	done <- nil // for the deferred clean-up
+	sameTrees(t, "written through the mount, on the server", src, filepath.Join(s.dir, "mounted"))
 }
 
 var noRedirect = &http.Client{CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
