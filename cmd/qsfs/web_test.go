@@ -103,7 +103,7 @@ web = %q`, addr))
 	var remote bool
 	deadline := time.Now().Add(30 * time.Second)
 	for !remote && time.Now().Before(deadline) {
-		resp, b = w.do("GET", "/api/files/list?path=/", nil)
+		_, b = w.do("GET", "/api/files/list?path=/", nil)
 		var l struct {
 			Entries []struct {
 				Name   string
