@@ -84,10 +84,33 @@ func (n *Node) cut(all bool) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	// The first write since the last cut moves to this point in one step,
+	// so the live RPO never reads 0 while the point is being made; if no
+	// point comes of it, it moves back.
 	n.mu.Lock()
 	first := n.firstWrite
 	n.firstWrite = time.Time{}
+	if n.firsts == nil {
+		n.firsts = map[uint64]time.Time{}
+	}
+	if !first.IsZero() {
+		n.firsts[gen] = first
+	}
 	n.mu.Unlock()
+	made := false
+	defer func() {
+		if made {
+			return
+		}
+		n.mu.Lock()
+		delete(n.firsts, gen)
+		if n.firstWrite.IsZero() || (!first.IsZero() && first.Before(n.firstWrite)) {
+			if !first.IsZero() {
+				n.firstWrite = first
+			}
+		}
+		n.mu.Unlock()
+	}()
 	now := time.Now()
 	m := newManifest(gen, now)
 	m.FirstWrite = first
@@ -177,12 +200,7 @@ func (n *Node) cut(all bool) (uint64, error) {
 	}
 	if !changed {
 		os.RemoveAll(dir)
-		n.mu.Lock()
-		if n.firstWrite.IsZero() {
-			n.firstWrite = first
-		}
-		n.mu.Unlock()
-		return prev.Generation, nil
+		return prev.Generation, nil // the deferred func gives first back
 	}
 	if err := n.st.addJobs(jobs); err != nil {
 		return 0, err
@@ -190,7 +208,7 @@ func (n *Node) cut(all bool) (uint64, error) {
 	if err := n.st.putEpoch(m); err != nil {
 		return 0, err
 	}
-	n.pointFirst(gen, first)
+	made = true
 	n.kick()
 	return gen, nil
 }

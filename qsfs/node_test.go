@@ -564,3 +564,44 @@ func TestResidentFollowsEviction(t *testing.T) {
 		t.Fatal("local after a range read")
 	}
 }
+
+// The live RPO never reads 0 while a point holding the oldest write not
+// yet stored is being cut: a client waiting for "RPO 0" would think the
+// write stored (TestRPOKillNineRestore lost a file to this once).
+func TestRPONeverZeroDuringACut(t *testing.T) {
+	_, r := testRemote(t)
+	ctx := ctxT(t)
+	o := testOptions(t.TempDir(), r)
+	o.RPO = time.Hour // no cut but ours
+	n, err := Open(ctx, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.Close(ctx)
+	zeros := 0
+	for round := range 50 {
+		writeKeys(t, n, round*4, round*4+4, 16<<10)
+		done := make(chan error, 1)
+		go func() { _, err := n.cut(false); done <- err }()
+		for {
+			rpo := n.RPO()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			default:
+				// The cut had not returned when the RPO was read: its
+				// point could not be stored yet.
+				if rpo == 0 {
+					zeros++
+				}
+				continue
+			}
+			break
+		}
+	}
+	if zeros > 0 {
+		t.Fatalf("the live RPO read 0 %d times while a write was not stored", zeros)
+	}
+}
