@@ -117,73 +117,55 @@ func size(b int64) string {
 
 func userCmd(g *globals) *cobra.Command {
 	user := &cobra.Command{Use: "user", Short: "Manage the web and WebDAV users"}
-	user.AddCommand(&cobra.Command{
-		Use:   "add NAME",
-		Short: "Add a user; the password is read from the first line of stdin",
-		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
+	// withUsers runs change on the config's user store, with the password
+	// read from stdin when withPassword.
+	withUsers := func(withPassword bool, change func(st *users.Store, name, pw string) (string, error)) func(*cobra.Command, []string) error {
+		return func(cmd *cobra.Command, args []string) error {
 			cfg, err := g.load()
 			if err != nil {
 				return err
 			}
-			pw, err := readPassword(cmd.InOrStdin())
-			if err != nil {
-				return err
+			pw := ""
+			if withPassword {
+				if pw, err = readPassword(cmd.InOrStdin()); err != nil {
+					return err
+				}
 			}
 			st, err := usersOf(cfg)
 			if err != nil {
 				return err
 			}
-			if err := st.Add(args[0], pw); err != nil {
+			msg, err := change(st, args[0], pw)
+			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "user %s added\n", args[0])
+			fmt.Fprintln(cmd.OutOrStdout(), msg)
 			return nil
-		},
+		}
+	}
+	user.AddCommand(&cobra.Command{
+		Use:   "add NAME",
+		Short: "Add a user; the password is read from the first line of stdin",
+		Args:  cobra.ExactArgs(1),
+		RunE: withUsers(true, func(st *users.Store, name, pw string) (string, error) {
+			return "user " + name + " added", st.Add(name, pw)
+		}),
 	})
 	user.AddCommand(&cobra.Command{
 		Use:   "passwd NAME",
 		Short: "Set a user's password, read from the first line of stdin; its web sessions end",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			pw, err := readPassword(cmd.InOrStdin())
-			if err != nil {
-				return err
-			}
-			st, err := usersOf(cfg)
-			if err != nil {
-				return err
-			}
-			if err := st.SetPassword(args[0], pw); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "password of %s changed; its web and WebDAV logins end within seconds\n", args[0])
-			return nil
-		},
+		RunE: withUsers(true, func(st *users.Store, name, pw string) (string, error) {
+			return "password of " + name + " changed; its web and WebDAV logins end within seconds", st.SetPassword(name, pw)
+		}),
 	})
 	user.AddCommand(&cobra.Command{
 		Use:   "remove NAME",
 		Short: "Remove a user; its web sessions end",
 		Args:  cobra.ExactArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, err := g.load()
-			if err != nil {
-				return err
-			}
-			st, err := usersOf(cfg)
-			if err != nil {
-				return err
-			}
-			if err := st.Remove(args[0]); err != nil {
-				return err
-			}
-			fmt.Fprintf(cmd.OutOrStdout(), "user %s removed\n", args[0])
-			return nil
-		},
+		RunE: withUsers(false, func(st *users.Store, name, _ string) (string, error) {
+			return "user " + name + " removed", st.Remove(name)
+		}),
 	})
 	var asJSON bool
 	list := &cobra.Command{
