@@ -275,6 +275,7 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 		}
 		obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
 			locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
+			ch.Release() // every write returned: the encoder may reuse the memory
 			if err != nil {
 				return err
 			}

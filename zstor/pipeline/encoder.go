@@ -73,6 +73,22 @@ type Encoder struct {
 
 	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, sealed in place when not compressed
 	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed, sealed in place
+	shardSets sync.Pool // *shardSet: the n shards of a chunk, handed back by EncodedChunk.Release
+}
+
+// shardSet is the memory of one chunk's n shards, in one allocation of n
+// times the largest shard the options allow. Recycled, it saves the
+// allocation, the zeroing and the page faults of 1.5 bytes of fresh memory
+// per byte stored (k=4, n=6), which cost a store about a tenth of its CPU.
+type shardSet struct {
+	buf    []byte
+	shards [][]byte // n slices of buf, resliced to each chunk's shard size
+}
+
+// maxShardSize is the largest shard a chunk of o can make: a full chunk
+// stored uncompressed (compression is used only when it shrinks the chunk).
+func (o Options) maxShardSize() int {
+	return HeaderSize + ceilDiv(o.ChunkSize+tagSize, o.K) + ChecksumSize
 }
 
 // NewEncoder returns an Encoder for the given master key and options.
@@ -91,6 +107,14 @@ func NewEncoder(master MasterKey, opts Options) (*Encoder, error) {
 		b := make([]byte, compressBound(opts.Compression, opts.ChunkSize)+tagSize)
 		return &b
 	}
+	e.shardSets.New = func() any {
+		size := opts.maxShardSize()
+		set := &shardSet{buf: make([]byte, opts.N*size), shards: make([][]byte, opts.N)}
+		for i := range set.shards {
+			set.shards[i] = set.buf[i*size : (i+1)*size : (i+1)*size]
+		}
+		return set
+	}
 	return e, nil
 }
 
@@ -103,8 +127,24 @@ type EncodedChunk struct {
 
 	// Shards[i] is the complete shard with index i (0..K-1 data,
 	// K..N-1 parity), ready to store as one zdb value. The callee owns
-	// the slices.
+	// the slices until it calls Release.
 	Shards [][]byte
+
+	enc *Encoder
+	set *shardSet // where Shards live; nil once released
+}
+
+// Release hands the shards' memory back to the Encoder, which reuses it for
+// a later chunk: call it once nothing reads Shards any more (every write of
+// them returned). Shards is nil afterwards. Calling it is optional (without
+// it the garbage collector takes the memory) and a second call does
+// nothing.
+func (c *EncodedChunk) Release() {
+	if c.set == nil {
+		return
+	}
+	c.enc.shardSets.Put(c.set)
+	c.set, c.Shards = nil, nil
 }
 
 // EmitFunc receives the encoded chunks of an object, one call at a time and
@@ -226,13 +266,20 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 	// Seal in place: both buffers have room for the tag.
 	ct := keys.aead.Seal(stored[:0], chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
 
+	// Recycled memory holds an earlier chunk's bytes: everything below is
+	// written, the zero padding after the ciphertext explicitly.
+	set := e.shardSets.Get().(*shardSet)
 	shards := make([][]byte, n)
 	payloads := make([][]byte, n)
 	for i := range shards {
-		shards[i] = make([]byte, c.ShardSize) // zeroed: the padding
+		shards[i] = set.shards[i][:c.ShardSize]
 		payloads[i] = shards[i][HeaderSize : HeaderSize+c.PayloadSize]
-		if i < k && i*c.PayloadSize < len(ct) {
-			copy(payloads[i], ct[i*c.PayloadSize:])
+		if i < k {
+			m := 0
+			if i*c.PayloadSize < len(ct) {
+				m = copy(payloads[i], ct[i*c.PayloadSize:])
+			}
+			clear(payloads[i][m:])
 		}
 	}
 	e.plainBufs.Put(j.buf)
@@ -247,7 +294,7 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 	for i, s := range shards {
 		c.Checksums[i] = sealShard(s, keys.shardKey, id, &c, k, n, e.opts.ChunkSize, i)
 	}
-	return &EncodedChunk{Meta: c, Shards: shards}
+	return &EncodedChunk{Meta: c, Shards: shards, enc: e, set: set}
 }
 
 // Reed-Solomon encoders are costly to build and safe for concurrent use, so
