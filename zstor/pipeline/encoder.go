@@ -1,7 +1,6 @@
 package pipeline
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"io"
@@ -28,8 +27,9 @@ type Options struct {
 	ChunkSize int
 
 	// Concurrency is how many chunks are encoded at once; 0 means
-	// GOMAXPROCS. Memory in flight is about (Concurrency+2) chunks, plus
-	// the shards the emit callback holds on to.
+	// GOMAXPROCS. Memory in flight is about (Concurrency+3) chunks (the
+	// extra one read ahead to see whether the input ends), plus the
+	// shards the emit callback holds on to.
 	Concurrency int
 
 	// Logger receives a debug line per object; nil means slog.Default().
@@ -179,43 +179,73 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 		return nil, fmt.Errorf("pipeline: object %s: %w", obj.ID, err)
 	}
 
-	br := bufio.NewReaderSize(r, 4096)
 	sum := blake3.New()
 	var (
 		index uint64
 		done  bool
+		read  int64   // bytes read from r
+		ahead *encJob // the chunk after the one next hands out, read to learn whether that one is the last
 	)
+	// readChunk reads the next chunk into a pooled buffer straight from r,
+	// as large reads at offsets that are multiples of ChunkSize (what lets
+	// a reader of a file bypass the page cache, see zstor's fileReader).
+	// eof says r ended within the chunk.
+	readChunk := func() (j *encJob, eof bool, err error) {
+		bp := e.plainBufs.Get().(*[]byte)
+		n, err := io.ReadFull(r, (*bp)[:e.opts.ChunkSize])
+		switch err {
+		case nil:
+		case io.EOF, io.ErrUnexpectedEOF:
+			eof = true
+		default:
+			e.plainBufs.Put(bp)
+			return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", read+int64(n), err)
+		}
+		read += int64(n)
+		return &encJob{buf: bp, n: n}, eof, nil
+	}
+	var aheadEOF bool
 	next := func() (*encJob, bool, error) {
 		if done {
 			return nil, false, nil
 		}
-		bp := e.plainBufs.Get().(*[]byte)
-		n, err := io.ReadFull(br, (*bp)[:e.opts.ChunkSize])
-		final := false
-		switch err {
-		case nil:
-			// A full chunk: it is the last one when nothing follows.
-			if _, perr := br.Peek(1); perr == io.EOF {
-				final = true
-			} else if perr != nil {
-				e.plainBufs.Put(bp)
-				return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", obj.Size+int64(n), perr)
+		j, eof := ahead, aheadEOF
+		ahead = nil
+		if j == nil { // the first chunk
+			var err error
+			if j, eof, err = readChunk(); err != nil {
+				return nil, false, err
 			}
-		case io.EOF, io.ErrUnexpectedEOF:
-			// io.EOF (no byte read) only happens for an empty input: a full
-			// chunk followed by EOF is caught by the Peek above.
-			final = true
-		default:
-			e.plainBufs.Put(bp)
-			return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", obj.Size+int64(n), err)
 		}
-		sum.Write((*bp)[:n])
-		obj.Size += int64(n)
-		j := &encJob{index: index, final: final, buf: bp, n: n}
+		// A full chunk is the last one when nothing follows it; an empty
+		// input is one empty chunk.
+		if !eof {
+			nx, nxEOF, err := readChunk()
+			if err != nil {
+				e.plainBufs.Put(j.buf)
+				return nil, false, err
+			}
+			if nx.n == 0 {
+				e.plainBufs.Put(nx.buf)
+				eof = true
+			} else {
+				ahead, aheadEOF = nx, nxEOF
+			}
+		}
+		j.index, j.final = index, eof
+		sum.Write((*j.buf)[:j.n])
+		obj.Size += int64(j.n)
 		index++
-		done = final
+		done = eof
 		return j, true, nil
 	}
+	defer func() {
+		// Encoding stopped early (an error): the chunk read ahead was
+		// never handed out.
+		if ahead != nil {
+			e.plainBufs.Put(ahead.buf)
+		}
+	}()
 	work := func(_ context.Context, j *encJob) (*EncodedChunk, error) {
 		return e.encodeChunk(keys, obj.ID, j), nil
 	}
