@@ -13,6 +13,7 @@
 #   ZDB_ARGS=--sync bench/zstor.sh          # data zdbs fsync every write
 #   PROFILE_DIR=/tmp/prof bench/zstor.sh    # also CPU profiles of zstor store and
 #                                           # retrieve there, and where retrieve's time goes
+#   WARM_MIB=0 bench/zstor.sh               # no memory warming before each step (see drop_caches)
 #
 # Needs: Debian as root for apt-get of restic, redis-tools (redis-cli) and
 # time (GNU time) when missing; Go to build zdb and zstor. Everything runs
@@ -52,7 +53,7 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-need_mib=$(( SIZE_MIB * 5 + BIG_MIB * 4 + 512 ))
+need_mib=$(( SIZE_MIB * 5 + BIG_MIB * 4 + ${WARM_MIB:-$(( SIZE_MIB * 2 ))} + 512 ))
 avail_mib=$(df -Pm "$WORK" | awk 'NR==2{print $4}')
 [ "$avail_mib" -ge "$need_mib" ] || die "needs about $need_mib MiB free in $WORK, has $avail_mib"
 
@@ -125,7 +126,32 @@ done
 
 "$WORK/zstor" -c "$CFG" test >"$WORK/zstor-test.out" 2>&1 || die "zstor test failed: $(cat "$WORK/zstor-test.out")"
 
-drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true; }
+# drop_caches empties the page cache before a timed step and gives every
+# step the same start: memory that was in use a moment ago. Why: on a VM
+# whose balloon has free page reporting (virtio_balloon, as on this
+# project's machines) the guest hands memory that stays free for a few
+# seconds back to the host, and using such a page again costs a fault on
+# the host, charged to the process that touches it. Reading 1.5 GiB through
+# the page cache took 2.5-3.3 s of system time when memory had been free
+# for 8 s, 0.20-0.23 s right after another file's page cache was dropped
+# (a physical machine has no such difference). Without this a step was
+# timed with whatever the step before it happened to free: after a store
+# that reads its file with O_DIRECT, and so caches nothing, the retrieve's
+# zdbs spent 0.3-1 s more system time reading the same files. Reading a
+# scratch file of WARM_MIB through the page cache and dropping it is what
+# brings the memory back (filling and freeing tmpfs did not, in the same
+# measurements).
+WARM_MIB=${WARM_MIB:-$(( SIZE_MIB * 2 ))}
+WARM_FILE=$WORK/warm.bin
+drop_caches() {
+	sync
+	echo 3 >/proc/sys/vm/drop_caches 2>/dev/null || true
+	if [ "$WARM_MIB" -gt 0 ]; then
+		cat "$WARM_FILE" >/dev/null
+		echo 1 >/proc/sys/vm/drop_caches 2>/dev/null || true
+	fi
+}
+[ "$WARM_MIB" -eq 0 ] || head -c $(( WARM_MIB << 20 )) /dev/zero >"$WARM_FILE"
 
 # timed LABEL CMD...: runs CMD under GNU time, records seconds and peak RSS.
 declare -A SECS RSS USR SYS
@@ -198,7 +224,7 @@ rev=$(cd "$ROOT" && git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
 	echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 	echo "- host: nproc=$(nproc), cpu=$(awk -F': ' '/model name/{print $2; exit}' /proc/cpuinfo), mem=$(awk '/MemTotal/{printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
 	echo "- kernel: $(uname -srm); load average at end: $(cut -d' ' -f1-3 /proc/loadavg)"
-	echo "- files on: $(df -PT "$WORK" | awk 'NR==2{print $2}') ($WORK); caches dropped before every timed step"
+	echo "- files on: $(df -PT "$WORK" | awk 'NR==2{print $2}') ($WORK); caches dropped before every timed step, after reading a $WARM_MIB MiB scratch file through the page cache (see drop_caches in the script)"
 	echo "- zstor: rev $rev, k=4 n=6, compression $COMPRESSION, concurrency ${CONCURRENCY:-default}, 6 data + 4 metadata zdb processes on 127.0.0.1, data zdb flags: ${ZDB_ARGS:-none, so no fsync per write as in 0-db by default}"
 	echo "- restic fsyncs its pack files on backup; its restore is timed up to a sync of the restored file, since zstor retrieve fsyncs before the file appears"
 	echo "- restic: $(restic version | head -1), local repository on the same disk"

@@ -606,8 +606,7 @@ func (ns *Namespace) seqUpdate(old location, loc *location) error {
 // appendData buffers one data entry at the end of d<cur>.
 func (ns *Namespace) appendData(key, payload []byte, crc uint32, flags uint8, ts uint32) uint32 {
 	h := DataEntryHeader{Previous: ns.dataLast, CRC: crc, Flags: flags, Timestamp: ts}
-	ns.scratch = AppendDataEntry(ns.scratch[:0], h, key, payload)
-	off := ns.bufData(ns.scratch)
+	off := ns.bufData(func(b []byte) []byte { return AppendDataEntry(b, h, key, payload) })
 	ns.dataLast = uint32(off)
 	return uint32(off)
 }

@@ -1,7 +1,6 @@
 package zstor
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -269,18 +268,25 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 		}
 		p := c.newPlacer(ctx, false, c.degradedFloor())
 		var locations [][]Location
-		var r io.Reader = bufio.NewReaderSize(f, 1<<20)
+		// Read straight into the encoder's chunk buffers (no bufio: the
+		// encoder reads whole chunks, which lets fr bypass the page cache).
+		fr := newFileReader(f, before.size)
+		var r io.Reader = fr
 		if progress != nil {
 			r = &progressReader{r: r, fn: progress}
 		}
 		obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
 			locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
+			ch.Release() // every write returned: the encoder may reuse the memory
 			if err != nil {
 				return err
 			}
 			locations = append(locations, locs)
 			return nil
 		})
+		if ferr := fr.finish(); ferr != nil && err == nil {
+			err = ferr
+		}
 		if err != nil {
 			p.cleanup(ctx)
 			return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w", path, err)

@@ -27,7 +27,7 @@ func BenchmarkEncode(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			discard := func(context.Context, *EncodedChunk) error { return nil }
+			discard := func(_ context.Context, c *EncodedChunk) error { c.Release(); return nil } // as Store does
 			b.SetBytes(int64(len(data)))
 			b.ReportAllocs()
 			for b.Loop() {

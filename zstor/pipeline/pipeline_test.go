@@ -504,7 +504,7 @@ func TestBoundedMemory(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := &countingReader{data: textData(64*4096, 2)}
-	limit := int64((conc+3)*4096 + 4096) // conc+2 chunks, the one being emitted, the bufio buffer
+	limit := int64((conc+3)*4096 + 4096) // conc+2 chunks, the one being emitted, the one read ahead to see whether the input ends
 	var worst int64
 	_, err = enc.Encode(context.Background(), r, func(_ context.Context, c *EncodedChunk) error {
 		time.Sleep(200 * time.Microsecond) // let the reader run ahead as far as it can

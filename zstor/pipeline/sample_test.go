@@ -65,7 +65,7 @@ func BenchmarkEncodeRandom(b *testing.B) {
 			if err != nil {
 				b.Fatal(err)
 			}
-			discard := func(context.Context, *EncodedChunk) error { return nil }
+			discard := func(_ context.Context, c *EncodedChunk) error { c.Release(); return nil } // as Store does
 			b.SetBytes(int64(len(data)))
 			for b.Loop() {
 				if _, err := enc.Encode(context.Background(), bytes.NewReader(data), discard); err != nil {
