@@ -2,10 +2,21 @@ package web
 
 import (
 	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/json"
+	"encoding/pem"
 	"fmt"
 	"io"
+	"log/slog"
+	"math/big"
+	"net"
 	"net/http"
 	"net/http/cookiejar"
 	"net/http/httptest"
@@ -13,6 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"qss/qsfs/users"
 	"qss/web/fsys"
@@ -312,4 +324,83 @@ func TestLoopbackOnlyRefusesOtherHosts(t *testing.T) {
 	if resp.StatusCode != 421 || len(resp.Cookies()) != 0 {
 		t.Fatalf("login through a rebound name: %d, cookies %v", resp.StatusCode, resp.Cookies())
 	}
+}
+
+// With a certificate the server speaks TLS only, sends HSTS, and marks the
+// session cookie Secure.
+func TestTLS(t *testing.T) {
+	dir := t.TempDir()
+	certFile, keyFile := filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "localhost"},
+		DNSNames: []string{"localhost"}, IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kder, _ := x509.MarshalECPrivateKey(key)
+	os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder}), 0o600)
+
+	root, state := t.TempDir(), t.TempDir()
+	st, _ := users.Open(state)
+	st.Add(testUser, testPass)
+	f, _ := fsys.OpenRoot(root)
+	defer f.Close()
+	ln, err := Listen("127.0.0.1:0", certFile, keyFile, slog.Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{FS: f, Users: st, StateDir: state, TLS: true, LoopbackOnly: IsLoopbackListener(ln)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- Serve(ctx, ln, s.Handler(), slog.Default()) }()
+	defer func() { cancel(); <-done }()
+
+	pool := x509.NewCertPool()
+	pool.AddCert(must(x509.ParseCertificate(der)))
+	c := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}, Timeout: 10 * time.Second}
+	base := "https://" + ln.Addr().String()
+	resp, err := c.Get(base + "/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 || resp.TLS == nil || !strings.Contains(resp.Header.Get("Strict-Transport-Security"), "max-age") {
+		t.Fatalf("GET / over TLS: %d, TLS %v, HSTS %q", resp.StatusCode, resp.TLS != nil, resp.Header.Get("Strict-Transport-Security"))
+	}
+	resp, err = c.Post(base+"/api/auth/login", "application/json", strings.NewReader(`{"user":"`+testUser+`","password":"`+testPass+`"}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	var secure bool
+	for _, ck := range resp.Cookies() {
+		secure = secure || ck.Secure
+	}
+	if resp.StatusCode != 200 || !secure {
+		t.Fatalf("login over TLS: %d, Secure cookie %v", resp.StatusCode, secure)
+	}
+	// Plain HTTP on the TLS port gets no answer of ours.
+	if r, err := http.Get("http://" + ln.Addr().String() + "/"); err == nil {
+		r.Body.Close()
+		if r.StatusCode == 200 {
+			t.Fatal("plain HTTP answered 200 on the TLS listener")
+		}
+	}
+}
+
+func must[T any](v T, err error) T {
+	if err != nil {
+		panic(err)
+	}
+	return v
 }
