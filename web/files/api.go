@@ -322,12 +322,7 @@ func (a *API) newFile(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) created(w http.ResponseWriter, r *http.Request, name string) {
-	st, err := a.fs.Lstat(name)
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusCreated, a.entry(name, st))
+	a.answerEntryCode(w, r, name, http.StatusCreated)
 }
 
 // transferBody is the body of move and copy.
@@ -410,12 +405,36 @@ func (a *API) move(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *API) answerEntry(w http.ResponseWriter, r *http.Request, name string) {
+	a.answerEntryCode(w, r, name, http.StatusOK)
+}
+
+// openFile opens the regular file name for a handler; on failure (a
+// folder included) it answers the error and ok is false.
+func (a *API) openFile(w http.ResponseWriter, r *http.Request, name string) (f fsys.File, st fs.FileInfo, ok bool) {
+	f, err := a.fs.Open(name)
+	if err != nil {
+		a.fail(w, r, err)
+		return nil, nil, false
+	}
+	if st, err = f.Stat(); err == nil && st.IsDir() {
+		err = badf("%s is a folder", fsys.Display(name))
+	}
+	if err != nil {
+		f.Close()
+		a.fail(w, r, err)
+		return nil, nil, false
+	}
+	return f, st, true
+}
+
+// answerEntryCode answers name's Entry with code.
+func (a *API) answerEntryCode(w http.ResponseWriter, r *http.Request, name string, code int) {
 	st, err := a.fs.Lstat(name)
 	if err != nil {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, a.entry(name, st))
+	writeJSON(w, code, a.entry(name, st))
 }
 
 func (a *API) copy(w http.ResponseWriter, r *http.Request) {

@@ -62,21 +62,11 @@ func (a *API) getText(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	f, err := a.fs.Open(name)
-	if err != nil {
-		a.fail(w, r, err)
+	f, st, ok := a.openFile(w, r, name)
+	if !ok {
 		return
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if st.IsDir() {
-		a.fail(w, r, badf("%s is a folder", fsys.Display(name)))
-		return
-	}
 	if st.Size() > a.opts.MaxText {
 		WriteJSONError(w, http.StatusRequestEntityTooLarge,
 			fmt.Sprintf("%s is %d bytes, over the editor's limit of %d: download it instead", fsys.Display(name), st.Size(), a.opts.MaxText))

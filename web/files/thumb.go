@@ -58,21 +58,11 @@ func (a *API) thumb(w http.ResponseWriter, r *http.Request) {
 		}
 		size = n
 	}
-	f, err := a.fs.Open(name)
-	if err != nil {
-		a.fail(w, r, err)
+	f, st, ok := a.openFile(w, r, name)
+	if !ok {
 		return
 	}
 	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		a.fail(w, r, err)
-		return
-	}
-	if st.IsDir() {
-		a.fail(w, r, badf("%s is a folder", fsys.Display(name)))
-		return
-	}
 	etag := fmt.Sprintf("\"t%d-%s", size, ETag(st)[1:])
 	h := w.Header()
 	h.Set("ETag", etag)
