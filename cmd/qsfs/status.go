@@ -94,6 +94,9 @@ func printStatus(w io.Writer, s qsfs.Status) {
 	if s.LowestRedundancy > 0 {
 		fmt.Fprintf(w, "lowest redundancy %d of %d shards\n", s.LowestRedundancy, s.Expected)
 	}
+	if s.LossesSurvivable >= 0 {
+		fmt.Fprintf(w, "losses survivable %d more backends\n", s.LossesSurvivable)
+	}
 	if len(s.AtRisk) == 0 {
 		fmt.Fprintln(w, "at risk           nothing")
 	}
