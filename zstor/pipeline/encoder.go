@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/reedsolomon"
@@ -71,8 +72,8 @@ type Encoder struct {
 
 	newID func() ObjectID // NewObjectID; tests pin it to check the format byte for byte
 
-	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, sealed in place when not compressed
-	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed, sealed in place
+	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, only read once filled
+	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed and sealed in place, or the plaintext sealed into it
 	shardSets sync.Pool // *shardSet: the n shards of a chunk, handed back by EncodedChunk.Release
 }
 
@@ -160,9 +161,16 @@ type encJob struct {
 	buf   *[]byte // from plainBufs
 	n     int     // plaintext bytes in *buf
 
-	// hashed is closed once the whole-file checksum has taken in this
-	// chunk's plaintext; until then *buf must not change.
-	hashed chan struct{}
+	// users counts who still reads *buf: the worker encoding it and the
+	// goroutine computing the file checksum; the last one hands it back.
+	users atomic.Int32
+}
+
+// done is called by each of j's two users when it no longer reads j.buf.
+func (j *encJob) done(e *Encoder) {
+	if j.users.Add(-1) == 0 {
+		e.plainBufs.Put(j.buf)
+	}
 }
 
 // Encode reads r to its end and stores it as a new object with a random id:
@@ -186,8 +194,9 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 	// The whole-file checksum is one sequential BLAKE3 over the
 	// plaintext, about a fifth of the encoder's CPU. It runs on its own
 	// goroutine, chunk after chunk in order, so that neither the reader
-	// (which would wait for it before reading ahead) nor the workers
-	// (which seal the plaintext in place once it was hashed) do it.
+	// (which would wait for it before reading ahead) nor the workers wait
+	// for it: they only read the plaintext, and whichever of the two
+	// finishes with a chunk last returns its buffer.
 	sum := blake3.New()
 	hashq := make(chan *encJob, e.opts.Concurrency+2) // at most that many jobs exist
 	hashDone := make(chan struct{})
@@ -195,7 +204,7 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 		defer close(hashDone)
 		for j := range hashq {
 			sum.Write((*j.buf)[:j.n])
-			close(j.hashed)
+			j.done(e)
 		}
 	}()
 	var (
@@ -220,7 +229,9 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 			return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", read+int64(n), err)
 		}
 		read += int64(n)
-		return &encJob{buf: bp, n: n, hashed: make(chan struct{})}, eof, nil
+		j = &encJob{buf: bp, n: n}
+		j.users.Store(2)
+		return j, eof, nil
 	}
 	var aheadEOF bool
 	next := func() (*encJob, bool, error) {
@@ -292,16 +303,15 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 }
 
 // encodeChunk compresses, seals, erasure-codes and wraps one chunk. It
-// returns j's buffer to the pool.
+// only reads j's plaintext, and is done with it when it returns.
 func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *EncodedChunk {
 	k, n := e.opts.K, e.opts.N
 	plain := (*j.buf)[:j.n]
 	c := ChunkMeta{Index: j.index, Final: j.final, Compression: CompressionNone, PlainSize: j.n}
 
 	stored := plain
-	var wb *[]byte
+	wb := e.workBufs.Get().(*[]byte)
 	if e.opts.Compression != CompressionNone && j.n > 0 {
-		wb = e.workBufs.Get().(*[]byte)
 		if worthCompressing(e.opts.Compression, plain, wb) {
 			if out, ok := compress(e.opts.Compression, (*wb)[:0], plain); ok {
 				stored = out
@@ -314,11 +324,15 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 	c.Padding = k*c.PayloadSize - c.CipherSize
 	c.ShardSize = HeaderSize + c.PayloadSize + ChecksumSize
 
-	// Seal in place: both buffers have room for the tag. The plaintext
-	// is overwritten (or, compressed, goes back to the pool below) only
-	// once the file checksum has it.
-	<-j.hashed
-	ct := keys.aead.Seal(stored[:0], chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
+	// Sealed into the work buffer (in place when compressed there): the
+	// plaintext may still be read for the file checksum. Both have room
+	// for the tag.
+	dst := (*wb)[:0]
+	if c.Compression != CompressionNone {
+		dst = stored[:0]
+	}
+	ct := keys.aead.Seal(dst, chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
+	j.done(e)
 
 	// Recycled memory holds an earlier chunk's bytes: everything below is
 	// written, the zero padding after the ciphertext explicitly.
@@ -336,10 +350,7 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 			clear(payloads[i][m:])
 		}
 	}
-	e.plainBufs.Put(j.buf)
-	if wb != nil {
-		e.workBufs.Put(wb)
-	}
+	e.workBufs.Put(wb)
 	if err := e.rs.Encode(payloads); err != nil {
 		// Only on shard count or size mismatch, which cannot happen here.
 		panic("pipeline: reed-solomon encode: " + err.Error())
