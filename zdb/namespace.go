@@ -47,6 +47,7 @@ type Namespace struct {
 	indexFiles        map[uint32]*os.File // every index file, read-write
 	fileEnds          map[uint32]fileEnd  // per index file: end and last entry
 	dataEnd           int64               // append offset in d<cur>
+	flushed           flushMark           // how far the write-out of a data file was started
 	dataLast          uint32              // offset of the last data entry written
 	idxLast           uint32              // offset of the last index entry written
 	dirty             map[uint32]bool     // index files changed since INDEX DIRTY RESET

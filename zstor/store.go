@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/zeebo/blake3"
@@ -267,7 +268,6 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 			}
 		}
 		p := c.newPlacer(ctx, false, c.degradedFloor())
-		var locations [][]Location
 		// Read straight into the encoder's chunk buffers (no bufio: the
 		// encoder reads whole chunks, which lets fr bypass the page cache).
 		fr := newFileReader(f, before.size)
@@ -275,18 +275,15 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 		if progress != nil {
 			r = &progressReader{r: r, fn: progress}
 		}
-		obj, err := c.enc.Encode(ctx, r, func(ctx context.Context, ch *pipeline.EncodedChunk) error {
-			locs, err := p.write(ctx, c.cfg.MinimalShards, c.cfg.ExpectedShards, ch.Shards, nil)
-			ch.Release() // every write returned: the encoder may reuse the memory
-			if err != nil {
-				return err
-			}
-			locations = append(locations, locs)
-			return nil
-		})
+		w := newChunkWriter(p, c.cfg.MinimalShards, c.cfg.ExpectedShards)
+		obj, err := c.enc.Encode(ctx, r, w.emit)
+		if werr := w.wait(); werr != nil && err == nil {
+			err = werr
+		}
 		if ferr := fr.finish(); ferr != nil && err == nil {
 			err = ferr
 		}
+		locations := w.locations()
 		if err != nil {
 			p.cleanup(ctx)
 			return nil, nil, nil, nil, fmt.Errorf("zstor store %s: %w", path, err)
@@ -306,6 +303,76 @@ func (c *Client) encodeFile(ctx context.Context, path string, f *os.File, progre
 		c.log.Warn("zstor: the file changed while it was read; reading it again", slog.String("path", path), slog.Int("attempt", attempt))
 	}
 }
+
+// writeDepth is how many chunks a store writes at once. With one, every
+// backend waited for the slowest of the chunk's n writes before it got its
+// next shard, and the encoder for the whole round; two keep each backend
+// busy while the other chunk's stragglers finish.
+const writeDepth = 2
+
+// chunkWriter writes an object's chunks as the encoder hands them out, up
+// to writeDepth chunks at once, and keeps each chunk's shard locations in
+// chunk order. The first failed write stops the encoding: emit returns it
+// for every later chunk.
+type chunkWriter struct {
+	p    *placer
+	k, n int
+	sem  chan struct{} // a token per chunk being written
+	wg   sync.WaitGroup
+
+	mu   sync.Mutex
+	err  error        // the first failed write
+	locs [][]Location // by chunk index; filled in as writes finish
+}
+
+func newChunkWriter(p *placer, k, n int) *chunkWriter {
+	return &chunkWriter{p: p, k: k, n: n, sem: make(chan struct{}, writeDepth)}
+}
+
+// emit is the encoder's EmitFunc: it starts writing ch once fewer than
+// writeDepth chunks are in flight (back-pressure on the encoder) and
+// returns without waiting for the write.
+func (w *chunkWriter) emit(ctx context.Context, ch *pipeline.EncodedChunk) error {
+	select {
+	case w.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	w.mu.Lock()
+	err := w.err
+	idx := len(w.locs)
+	w.locs = append(w.locs, nil)
+	w.mu.Unlock()
+	if err != nil {
+		<-w.sem
+		return err
+	}
+	w.wg.Go(func() {
+		defer func() { <-w.sem }()
+		locs, err := w.p.write(ctx, w.k, w.n, ch.Shards, nil)
+		ch.Release() // every write returned: the encoder may reuse the memory
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		if err != nil {
+			if w.err == nil {
+				w.err = err
+			}
+			return
+		}
+		w.locs[idx] = locs
+	})
+	return nil
+}
+
+// wait waits for every write started and returns the first error.
+func (w *chunkWriter) wait() error {
+	w.wg.Wait()
+	return w.err
+}
+
+// locations returns the chunks' shard locations in chunk order; valid
+// after wait returned nil.
+func (w *chunkWriter) locations() [][]Location { return w.locs }
 
 // degradedFloor is the fewest shards a store may write when too few
 // backends are usable for n (min_store_shards), or 0 when degraded stores

@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/signal"
 	"runtime/pprof"
+	"runtime/trace"
 	"syscall"
 )
 
@@ -28,7 +29,15 @@ func main() {
 			defer f.Close()
 		}
 	}
+	if path := os.Getenv("ZSTOR_TRACE"); path != "" {
+		// The same for where the time goes between the goroutines
+		// (go tool trace): waits a CPU profile does not show.
+		if f, err := os.Create(path); err == nil && trace.Start(f) == nil {
+			defer f.Close()
+		}
+	}
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	trace.Stop()
 	pprof.StopCPUProfile()
 	stop()
 	os.Exit(code)

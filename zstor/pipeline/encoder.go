@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/reedsolomon"
@@ -71,8 +72,8 @@ type Encoder struct {
 
 	newID func() ObjectID // NewObjectID; tests pin it to check the format byte for byte
 
-	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, sealed in place when not compressed
-	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed, sealed in place
+	plainBufs sync.Pool // *[]byte, cap ChunkSize+tagSize: plaintext, only read once filled
+	workBufs  sync.Pool // *[]byte, cap compressBound+tagSize: compressed and sealed in place, or the plaintext sealed into it
 	shardSets sync.Pool // *shardSet: the n shards of a chunk, handed back by EncodedChunk.Release
 }
 
@@ -159,6 +160,17 @@ type encJob struct {
 	final bool
 	buf   *[]byte // from plainBufs
 	n     int     // plaintext bytes in *buf
+
+	// users counts who still reads *buf: the worker encoding it and the
+	// goroutine computing the file checksum; the last one hands it back.
+	users atomic.Int32
+}
+
+// done is called by each of j's two users when it no longer reads j.buf.
+func (j *encJob) done(e *Encoder) {
+	if j.users.Add(-1) == 0 {
+		e.plainBufs.Put(j.buf)
+	}
 }
 
 // Encode reads r to its end and stores it as a new object with a random id:
@@ -179,7 +191,22 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 		return nil, fmt.Errorf("pipeline: object %s: %w", obj.ID, err)
 	}
 
+	// The whole-file checksum is one sequential BLAKE3 over the
+	// plaintext, about a fifth of the encoder's CPU. It runs on its own
+	// goroutine, chunk after chunk in order, so that neither the reader
+	// (which would wait for it before reading ahead) nor the workers wait
+	// for it: they only read the plaintext, and whichever of the two
+	// finishes with a chunk last returns its buffer.
 	sum := blake3.New()
+	hashq := make(chan *encJob, e.opts.Concurrency+2) // at most that many jobs exist
+	hashDone := make(chan struct{})
+	go func() {
+		defer close(hashDone)
+		for j := range hashq {
+			sum.Write((*j.buf)[:j.n])
+			j.done(e)
+		}
+	}()
 	var (
 		index uint64
 		done  bool
@@ -202,7 +229,9 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 			return nil, false, fmt.Errorf("pipeline: read input at byte %d: %w", read+int64(n), err)
 		}
 		read += int64(n)
-		return &encJob{buf: bp, n: n}, eof, nil
+		j = &encJob{buf: bp, n: n}
+		j.users.Store(2)
+		return j, eof, nil
 	}
 	var aheadEOF bool
 	next := func() (*encJob, bool, error) {
@@ -233,7 +262,7 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 			}
 		}
 		j.index, j.final = index, eof
-		sum.Write((*j.buf)[:j.n])
+		hashq <- j
 		obj.Size += int64(j.n)
 		index++
 		done = eof
@@ -256,7 +285,10 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 		obj.Chunks = append(obj.Chunks, c.Meta)
 		return nil
 	}
-	if err := runOrdered(ctx, e.opts.Concurrency, next, work, consume); err != nil {
+	err = runOrdered(ctx, e.opts.Concurrency, next, work, consume)
+	close(hashq) // next is not called any more
+	<-hashDone
+	if err != nil {
 		return nil, err
 	}
 	sum.Sum(obj.Checksum[:0])
@@ -271,16 +303,15 @@ func (e *Encoder) Encode(ctx context.Context, r io.Reader, emit EmitFunc) (*Obje
 }
 
 // encodeChunk compresses, seals, erasure-codes and wraps one chunk. It
-// returns j's buffer to the pool.
+// only reads j's plaintext, and is done with it when it returns.
 func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *EncodedChunk {
 	k, n := e.opts.K, e.opts.N
 	plain := (*j.buf)[:j.n]
 	c := ChunkMeta{Index: j.index, Final: j.final, Compression: CompressionNone, PlainSize: j.n}
 
 	stored := plain
-	var wb *[]byte
+	wb := e.workBufs.Get().(*[]byte)
 	if e.opts.Compression != CompressionNone && j.n > 0 {
-		wb = e.workBufs.Get().(*[]byte)
 		if worthCompressing(e.opts.Compression, plain, wb) {
 			if out, ok := compress(e.opts.Compression, (*wb)[:0], plain); ok {
 				stored = out
@@ -293,8 +324,15 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 	c.Padding = k*c.PayloadSize - c.CipherSize
 	c.ShardSize = HeaderSize + c.PayloadSize + ChecksumSize
 
-	// Seal in place: both buffers have room for the tag.
-	ct := keys.aead.Seal(stored[:0], chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
+	// Sealed into the work buffer (in place when compressed there): the
+	// plaintext may still be read for the file checksum. Both have room
+	// for the tag.
+	dst := (*wb)[:0]
+	if c.Compression != CompressionNone {
+		dst = stored[:0]
+	}
+	ct := keys.aead.Seal(dst, chunkNonce(c.Index), stored, chunkAD(id, &c, k, n, e.opts.ChunkSize))
+	j.done(e)
 
 	// Recycled memory holds an earlier chunk's bytes: everything below is
 	// written, the zero padding after the ciphertext explicitly.
@@ -312,10 +350,7 @@ func (e *Encoder) encodeChunk(keys *objectKeys, id ObjectID, j *encJob) *Encoded
 			clear(payloads[i][m:])
 		}
 	}
-	e.plainBufs.Put(j.buf)
-	if wb != nil {
-		e.workBufs.Put(wb)
-	}
+	e.workBufs.Put(wb)
 	if err := e.rs.Encode(payloads); err != nil {
 		// Only on shard count or size mismatch, which cannot happen here.
 		panic("pipeline: reed-solomon encode: " + err.Error())
