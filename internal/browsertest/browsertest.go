@@ -122,6 +122,9 @@ func Start(t testing.TB) context.Context {
 		chromedp.NoFirstRun,
 		chromedp.NoDefaultBrowserCheck,
 		chromedp.UserDataDir(t.TempDir()),
+		// Chromium leaves a directory in TMPDIR per run: keep it in the
+		// test's own temporary directory, which the test removes.
+		chromedp.Env("TMPDIR=" + t.TempDir()),
 		chromedp.Flag("disable-background-networking", true),
 		chromedp.Flag("disable-component-update", true),
 		chromedp.Flag("disable-sync", true),
